@@ -1,0 +1,185 @@
+"""FGATConfig: every knob of the method, its defaults (paper §4, DESIGN.md §1) and validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from dataclasses import dataclass, fields
+from typing import Any
+
+INVERSIONS = ("direct", "null-text", "negative-prompt", "ddim")
+MATCHINGS = ("progressive", "initial")
+MASK_SOURCES = ("attention", "user", "none")
+GAMMA_ON = ("guided", "uncond")
+MASK_LAYERS = ("quarter", "all")
+DIFT_PROMPTS = ("own", "empty")
+
+# (field, low, high, low_inclusive, high_inclusive, human text)
+_FLOAT_RANGES = {
+    "delta": (0.0, 1.0, True, True),
+    "lam": (0.0, 1.0, True, True),
+    "gamma": (0.0, 1.0, True, True),
+    "window_start": (0.0, 1.0, True, False),
+    "window_end": (0.0, 1.0, False, True),
+    "guidance_scale": (0.0, 50.0, True, True),
+    "mask_threshold": (0.0, 1.0, True, False),
+    "null_text_lr": (0.0, 1.0, False, True),
+    "null_text_epsilon": (0.0, 1.0, True, True),
+}
+_INT_RANGES = {
+    "steps": (1, 1000),
+    "dift_timestep": (0, 999),
+    "dift_ensemble": (1, 32),
+    "seed": (0, 2**63 - 1),
+    "mask_dilate": (0, 8),
+    "null_text_steps": (1, 100),
+    "match_chunk": (1, 1 << 20),
+}
+_CHOICES = {
+    "inversion": INVERSIONS,
+    "matching": MATCHINGS,
+    "mask_source": MASK_SOURCES,
+    "gamma_on": GAMMA_ON,
+    "mask_layers": MASK_LAYERS,
+    "dift_prompt": DIFT_PROMPTS,
+}
+
+
+@dataclass
+class FGATConfig:
+    """All FGAT settings. Defaults are the paper's (§4) and DESIGN.md §1's readings of it."""
+
+    delta: float = 0.6  # Eq. 3: weight of the transfer
+    lam: float = 0.2  # Eq. 6: balance between x_t and x'_t
+    gamma: float = 0.2  # Eq. 7: mix of eps(x_t) and eps(x'_t)
+    window_start: float = 0.24  # first window step = ceil(window_start * steps)
+    window_end: float = 0.44  # window ends before ceil(window_end * steps)
+    steps: int = 50
+    guidance_scale: float = 7.5
+    inversion: str = "direct"
+    matching: str = "progressive"
+    mask_source: str = "attention"
+    mask_word: str = ""  # empty: the last word of the source prompt
+    mask_threshold: float = 0.3
+    dift_timestep: int = 261
+    dift_ensemble: int = 1
+    gamma_on: str = "guided"
+    seed: int = 0
+    mask_layers: str = "quarter"  # attention layers at 1/4 of the latent size, or all
+    mask_dilate: int = 1  # latent pixels of dilation after thresholding
+    dift_prompt: str = "own"  # DIFT conditioning: each image's own prompt, or the empty prompt
+    null_text_steps: int = 10
+    null_text_lr: float = 1e-2
+    null_text_epsilon: float = 1e-5
+    match_chunk: int = 1024  # source rows per chunk of the similarity matrix
+
+    def __post_init__(self) -> None:
+        for name, (lo, hi, lo_in, hi_in) in _FLOAT_RANGES.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"FGATConfig.{name} must be a number, got {v!r}")
+            ok = (v >= lo if lo_in else v > lo) and (v <= hi if hi_in else v < hi)
+            if not ok:
+                rng = f"{'[' if lo_in else '('}{lo}, {hi}{']' if hi_in else ')'}"
+                raise ValueError(f"FGATConfig.{name} must be in {rng}, got {v!r}")
+            setattr(self, name, float(v))
+        for name, (lo, hi) in _INT_RANGES.items():
+            v = getattr(self, name)
+            if isinstance(v, float) and v.is_integer():
+                v = int(v)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"FGATConfig.{name} must be an integer, got {v!r}")
+            if not lo <= v <= hi:
+                raise ValueError(f"FGATConfig.{name} must be in [{lo}, {hi}], got {v!r}")
+            setattr(self, name, v)
+        for name, allowed in _CHOICES.items():
+            v = getattr(self, name)
+            if v not in allowed:
+                raise ValueError(f"FGATConfig.{name} must be one of {', '.join(allowed)}; got {v!r}")
+        if not isinstance(self.mask_word, str):
+            raise ValueError(f"FGATConfig.mask_word must be a string, got {self.mask_word!r}")
+        self.mask_word = self.mask_word.strip()
+        if self.window_end <= self.window_start:
+            raise ValueError(
+                f"FGATConfig.window_end ({self.window_end}) must be greater than window_start "
+                f"({self.window_start})"
+            )
+
+    # ------------------------------------------------------------------ window
+    def window(self, steps: int | None = None) -> tuple[int, int]:
+        """Window steps [start, end) at `steps` sampling steps: ceil(f * N) for both ends (DESIGN §1.4)."""
+        n = self.steps if steps is None else int(steps)
+        start = math.ceil(round(self.window_start * n, 9))
+        end = min(math.ceil(round(self.window_end * n, 9)), n)
+        if start >= end:
+            raise ValueError(
+                f"the FGAT window is empty at {n} steps (window_start={self.window_start:g} -> step "
+                f"{start}, window_end={self.window_end:g} -> step {end}): raise the number of steps or "
+                f"widen the window"
+            )
+        if self.mask_source == "attention" and start < 1:
+            raise ValueError(
+                "the attention mask is collected over the steps before the window, but window_start "
+                f"gives step 0 at {n} steps: raise window_start or choose mask_source 'user' or 'none'"
+            )
+        return start, end
+
+    # ------------------------------------------------------------------ dict
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FGATConfig:
+        if not isinstance(data, dict):
+            raise ValueError(f"FGAT settings must be a dict of named values, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown FGAT setting(s): {', '.join(unknown)}; known settings: {', '.join(sorted(known))}"
+            )
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> FGATConfig:
+        return self.from_dict({**self.to_dict(), **changes})
+
+    # ------------------------------------------------------------------ infotext
+    def to_infotext(self) -> str:
+        """One line holding every setting: `delta=0.6; lam=0.2; ...; mask_word="cat"`."""
+        parts = []
+        for k, v in self.to_dict().items():
+            parts.append(f"{k}={json.dumps(v)}")
+        return "; ".join(parts)
+
+    @classmethod
+    def from_infotext(cls, text: str) -> FGATConfig:
+        """Inverse of `to_infotext` (also accepts a JSON object)."""
+        text = (text or "").strip()
+        if text.startswith("{"):
+            try:
+                return cls.from_dict(json.loads(text))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"FGAT infotext is not valid JSON: {e}") from None
+        data: dict[str, Any] = {}
+        pos = 0
+        for m in _INFOTEXT_ITEM.finditer(text):
+            if text[pos : m.start()].strip(" ;"):
+                raise ValueError(f"cannot read FGAT infotext near {text[pos:m.start()]!r}")
+            key, raw = m.group(1), m.group(2).strip()
+            try:
+                data[key] = json.loads(raw)
+            except json.JSONDecodeError:
+                raise ValueError(f"FGAT infotext value for {key!r} is not readable: {raw!r}") from None
+            pos = m.end()
+        if text[pos:].strip(" ;"):
+            raise ValueError(f"cannot read FGAT infotext near {text[pos:]!r}")
+        return cls.from_dict(data)
+
+
+_INFOTEXT_ITEM = re.compile(r'\s*(\w+)=("(?:[^"\\]|\\.)*"|[^;]*)\s*(?:;|$)')
+
+
+def config_fields() -> list[dataclasses.Field]:
+    return list(fields(FGATConfig))

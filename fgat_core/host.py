@@ -1,0 +1,60 @@
+"""The small protocol every host (diffusers, A1111, Forge) gives the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+# Conditioning: a dict of tensors that all have the batch as their first dimension.
+# SD1/2: {"context": (B, 77, D)}; SDXL adds {"text_embeds": (B, 1280), "time_ids": (B, 6)}.
+Cond = dict[str, Tensor]
+CONTEXT = "context"
+
+
+@dataclass(frozen=True)
+class AttentionLayer:
+    """A cross-attention layer whose probabilities the mask needs: its q and k projections."""
+
+    name: str
+    to_q: nn.Module
+    to_k: nn.Module
+    heads: int
+
+
+@runtime_checkable
+class Denoiser(Protocol):
+    """What the engine needs from a model. All tensors are VP latents; `t` is one timestep per row."""
+
+    alphas_cumprod: Tensor  # (T,) float64, CPU
+
+    def eps(self, x: Tensor, t: Tensor, cond: Cond) -> Tensor:
+        """The model's noise prediction for each row (v-prediction converted to eps)."""
+
+    def features(self, x: Tensor, t: Tensor, cond: Cond) -> Tensor:
+        """DIFT features: the output of the UNet's up_blocks[1] (ldm output_blocks[5]) for each row."""
+
+    def attention_layers(self) -> list[AttentionLayer]:
+        """The cross-attention (attn2) layers, for the attention mask."""
+
+
+def cond_cat(conds: list[Cond]) -> Cond:
+    keys = conds[0].keys()
+    for c in conds[1:]:
+        if c.keys() != keys:
+            raise ValueError(f"conditionings have different keys: {sorted(keys)} vs {sorted(c.keys())}")
+    return {k: torch.cat([c[k] for c in conds], dim=0) for k in keys}
+
+
+def cond_rows(cond: Cond) -> int:
+    return next(iter(cond.values())).shape[0]
+
+
+def cond_select(cond: Cond, rows: list[int] | slice) -> Cond:
+    return {k: v[rows] for k, v in cond.items()}
+
+
+def cond_detach(cond: Cond) -> Cond:
+    return {k: v.detach().clone() for k, v in cond.items()}

@@ -1,0 +1,78 @@
+"""Image I/O policy shared by the CLI and the WebUI: any PIL mode to RGB, size limits, resize policy."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+MAX_PIXELS = 4096 * 4096  # larger inputs are rejected, not silently downscaled
+
+
+def to_rgb(img: Image.Image, what: str = "image") -> Image.Image:
+    """Grayscale, palette, RGBA (composited on white), CMYK and 16-bit images to 8-bit RGB."""
+    if not isinstance(img, Image.Image):
+        raise ValueError(f"the {what} must be an image, got {type(img).__name__}")
+    w, h = img.size
+    if w < 8 or h < 8:
+        raise ValueError(f"the {what} is {w}x{h}; it must be at least 8x8 pixels")
+    if w * h > MAX_PIXELS:
+        raise ValueError(
+            f"the {what} is {w}x{h} ({w * h / 1e6:.1f} MP); the limit is {MAX_PIXELS / 1e6:.1f} MP: downscale it"
+        )
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def snap_size(w: int, h: int, multiple: int) -> tuple[int, int]:
+    """Round a size to the nearest multiple (at least one multiple) the model can take."""
+    return max(multiple, round(w / multiple) * multiple), max(multiple, round(h / multiple) * multiple)
+
+
+def fit_to(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Resize policy for the target (and masks): centre-crop to `size`'s aspect ratio, then resize."""
+    w, h = img.size
+    tw, th = size
+    if w * th != h * tw:
+        if w * th > h * tw:  # too wide
+            nw = max(1, round(h * tw / th))
+            left = (w - nw) // 2
+            img = img.crop((left, 0, left + nw, h))
+        else:
+            nh = max(1, round(w * th / tw))
+            top = (h - nh) // 2
+            img = img.crop((0, top, w, top + nh))
+    if img.size != (tw, th):
+        img = img.resize((tw, th), Image.LANCZOS)
+    return img
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """RGB PIL -> (1, 3, H, W) in [-1, 1]."""
+    arr = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(arr).permute(2, 0, 1)[None].contiguous()
+
+
+def to_pil(x: torch.Tensor) -> Image.Image:
+    """(1, 3, H, W) in [-1, 1] -> RGB PIL."""
+    arr = ((x[0].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(arr, "RGB")
+
+
+def mask_from_image(img: Image.Image) -> torch.Tensor:
+    """A mask image (white = transfer) to an (h, w) tensor in [0, 1]; alpha is used when present."""
+    if img.mode in ("RGBA", "LA") and np.asarray(img.getchannel("A")).min() < 255:
+        arr = np.asarray(img.getchannel("A"), dtype=np.float32)
+    else:
+        arr = np.asarray(to_rgb(img, "mask").convert("L"), dtype=np.float32)
+    return torch.from_numpy(arr / 255.0)

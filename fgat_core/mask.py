@@ -1,0 +1,189 @@
+"""The mask M of Eq. 3: cross-attention of the source's object token, or a user mask, or none."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .host import AttentionLayer
+
+
+def downsampled_size(size: tuple[int, int], factor: int) -> tuple[int, int]:
+    """Spatial size after log2(factor) stride-2 downsamplings (ceil, as SD's conv downsamplers)."""
+    h, w = size
+    for _ in range(int(math.log2(factor))):
+        h, w = (h + 1) // 2, (w + 1) // 2
+    return h, w
+
+
+class AttentionRecorder:
+    """Recomputes softmax(q k^T / sqrt(d)) for chosen tokens from hooks on attn2.to_q / attn2.to_k.
+
+    Works whatever attention kernel the model uses (SDP, xformers, sub-quadratic), because the
+    probabilities are rebuilt from the projections. Only the rows listed in `rows` are recorded, and
+    only while `active` is true. Maps are summed per query grid; `mean_map()` averages them."""
+
+    def __init__(
+        self,
+        layers: Sequence[AttentionLayer],
+        token_indices: Sequence[int],
+        latent_size: tuple[int, int],
+        which: str = "quarter",
+    ) -> None:
+        if not layers:
+            raise ValueError("the model exposes no cross-attention layers, so no attention mask can be made")
+        if not token_indices:
+            raise ValueError("no prompt token was chosen for the attention mask")
+        self.layers = list(layers)
+        self.tokens = list(token_indices)
+        self.latent_size = latent_size
+        grids = [downsampled_size(latent_size, f) for f in (1, 2, 4, 8, 16)]
+        self.grids = [downsampled_size(latent_size, 4)] if which == "quarter" else grids
+        self.rows: list[int] = []
+        self.active = False
+        self.sums: dict[tuple[int, int], Tensor] = {}
+        self.counts: dict[tuple[int, int], int] = {}
+        self._q: dict[int, Tensor] = {}
+        self._handles: list = []
+
+    # hooks -------------------------------------------------------------------------------------
+    def __enter__(self) -> AttentionRecorder:
+        for i, layer in enumerate(self.layers):
+            self._handles.append(layer.to_q.register_forward_hook(self._q_hook(i)))
+            self._handles.append(layer.to_k.register_forward_hook(self._k_hook(i, layer.heads)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._q.clear()
+
+    def _q_hook(self, i: int):
+        def hook(_mod, _inp, out):
+            if self.active and self.rows:
+                self._q[i] = out.detach()
+
+        return hook
+
+    def _k_hook(self, i: int, heads: int):
+        def hook(_mod, _inp, out):
+            q = self._q.pop(i, None)
+            if q is None or not self.active or not self.rows:
+                return
+            nq = q.shape[1]
+            grid = next((g for g in self.grids if g[0] * g[1] == nq), None)
+            if grid is None or max(self.tokens) >= out.shape[1]:
+                return
+            rows = [r for r in self.rows if r < q.shape[0]]
+            qq = q[rows].float()
+            kk = out.detach()[rows].float()
+            b, _, inner = qq.shape
+            d = inner // heads
+            qh = qq.reshape(b, nq, heads, d).transpose(1, 2)
+            kh = kk.reshape(b, kk.shape[1], heads, d).transpose(1, 2)
+            probs = torch.softmax(qh @ kh.transpose(-1, -2) / math.sqrt(d), dim=-1)  # (b, H, nq, nk)
+            m = probs[..., self.tokens].sum(-1).mean(dim=(0, 1))  # mean over rows and heads
+            m = m.reshape(grid).cpu()
+            self.sums[grid] = self.sums.get(grid, torch.zeros(grid)) + m
+            self.counts[grid] = self.counts.get(grid, 0) + 1
+
+        return hook
+
+    # result ------------------------------------------------------------------------------------
+    def mean_map(self) -> Tensor:
+        """Average over heads, layers and steps of every recorded grid, upsampled to the latent size."""
+        if not self.sums:
+            raise RuntimeError(
+                "no cross-attention map was recorded: the model has no attention layer at the chosen "
+                "resolution, or no step ran before the window"
+            )
+        maps = [
+            upsample_map(self.sums[g] / self.counts[g], self.latent_size) for g in sorted(self.sums)
+        ]
+        return torch.stack(maps).mean(0)
+
+
+def upsample_map(m: Tensor, size: tuple[int, int]) -> Tensor:
+    if tuple(m.shape) == tuple(size):
+        return m
+    return F.interpolate(m[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+
+
+def threshold_mask(attn_map: Tensor, threshold: float = 0.3, dilate: int = 1) -> Tensor:
+    """Divide by the max, keep >= threshold, dilate by `dilate` latent pixels (DESIGN §1.5). (h, w) in {0,1}."""
+    peak = attn_map.max()
+    if not torch.isfinite(peak) or peak <= 0:
+        return torch.zeros_like(attn_map)
+    m = (attn_map / peak >= threshold).float()
+    if dilate > 0:
+        k = 2 * dilate + 1
+        m = F.max_pool2d(m[None, None], kernel_size=k, stride=1, padding=dilate)[0, 0]
+    return m
+
+
+def prepare_user_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
+    """A drawn/uploaded mask (h, w) in [0, 1] (white = transfer) resized to the latent grid."""
+    if mask.dim() != 2:
+        raise ValueError(f"the mask must be a single-channel (h, w) image, got shape {tuple(mask.shape)}")
+    m = mask.float()
+    if m.numel() == 0 or not torch.isfinite(m).all():
+        raise ValueError("the mask is empty or holds non-finite values")
+    if m.max() > 1.0 + 1e-6 or m.min() < -1e-6:
+        raise ValueError("the mask values must lie in [0, 1] (white = transfer, black = keep)")
+    src_h, src_w = m.shape
+    if abs(src_h / src_w - size[0] / size[1]) > 0.02:
+        raise ValueError(
+            f"the mask is {src_w}x{src_h} but the image grid is {size[1]}x{size[0]} (other aspect ratio): "
+            f"upload a mask with the same aspect ratio as the source image"
+        )
+    return F.interpolate(m[None, None], size=size, mode="area")[0, 0].clamp(0, 1)
+
+
+_WORD = re.compile(r"[\w']+|[^\w\s]", re.UNICODE)
+
+
+def prompt_words(prompt: str) -> list[str]:
+    return _WORD.findall(prompt.lower())
+
+
+def word_token_indices(
+    prompt: str, word: str, tokenize: Callable[[str], list[str]], max_tokens: int = 77
+) -> list[int]:
+    """Positions (BOS = 0) of the tokens that spell `word` in `prompt`; empty word = the last word.
+
+    `tokenize(text)` returns the text's tokens without BOS/EOS (the CLIP tokenizer works per word,
+    so a prompt's tokens are the concatenation of its words' tokens)."""
+    words = prompt_words(prompt)
+    alnum = [w for w in words if re.match(r"\w", w)]
+    if not alnum:
+        raise ValueError("the source prompt is empty, so there is no word to take the attention mask from: "
+                         "write a source prompt naming the object, or choose mask source 'user' or 'none'")
+    target = prompt_words(word) if word.strip() else [alnum[-1]]
+    pos, spans = 1, []
+    for w in words:
+        n = len(tokenize(w))
+        spans.append((w, pos, pos + n))
+        pos += n
+    hits: list[int] = []
+    for i in range(len(spans) - len(target) + 1):
+        if [s[0] for s in spans[i : i + len(target)]] == target:
+            hits.extend(range(spans[i][1], spans[i + len(target) - 1][2]))
+    if not hits:
+        raise ValueError(
+            f"the mask word {word!r} is not in the source prompt {prompt!r}; use one of its words: "
+            f"{', '.join(dict.fromkeys(alnum))}"
+        )
+    hits = [h for h in hits if h < max_tokens - 1]
+    if not hits:
+        raise ValueError(f"the mask word {word!r} lies beyond the first {max_tokens - 2} tokens of the prompt; "
+                         "move it earlier in the source prompt")
+    return hits

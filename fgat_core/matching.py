@@ -1,0 +1,68 @@
+"""Semantic matching with DIFT features (Tang et al. 2023): features, chunked cosine argmax, gather."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .host import Cond, Denoiser, cond_cat
+
+
+def dift_noise(shape: tuple[int, ...], ensemble: int, seed: int, device, dtype) -> Tensor:
+    """K fixed-seed noise draws n used by `dift_features` (the same draws for source and target)."""
+    g = torch.Generator(device="cpu").manual_seed(int(seed) + 7919)
+    n = torch.randn((ensemble, *shape), generator=g, dtype=torch.float32)
+    return n.to(device=device, dtype=dtype)
+
+
+def dift_features(
+    host: Denoiser, x0: Tensor, conds: list[Cond], timestep: int, noise: Tensor
+) -> list[Tensor]:
+    """F = U(sqrt(a_d) x0 + sqrt(1-a_d) n) averaged over the K draws in `noise`, one per x0 row.
+
+    x0: (B, C, h, w) with one conditioning per row; returns B tensors shaped (C_f, h_f, w_f).
+    All B*K UNet rows run in one batched call."""
+    b, k = x0.shape[0], noise.shape[0]
+    a = float(host.alphas_cumprod[timestep])
+    xs = (a**0.5) * x0[:, None] + ((1 - a) ** 0.5) * noise[None]  # (B, K, C, h, w)
+    xs = xs.reshape(b * k, *x0.shape[1:])
+    cond = cond_cat([c for c in conds for _ in range(k)])
+    t = torch.full((b * k,), timestep, dtype=torch.long, device=x0.device)
+    feats = host.features(xs, t, cond).float()
+    feats = feats.reshape(b, k, *feats.shape[1:]).mean(dim=1)
+    return list(feats)
+
+
+def upsample_features(feat: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear upsampling of (C, h, w) features to the latent grid (C, H, W)."""
+    if tuple(feat.shape[-2:]) == tuple(size):
+        return feat
+    return F.interpolate(feat[None], size=size, mode="bilinear", align_corners=False)[0]
+
+
+def correspondence(feat_src: Tensor, feat_tar: Tensor, chunk_size: int | None = None) -> Tensor:
+    """C[p] = argmax_q <F_src[p], F_tar[q]> of L2-normalised features (C, h, w); flat target indices.
+
+    The similarity matrix is built `chunk_size` source rows at a time, so memory stays
+    O(chunk_size * h_tar * w_tar)."""
+    if feat_src.dim() != 3 or feat_tar.dim() != 3:
+        raise ValueError(f"features must be (C, h, w); got {tuple(feat_src.shape)} and {tuple(feat_tar.shape)}")
+    if feat_src.shape[0] != feat_tar.shape[0]:
+        raise ValueError(
+            f"source and target features have different channel counts: {feat_src.shape[0]} vs {feat_tar.shape[0]}"
+        )
+    src = F.normalize(feat_src.flatten(1).t().float(), dim=1)  # (P, C)
+    tar = F.normalize(feat_tar.flatten(1).float(), dim=0)  # (C, Q)
+    n = src.shape[0]
+    step = n if chunk_size is None else max(1, int(chunk_size))
+    out = torch.empty(n, dtype=torch.long, device=src.device)
+    for i in range(0, n, step):
+        out[i : i + step] = (src[i : i + step] @ tar).argmax(dim=1)
+    return out
+
+
+def gather_matched(x0_tar: Tensor, corr: Tensor, size: tuple[int, int]) -> Tensor:
+    """C(x0_tar): the target latent vectors at the matched positions, on the source grid (B, C, H, W)."""
+    flat = x0_tar.flatten(2)  # (B, C, Q)
+    return flat[:, :, corr].reshape(x0_tar.shape[0], x0_tar.shape[1], *size)

@@ -1,0 +1,173 @@
+"""FGATPipeline: the standalone (diffusers) pipeline, image in to image out."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+
+from .config import FGATConfig
+from .diffusers_host import DiffusersDenoiser
+from .engine import FGATInputs, FGATResult, Progress, run_fgat
+from .host import CONTEXT, Cond
+from .images import fit_to, mask_from_image, snap_size, to_pil, to_rgb, to_tensor
+from .mask import word_token_indices
+from .schedule import scaled_linear_alphas_cumprod
+
+
+@dataclass
+class TransferOutput:
+    image: Image.Image
+    latent: torch.Tensor
+    result: FGATResult
+    config: FGATConfig
+    source: Image.Image  # the source as the model saw it (snapped size)
+    target: Image.Image  # the target after the resize policy
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def messages(self) -> list[str]:
+        return self.result.messages
+
+
+class FGATPipeline:
+    """UNet + VAE + text encoder(s) + tokenizer(s). SDXL when `text_encoder_2` is given."""
+
+    def __init__(
+        self, unet, vae, text_encoder, tokenizer, *, alphas_cumprod: torch.Tensor | None = None,
+        prediction_type: str = "epsilon", text_encoder_2=None, tokenizer_2=None,
+        device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, name: str = "model",
+    ) -> None:
+        self.unet, self.vae = unet, vae
+        self.text_encoder, self.tokenizer = text_encoder, tokenizer
+        self.text_encoder_2, self.tokenizer_2 = text_encoder_2, tokenizer_2
+        self.device, self.dtype, self.name = torch.device(device), dtype, name
+        ac = alphas_cumprod if alphas_cumprod is not None else scaled_linear_alphas_cumprod()
+        self.host = DiffusersDenoiser(unet, ac, prediction_type)
+        self.prediction_type = prediction_type
+        for m in self._modules():
+            m.to(self.device).eval().requires_grad_(False)
+            if next(m.parameters()).dtype != self.dtype:
+                m.to(dtype=self.dtype)
+
+    def _modules(self):
+        return [m for m in (self.unet, self.vae, self.text_encoder, self.text_encoder_2) if m is not None]
+
+    @property
+    def is_sdxl(self) -> bool:
+        return self.text_encoder_2 is not None
+
+    @property
+    def vae_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def size_multiple(self) -> int:
+        return self.vae_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+    # ------------------------------------------------------------------ text
+    def tokens(self, text: str) -> list[str]:
+        return self.tokenizer.tokenize(text)
+
+    def _ids(self, tokenizer, prompt: str) -> torch.Tensor:
+        return tokenizer(
+            prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+            return_tensors="pt",
+        ).input_ids.to(self.device)
+
+    @torch.no_grad()
+    def encode_prompt(self, prompt: str, size: tuple[int, int] | None = None) -> Cond:
+        if not self.is_sdxl:
+            ctx = self.text_encoder(self._ids(self.tokenizer, prompt))[0]
+            return {CONTEXT: ctx.to(self.dtype)}
+        out1 = self.text_encoder(self._ids(self.tokenizer, prompt), output_hidden_states=True)
+        out2 = self.text_encoder_2(self._ids(self.tokenizer_2, prompt), output_hidden_states=True)
+        ctx = torch.cat([out1.hidden_states[-2], out2.hidden_states[-2]], dim=-1)
+        h, w = size or (1024, 1024)
+        time_ids = torch.tensor([[h, w, 0, 0, h, w]], dtype=self.dtype, device=self.device)
+        return {CONTEXT: ctx.to(self.dtype), "text_embeds": out2.text_embeds.to(self.dtype), "time_ids": time_ids}
+
+    # ------------------------------------------------------------------ images
+    @torch.no_grad()
+    def encode_image(self, img: Image.Image) -> torch.Tensor:
+        x = to_tensor(img).to(self.device, self.dtype)
+        lat = self.vae.encode(x).latent_dist.mean
+        return lat * self.vae.config.scaling_factor
+
+    @torch.no_grad()
+    def decode(self, latent: torch.Tensor) -> Image.Image:
+        x = self.vae.decode((latent / self.vae.config.scaling_factor).to(self.dtype)).sample
+        return to_pil(x)
+
+    def prepare_images(self, source: Image.Image, target: Image.Image) -> tuple[Image.Image, Image.Image]:
+        """Source: snapped to the model's size multiple. Target: centre-cropped to the source's aspect
+        ratio and resized to the source's size."""
+        src = to_rgb(source, "source image")
+        tar = to_rgb(target, "target image")
+        size = snap_size(*src.size, self.size_multiple)
+        if size != src.size:
+            src = src.resize(size, Image.LANCZOS)
+        return src, fit_to(tar, size)
+
+    # ------------------------------------------------------------------ run
+    def transfer(
+        self, source: Image.Image, target: Image.Image, source_prompt: str, target_prompt: str,
+        config: FGATConfig | None = None, *, negative_prompt: str = "", mask: Image.Image | None = None,
+        progress: Progress | None = None, transfer: bool = True, latents: dict | None = None,
+    ) -> TransferOutput:
+        """Run FGAT on two images. `latents` may carry cached {'source': z, 'target': z} encodings."""
+        cfg = config or FGATConfig()
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        src_img, tar_img = self.prepare_images(source, target)
+        size_hw = (src_img.size[1], src_img.size[0])
+        cached = latents or {}
+        z_src = cached.get("source")
+        z_tar = cached.get("target")
+        z_src = self.encode_image(src_img) if z_src is None else z_src
+        z_tar = self.encode_image(tar_img) if z_tar is None else z_tar
+        tokens = None
+        if cfg.mask_source == "attention":
+            tokens = word_token_indices(source_prompt, cfg.mask_word, self.tokens, self.tokenizer.model_max_length)
+        user_mask = None
+        if cfg.mask_source == "user":
+            if mask is None:
+                raise ValueError("mask_source is 'user' but no mask image was given (--mask)")
+            user_mask = mask_from_image(mask)
+        inputs = FGATInputs(
+            source_latent=z_src, target_latent=z_tar,
+            source_cond=self.encode_prompt(source_prompt, size_hw),
+            target_cond=self.encode_prompt(target_prompt, size_hw),
+            uncond=self.encode_prompt(negative_prompt, size_hw),
+            empty_cond=self.encode_prompt("", size_hw),
+            mask_tokens=tokens, user_mask=user_mask,
+        )
+        timings["encode"] = time.perf_counter() - t0
+        result = run_fgat(self.host, inputs, cfg, transfer=transfer, progress=progress)
+        for k, s in result.stats.items():
+            timings[k] = s.seconds
+        t1 = time.perf_counter()
+        image = self.decode(result.latent)
+        timings["decode"] = time.perf_counter() - t1
+        timings["total"] = time.perf_counter() - t0
+        return TransferOutput(image, result.latent, result, cfg, src_img, tar_img, timings)
+
+
+def tiny_pipeline(seed: int = 0, prediction_type: str = "epsilon", sdxl: bool = False) -> FGATPipeline:
+    """The bundled demo model: tiny SD-architecture networks with seeded random weights, built in code."""
+    from .tiny import tiny_text_encoder, tiny_tokenizer, tiny_unet, tiny_vae
+
+    tok = tiny_tokenizer()
+    if sdxl:
+        te = tiny_text_encoder(len(tok), seed + 1, hidden=16)
+        te2 = tiny_text_encoder(len(tok), seed + 2, hidden=16, projection=True)
+        return FGATPipeline(
+            tiny_unet(seed, cross_attention_dim=32, sdxl=True), tiny_vae(seed + 3), te, tok,
+            text_encoder_2=te2, tokenizer_2=tok, prediction_type=prediction_type, name="tiny-sdxl",
+        )
+    return FGATPipeline(
+        tiny_unet(seed), tiny_vae(seed + 3), tiny_text_encoder(len(tok), seed + 1), tok,
+        prediction_type=prediction_type, name="tiny-sd",
+    )

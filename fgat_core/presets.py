@@ -1,0 +1,105 @@
+"""Named presets: built-in ones plus user presets kept in one JSON file (schema-checked, never unpickled)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .config import FGATConfig
+
+BUILTIN: dict[str, dict[str, Any]] = {
+    "Paper defaults": FGATConfig().to_dict(),
+    "Paper (null-text inversion)": FGATConfig(inversion="null-text").to_dict(),
+    "Fast (initial matching)": FGATConfig(matching="initial").to_dict(),
+    "Strong transfer": FGATConfig(delta=0.8, window_end=0.5).to_dict(),
+}
+_NAME = re.compile(r"^[\w][\w .()+\-]{0,63}$", re.UNICODE)
+
+
+def check_name(name: str) -> str:
+    """Preset names: 1-64 letters, digits, spaces and . ( ) + - _ ; no path separators."""
+    if not isinstance(name, str) or not _NAME.match(name.strip()) or name.strip() in (".", ".."):
+        raise ValueError(
+            f"invalid preset name {name!r}: use 1-64 letters, digits, spaces or . ( ) + - _ "
+            "(no slashes), starting with a letter or digit"
+        )
+    return name.strip()
+
+
+class PresetStore:
+    """Built-in presets plus user presets in `<folder>/presets.json`.
+
+    A corrupt file, or an entry that is not a valid FGATConfig, is reported in `errors` and ignored."""
+
+    FILE = "presets.json"
+
+    def __init__(self, folder: str | os.PathLike | None) -> None:
+        self.folder = Path(folder) if folder is not None else None
+        self.errors: list[str] = []
+
+    @property
+    def path(self) -> Path | None:
+        return None if self.folder is None else self.folder / self.FILE
+
+    def _read_user(self) -> dict[str, dict[str, Any]]:
+        self.errors = []
+        if self.path is None or not self.path.exists():
+            return {}
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            self.errors.append(f"the presets file {self.path} cannot be read ({e}); it was ignored")
+            return {}
+        if not isinstance(data, dict):
+            self.errors.append(f"the presets file {self.path} is not a JSON object; it was ignored")
+            return {}
+        good: dict[str, dict[str, Any]] = {}
+        for name, settings in data.items():
+            try:
+                check_name(name)
+                good[name] = FGATConfig.from_dict(settings).to_dict()
+            except (ValueError, TypeError) as e:
+                self.errors.append(f"preset {name!r} in {self.path} is invalid ({e}); it was ignored")
+        return good
+
+    def names(self) -> list[str]:
+        return list(BUILTIN) + [n for n in self._read_user() if n not in BUILTIN]
+
+    def get(self, name: str) -> FGATConfig:
+        if name in BUILTIN:
+            return FGATConfig.from_dict(BUILTIN[name])
+        user = self._read_user()
+        if name not in user:
+            raise ValueError(f"unknown preset {name!r}; available presets: {', '.join(self.names())}")
+        return FGATConfig.from_dict(user[name])
+
+    def save(self, name: str, config: FGATConfig) -> None:
+        name = check_name(name)
+        if name in BUILTIN:
+            raise ValueError(f"{name!r} is a built-in preset and cannot be overwritten: choose another name")
+        if self.folder is None:
+            raise ValueError("no presets folder is configured")
+        user = self._read_user()
+        user[name] = config.to_dict()
+        self._write(user)
+
+    def delete(self, name: str) -> None:
+        if name in BUILTIN:
+            raise ValueError(f"{name!r} is a built-in preset and cannot be deleted")
+        user = self._read_user()
+        if name not in user:
+            raise ValueError(f"there is no user preset named {name!r}")
+        del user[name]
+        self._write(user)
+
+    def _write(self, user: dict[str, dict[str, Any]]) -> None:
+        assert self.folder is not None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".presets-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(user, f, indent=2, sort_keys=True)
+        os.replace(tmp, self.path)  # atomic: a crash never leaves a half-written file
