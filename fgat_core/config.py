@@ -156,26 +156,9 @@ class FGATConfig:
     @classmethod
     def from_infotext(cls, text: str) -> FGATConfig:
         """Inverse of `to_infotext` (also accepts a JSON object)."""
-        text = (text or "").strip()
-        if text.startswith("{"):
-            try:
-                return cls.from_dict(json.loads(text))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"FGAT infotext is not valid JSON: {e}") from None
-        data: dict[str, Any] = {}
-        pos = 0
-        for m in _INFOTEXT_ITEM.finditer(text):
-            if text[pos : m.start()].strip(" ;"):
-                raise ValueError(f"cannot read FGAT infotext near {text[pos:m.start()]!r}")
-            key, raw = m.group(1), m.group(2).strip()
-            try:
-                data[key] = json.loads(raw)
-            except json.JSONDecodeError:
-                raise ValueError(f"FGAT infotext value for {key!r} is not readable: {raw!r}") from None
-            pos = m.end()
-        if text[pos:].strip(" ;"):
-            raise ValueError(f"cannot read FGAT infotext near {text[pos:]!r}")
-        return cls.from_dict(data)
+        from .infotext import parse_items
+
+        return cls.from_dict(parse_items(text))
 
 
 _INFOTEXT_ITEM = re.compile(r'\s*(\w+)=("(?:[^"\\]|\\.)*"|[^;]*)\s*(?:;|$)')

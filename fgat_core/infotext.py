@@ -1,0 +1,66 @@
+"""The one infotext value that records a FGAT run (WebUI infotext and the CLI's PNG text chunk alike)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import fields
+from typing import Any
+
+from PIL import Image
+
+from .config import _INFOTEXT_ITEM, FGATConfig
+
+INFOTEXT_KEY = "FGAT"
+
+
+def image_hash(img: Image.Image) -> str:
+    """Short SHA-256 of an image's RGB pixels and size (records which target was used)."""
+    rgb = img.convert("RGB")
+    h = hashlib.sha256(f"{rgb.size[0]}x{rgb.size[1]}".encode())
+    h.update(rgb.tobytes())
+    return h.hexdigest()[:12]
+
+
+def parse_items(text: str) -> dict[str, Any]:
+    """`k=v; k=v` with JSON values -> dict (raises ValueError on anything unreadable)."""
+    text = (text or "").strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"FGAT infotext is not valid JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise ValueError("FGAT infotext JSON must be an object")
+        return data
+    data: dict[str, Any] = {}
+    pos = 0
+    for m in _INFOTEXT_ITEM.finditer(text):
+        if m.end() == m.start():
+            break
+        if text[pos : m.start()].strip(" ;"):
+            raise ValueError(f"cannot read FGAT infotext near {text[pos:m.start()]!r}")
+        key, raw = m.group(1), m.group(2).strip()
+        try:
+            data[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            raise ValueError(f"FGAT infotext value for {key!r} is not readable: {raw!r}") from None
+        pos = m.end()
+    if text[pos:].strip(" ;"):
+        raise ValueError(f"cannot read FGAT infotext near {text[pos:]!r}")
+    return data
+
+
+def format_infotext(config: FGATConfig, **extras: Any) -> str:
+    """Every config field, then extras (target_prompt, target_hash, sampler_note, ...)."""
+    parts = [config.to_infotext()]
+    parts += [f"{k}={json.dumps(v)}" for k, v in extras.items() if v is not None]
+    return "; ".join(parts)
+
+
+def parse_infotext(text: str) -> tuple[FGATConfig, dict[str, Any]]:
+    """Inverse of `format_infotext`: (config, extras)."""
+    data = parse_items(text)
+    names = {f.name for f in fields(FGATConfig)}
+    cfg = FGATConfig.from_dict({k: v for k, v in data.items() if k in names})
+    return cfg, {k: v for k, v in data.items() if k not in names}
