@@ -20,6 +20,10 @@ def to_rgb(img: Image.Image, what: str = "image") -> Image.Image:
         raise ValueError(
             f"the {what} is {w}x{h} ({w * h / 1e6:.1f} MP); the limit is {MAX_PIXELS / 1e6:.1f} MP: downscale it"
         )
+    try:
+        img.load()  # a truncated or corrupt file fails here, not deep inside the model
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ValueError(f"the {what} cannot be read ({e}): save it again as PNG or JPEG") from None
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
         hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
@@ -31,7 +35,13 @@ def to_rgb(img: Image.Image, what: str = "image") -> Image.Image:
         rgba = img.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(bg, rgba).convert("RGB")
-    return img.convert("RGB")
+    try:
+        return img.convert("RGB")
+    except ValueError as e:
+        raise ValueError(
+            f"the {what} has colour mode {img.mode}, which cannot be converted to RGB ({e}): save it as an RGB "
+            "PNG or JPEG"
+        ) from None
 
 
 def snap_size(w: int, h: int, multiple: int) -> tuple[int, int]:

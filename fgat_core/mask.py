@@ -113,9 +113,11 @@ class AttentionRecorder:
 
 
 def upsample_map(m: Tensor, size: tuple[int, int]) -> Tensor:
+    """Nearest upsampling of an attention grid to the latent grid (as P2P's LocalBlend does), so the
+    thresholded mask follows the attention cells instead of growing by the bilinear ramp."""
     if tuple(m.shape) == tuple(size):
         return m
-    return F.interpolate(m[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+    return F.interpolate(m[None, None], size=size, mode="nearest")[0, 0]
 
 
 def threshold_mask(attn_map: Tensor, threshold: float = 0.3, dilate: int = 1) -> Tensor:
@@ -160,23 +162,24 @@ def word_token_indices(
 ) -> list[int]:
     """Positions (BOS = 0) of the tokens that spell `word` in `prompt`; empty word = the last word.
 
-    `tokenize(text)` returns the text's tokens without BOS/EOS (the CLIP tokenizer works per word,
-    so a prompt's tokens are the concatenation of its words' tokens)."""
-    words = prompt_words(prompt)
+    `tokenize(text)` returns the text's tokens without BOS/EOS. Positions come from tokenizing the
+    prompt up to each end of the word, so they stay right where the tokenizer's pieces do not follow
+    our word boundaries (CLIP merges runs of punctuation: "((cat" is "((" + "cat")."""
+    matches = list(_WORD.finditer(prompt))
+    words = [m.group().lower() for m in matches]
     alnum = [w for w in words if re.match(r"\w", w)]
     if not alnum:
         raise ValueError("the source prompt is empty, so there is no word to take the attention mask from: "
                          "write a source prompt naming the object, or choose mask source 'user' or 'none'")
     target = prompt_words(word) if word.strip() else [alnum[-1]]
-    pos, spans = 1, []
-    for w in words:
-        n = len(tokenize(w))
-        spans.append((w, pos, pos + n))
-        pos += n
     hits: list[int] = []
-    for i in range(len(spans) - len(target) + 1):
-        if [s[0] for s in spans[i : i + len(target)]] == target:
-            hits.extend(range(spans[i][1], spans[i + len(target) - 1][2]))
+    for i in range(len(words) - len(target) + 1):
+        if words[i : i + len(target)] == target:
+            # count the tokens of the prompt up to the word's ends, so that tokens the tokenizer merges
+            # across our word boundaries (e.g. "((" or "!!") keep the positions right
+            first = 1 + len(tokenize(prompt[: matches[i].start()]))
+            last = 1 + len(tokenize(prompt[: matches[i + len(target) - 1].end()]))
+            hits.extend(range(first, last))
     if not hits:
         raise ValueError(
             f"the mask word {word!r} is not in the source prompt {prompt!r}; use one of its words: "

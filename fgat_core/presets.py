@@ -36,6 +36,7 @@ class PresetStore:
     A corrupt file, or an entry that is not a valid FGATConfig, is reported in `errors` and ignored."""
 
     FILE = "presets.json"
+    MAX_BYTES = 1_000_000  # hundreds of presets fit; anything larger is not a presets file
 
     def __init__(self, folder: str | os.PathLike | None) -> None:
         self.folder = Path(folder) if folder is not None else None
@@ -50,8 +51,10 @@ class PresetStore:
         if self.path is None or not self.path.exists():
             return {}
         try:
+            if self.path.stat().st_size > self.MAX_BYTES:
+                raise ValueError(f"it is larger than {self.MAX_BYTES // 1_000_000} MB")
             data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (OSError, ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError included
             self.errors.append(f"the presets file {self.path} cannot be read ({e}); it was ignored")
             return {}
         if not isinstance(data, dict):
@@ -100,6 +103,10 @@ class PresetStore:
         assert self.folder is not None
         self.folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".presets-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(user, f, indent=2, sort_keys=True)
-        os.replace(tmp, self.path)  # atomic: a crash never leaves a half-written file
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(user, f, indent=2, sort_keys=True)
+            os.replace(tmp, self.path)  # atomic: a crash never leaves a half-written file
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
