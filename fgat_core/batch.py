@@ -1,0 +1,239 @@
+"""`python -m fgat_core batch`: many pairs from a CSV or YAML file, each distinct inversion done once.
+
+A row names `source`, `target`, `source_prompt` and optionally `target_prompt` (default: the source
+prompt), `negative_prompt`, `mask`, `out`, `preset`, `transfer` and any FGATConfig field (`delta`,
+`window_end`, ...; dashes or underscores). Empty CSV cells are "not set". A YAML file is a list of rows,
+or `{defaults: {...}, pairs: [...]}`. Paths are relative to the pairs file; `out` to the output folder.
+
+Settings, lowest first: FGATConfig defaults < preset (the row's, the file defaults', or --preset) <
+the file's `defaults` < command-line flags < the row's own columns."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .cache import InversionCache
+from .config import FGATConfig, config_fields
+from .pipeline import FGATPipeline
+from .runner import Job, StageBars, check_job, output_path, run_job
+
+JOB_KEYS = ("source", "target", "source_prompt", "target_prompt", "negative_prompt", "mask", "out", "preset",
+            "transfer")
+_TYPES = {f.name: str(f.type) for f in config_fields()}
+KNOWN_KEYS = (*JOB_KEYS, *_TYPES)
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _key(name: Any) -> str:
+    return str(name).strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def _is_unset(v: Any) -> bool:
+    return v is None or (isinstance(v, str) and v.strip() == "")
+
+
+def parse_setting(name: str, value: Any) -> Any:
+    """A CSV cell or YAML value for an FGATConfig field, as the field's type."""
+    kind = _TYPES[name]
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be text, got {value!r}")
+        return value.strip()
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    try:
+        num = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if kind == "int":
+        if not num.is_integer():
+            raise ValueError(f"{name} must be a whole number, got {value!r}")
+        return int(num)
+    return num
+
+
+def _parse_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
+def _normalise(row: Any, where: str) -> dict[str, Any]:
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: a row must be a mapping of column names to values, got {type(row).__name__}")
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if k is None:  # csv.DictReader puts extra cells under None
+            if any(not _is_unset(x) for x in v):
+                raise ValueError(f"{where}: the row has more cells than the header has columns")
+            continue
+        key = _key(k)
+        if key not in KNOWN_KEYS:
+            raise ValueError(f"{where}: unknown column {k!r}; known columns: {', '.join(KNOWN_KEYS)}")
+        if not _is_unset(v):
+            out[key] = v
+    return out
+
+
+def read_rows(path: Path) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any]]:
+    """(label, row) pairs and the file-wide defaults, keys normalised; empty cells dropped."""
+    if not path.exists():
+        raise ValueError(f"the pairs file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"the pairs file {str(path)!r} cannot be read ({e})") from None
+    rows: list[tuple[str, dict[str, Any]]] = []
+    defaults: dict[str, Any] = {}
+    if suffix == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        if not reader.fieldnames:
+            raise ValueError(f"the pairs file {path.name} is empty: it needs a header row (source,target,...)")
+        for raw in reader:
+            where = f"{path.name} line {reader.line_num}"
+            first = next(iter(raw.values()), "") or ""
+            if all(_is_unset(v) for k, v in raw.items() if k is not None) or str(first).lstrip().startswith("#"):
+                continue
+            rows.append((where, _normalise(raw, where)))
+    elif suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ValueError(f"the pairs file {path.name} is not valid YAML: {e}") from None
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - {"defaults", "pairs"})
+            if unknown:
+                raise ValueError(f"{path.name}: unknown top-level key(s) {', '.join(map(str, unknown))}: "
+                                 "use 'pairs' (a list of rows) and optionally 'defaults'")
+            defaults = _normalise(data.get("defaults") or {}, f"{path.name} defaults")
+            data = data.get("pairs")
+        if not isinstance(data, list):
+            raise ValueError(f"{path.name}: expected a list of pairs (or a mapping with 'pairs'), "
+                             f"got {type(data).__name__}")
+        rows = [(f"{path.name} pair {i}", _normalise(r, f"{path.name} pair {i}")) for i, r in enumerate(data, 1)]
+    else:
+        raise ValueError(f"the pairs file {path.name} must be .csv, .yaml or .yml")
+    if not rows:
+        raise ValueError(f"the pairs file {path.name} lists no pairs")
+    return rows, defaults
+
+
+def _settings(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: parse_setting(k, v) for k, v in values.items() if k in _TYPES}
+
+
+def read_pairs(
+    path: str | Path, out_dir: str | Path, *, preset: str | None = None, settings: dict[str, Any] | None = None,
+    diagnostics: bool = False, presets_folder: str | Path | None = None,
+) -> list[tuple[str, Job]]:
+    """Read and check a pairs file into (label, Job) pairs. All problems are reported at once, as one
+    ValueError listing each row's, before anything runs."""
+    from .presets import PresetStore
+
+    path, out_dir = Path(path), Path(out_dir)
+    rows, defaults = read_rows(path)
+    base = path.resolve().parent
+    store = PresetStore(presets_folder)
+    cli = dict(settings or {})
+    errors: list[str] = []
+    jobs: list[tuple[str, Job]] = []
+    outs: dict[Path, str] = {}
+    for index, (where, row) in enumerate(rows, 1):
+        try:
+            merged = {**defaults, **row}
+            missing = [k for k in ("source", "target", "source_prompt") if k not in merged]
+            if missing:
+                raise ValueError(f"missing {', '.join(missing)}")
+            name = merged.get("preset") or preset
+            cfg = store.get(str(name)) if name else FGATConfig()
+            explicit = {**_settings(defaults), **cli, **_settings(row)}
+            source, target = base / str(merged["source"]), base / str(merged["target"])
+            mask = base / str(merged["mask"]) if "mask" in merged else None
+            if mask is not None and "mask_source" not in explicit:
+                explicit["mask_source"] = "user"
+            cfg = cfg.replace(**explicit)
+            out = out_dir / str(merged["out"]) if "out" in merged else (
+                out_dir / f"{index:03d}-{source.stem}-{target.stem}.png")
+            prompt = str(merged["source_prompt"])
+            job = Job(
+                source=source, target=target, source_prompt=prompt,
+                target_prompt=str(merged.get("target_prompt", prompt)),
+                negative_prompt=str(merged.get("negative_prompt", "")), config=cfg, out=output_path(out),
+                mask=mask, transfer=_parse_bool("transfer", merged.get("transfer", True)), diagnostics=diagnostics,
+            )
+            check_job(job)
+            key = job.out.resolve()
+            if key in outs:
+                raise ValueError(f"writes the same output {str(job.out)!r} as {outs[key]}: give it its own 'out'")
+            outs[key] = where
+            jobs.append((where, job))
+        except ValueError as e:
+            errors.append(f"{where}: {e}")
+    if errors:
+        raise ValueError("the pairs file has problems (nothing was run):\n  " + "\n  ".join(errors))
+    return jobs
+
+
+def run_batch(
+    pipe: FGATPipeline, jobs: list[tuple[str, Job]], out_dir: str | Path, *, cache_size: int = 64,
+    progress_bars: bool = True,
+) -> int:
+    """Run every job, sharing one inversion cache; write <out_dir>/batch.json. Returns the exit code
+    (2 when a pair failed with a bad-input error; the other pairs still run)."""
+    problems = []
+    for where, job in jobs:
+        try:
+            check_job(job, pipe)  # the mask word against this model's tokenizer
+        except ValueError as e:
+            problems.append(f"{where}: {e}")
+    if problems:
+        raise ValueError("the pairs file has problems (nothing was run):\n  " + "\n  ".join(problems))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache = InversionCache(cache_size)
+    t0 = time.perf_counter()
+    summary: list[dict[str, Any]] = []
+    failed = 0
+    n = len(jobs)
+    for i, (where, job) in enumerate(jobs, 1):
+        bars = StageBars(enabled=progress_bars, prefix=f"[{i}/{n}] ")
+        tag = f"[{i}/{n}] {where}"
+        try:
+            res = run_job(pipe, job, cache=cache, progress=bars)
+        except ValueError as e:
+            failed += 1
+            print(f"{tag}: error: {e}", file=sys.stderr)
+            summary.append({"row": where, "error": str(e)})
+            continue
+        finally:
+            bars.close()
+        inv = res.output.result.stats["inversion"]
+        hits = res.record["inversion_cache"]["hits"]
+        for m in res.output.messages:
+            print(f"{tag}: note: {m}", file=sys.stderr)
+        print(f"{tag}: {job.source.name} + {job.target.name} -> {res.files['image']} "
+              f"({res.timings['total']:.1f} s; inversion: {inv.calls} UNet calls, {hits} from cache)")
+        summary.append({"row": where, "files": {k: str(v) for k, v in res.files.items()},
+                        "seconds": round(res.timings["total"], 3), "inversion_unet_calls": inv.calls,
+                        "inversion_unet_rows": inv.rows, "unet_calls": res.record["unet_calls"],
+                        "inversion_cache_hits": hits})
+    total = time.perf_counter() - t0
+    report = {"pairs": n, "failed": failed, "seconds": round(total, 3), "model": pipe.name,
+              "inversion_cache": {"hits": cache.hits, "misses": cache.misses}, "rows": summary}
+    (out_dir / "batch.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"{n - failed}/{n} pairs done in {total:.1f} s; inversion cache: {cache.hits} hits, "
+          f"{cache.misses} misses; summary: {out_dir / 'batch.json'}")
+    return 2 if failed else 0

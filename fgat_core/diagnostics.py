@@ -1,0 +1,118 @@
+"""The diagnostics sheet of one FGAT run: what the method saw and did, panel by panel.
+
+Panels: source, target, mask overlay, the target warped onto the source by the semantic correspondence,
+the result, then the source's x0 prediction at each window step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+from torch import Tensor
+
+MASK_COLOUR = (255, 40, 40)
+LABEL_HEIGHT = 14
+MAX_PANEL = 256  # panels are shrunk to at most this many pixels on their long side
+COLUMNS = 5
+
+
+def mask_overlay(image: Image.Image, mask: Tensor, colour: tuple[int, int, int] = MASK_COLOUR,
+                 opacity: float = 0.5) -> Image.Image:
+    """`image` with `mask` (h, w) in [0, 1] tinted in `colour`: out = img (1 - o m) + colour o m.
+
+    The mask is upsampled to the image size by nearest neighbour (one latent cell = one block)."""
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    m = F.interpolate(mask.float()[None, None], size=rgb.shape[:2], mode="nearest")[0, 0].clamp(0, 1).numpy()
+    a = (opacity * m)[..., None]
+    out = rgb * (1 - a) + np.asarray(colour, dtype=np.float32) * a
+    return Image.fromarray(np.clip(out + 0.5, 0, 255).astype(np.uint8), "RGB")
+
+
+def warp_by_correspondence(target: Image.Image, corr: Tensor, latent_size: tuple[int, int]) -> Image.Image:
+    """The target rearranged onto the source grid: source latent cell p shows target cell corr[p].
+
+    `corr` is the flat source->target map (h*w,) on the latent grid (h, w); each cell covers an
+    (H/h) x (W/w) block of pixels, moved whole."""
+    arr = np.asarray(target.convert("RGB"))
+    big_h, big_w = arr.shape[:2]
+    h, w = latent_size
+    if big_h % h or big_w % w:
+        raise ValueError(f"the image size {big_w}x{big_h} is not a multiple of the latent grid {w}x{h}")
+    if corr.numel() != h * w:
+        raise ValueError(f"the correspondence has {corr.numel()} entries; the latent grid has {h * w}")
+    fy, fx = big_h // h, big_w // w
+    c = corr.detach().cpu().long().numpy().reshape(h, w)
+    ys, xs = np.arange(big_h), np.arange(big_w)
+    cells = c[(ys // fy)[:, None], (xs // fx)[None, :]]  # (H, W) target cell of each pixel
+    ty = (cells // w) * fy + (ys % fy)[:, None]
+    tx = (cells % w) * fx + (xs % fx)[None, :]
+    return Image.fromarray(arr[ty, tx], "RGB")
+
+
+def _fit(img: Image.Image, limit: int = MAX_PANEL) -> Image.Image:
+    w, h = img.size
+    scale = min(1.0, limit / max(w, h))
+    if scale < 1.0:
+        return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.LANCZOS)
+    return img
+
+
+def _placeholder(size: tuple[int, int], text: str) -> Image.Image:
+    img = Image.new("RGB", size, (60, 60, 60))
+    ImageDraw.Draw(img).text((4, size[1] // 2 - 5), text, fill=(230, 230, 230), font=ImageFont.load_default())
+    return img
+
+
+def contact_sheet(panels: Sequence[tuple[str, Image.Image]], columns: int = COLUMNS) -> Image.Image:
+    """Labelled panels in a grid, `columns` per row; every cell is as large as the largest panel."""
+    if not panels:
+        raise ValueError("no panels to draw")
+    panels = [(label, _fit(img)) for label, img in panels]
+    cw = max(img.size[0] for _, img in panels)
+    ch = max(img.size[1] for _, img in panels) + LABEL_HEIGHT
+    cols = min(columns, len(panels))
+    rows = (len(panels) + cols - 1) // cols
+    sheet = Image.new("RGB", (cols * cw, rows * ch), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    for i, (label, img) in enumerate(panels):
+        x, y = (i % cols) * cw, (i // cols) * ch
+        draw.text((x + 2, y + 1), label, fill=(0, 0, 0), font=font)
+        sheet.paste(img, (x, y + LABEL_HEIGHT))
+    return sheet
+
+
+def diagnostics_sheet(
+    source: Image.Image,
+    target: Image.Image,
+    result: Image.Image,
+    mask: Tensor,
+    correspondence: Tensor | None,
+    x0_window: Sequence[Tensor],
+    window: tuple[int, int],
+    decode: Callable[[Tensor], Image.Image],
+) -> Image.Image:
+    """One sheet for a run: source, target, mask overlay, warped target, result, x0 per window step.
+
+    `source`/`target` are the images as the model saw them (same size); `decode` turns a latent into an
+    image (the pipeline's VAE)."""
+    latent_size = tuple(mask.shape[-2:])
+    panels = [
+        ("source", source),
+        ("target", target),
+        ("mask", mask_overlay(source, mask)),
+    ]
+    if correspondence is not None:
+        warped = warp_by_correspondence(target, correspondence, latent_size)
+        panels.append(("target warped by matching", warped))
+    else:
+        panels.append(("no matching (no transfer)", _placeholder(source.size, "no correspondence")))
+    panels.append(("result", result))
+    start = window[0]
+    for j, x0 in enumerate(x0_window):
+        with torch.no_grad():
+            panels.append((f"x0 at step {start + j}", decode(x0)))
+    return contact_sheet(panels)
