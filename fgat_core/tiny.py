@@ -71,8 +71,11 @@ def tiny_text_encoder(vocab_size: int, seed: int = 0, hidden: int = 32, projecti
     return model.eval()
 
 
-def tiny_unet(seed: int = 0, cross_attention_dim: int = 32, sdxl: bool = False):
-    """SD1.x layout (4 levels, up_blocks[1] = CrossAttnUpBlock2D at 1/2 latent) or SDXL layout (3 levels)."""
+def tiny_unet(seed: int = 0, cross_attention_dim: int = 32, sdxl: bool = False, pooled_dim: int = 16):
+    """SD1.x layout (4 levels, up_blocks[1] = CrossAttnUpBlock2D at 1/2 latent) or SDXL layout (3 levels).
+
+    SDXL: the added embedding takes [pooled text embedding (`pooled_dim`, the second text encoder's
+    projection), 6 size/crop ids x addition_time_embed_dim], as SDXL's 1280 + 6 x 256 = 2816."""
     from diffusers import UNet2DConditionModel
 
     if sdxl:
@@ -83,7 +86,7 @@ def tiny_unet(seed: int = 0, cross_attention_dim: int = 32, sdxl: bool = False):
             transformer_layers_per_block=(1, 1, 1),
             addition_embed_type="text_time",
             addition_time_embed_dim=8,
-            projection_class_embeddings_input_dim=6 * 8 + cross_attention_dim,
+            projection_class_embeddings_input_dim=6 * 8 + pooled_dim,
             attention_head_dim=(2, 4, 4),
             use_linear_projection=True,
         )
