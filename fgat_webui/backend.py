@@ -1,0 +1,233 @@
+"""WebUI backends: one adapter per WebUI behind one interface.
+
+The script and the run lifecycle (`run.py`) only talk to a `WebUIBackend`; they never branch on which WebUI
+they are in. `detect_backend()` is the one place that decides.
+
+The interface (what a backend must provide; `A1111Backend` below is the reference implementation):
+
+Model access
+    `check_model(p)`                 raise ValueError (saying what to change) if the loaded model is unsupported
+    `denoiser(p)`                    a `fgat_core.host.Denoiser` over the WebUI's loaded model: eps(x, t, cond) with
+                                     v-prediction converted to eps, DIFT features (output of ldm `output_blocks[5]`),
+                                     and the cross-attention (`attn2`) layers
+    `encode_prompts(p, prompts)`     one one-row fgat conditioning dict per prompt, all of the same token length,
+                                     through the WebUI's own text encoder (emphasis syntax, embeddings, CLIP skip)
+    `prompt_token_ids(p, prompt)`    the token ids the text encoder feeds the model, chunk after chunk (BOS/EOS
+                                     included), so that index i is key position i of the cross-attention
+    `word_token_ids(p, word)`        the token ids of one word, without BOS/EOS
+    `encode_image(p, image)`         a (1, C, h, w) float32 VP latent of an RGB image, deterministic (posterior mean)
+    `latent_factor`                  pixels per latent pixel
+
+Sampling takeover
+    `take_over_sampling(p, fn)`      make the WebUI call `fn(p, x, noise, conditioning, unconditional_conditioning,
+                                     steps=None, image_conditioning=None)` instead of its sampler's
+                                     `sample_img2img`, and return a handle whose `restore()` undoes exactly that.
+                                     Default: an instance attribute on `p.sampler` (A1111 `processing.py:1774`;
+                                     Forge calls the same method), which leaves the class, ControlNet's `p.sample`
+                                     wrapper and every other extension's hooks untouched.
+
+Progress
+    `report_progress(stage, done, total)`  move the WebUI's progress bar; raise FGATInterrupted on Interrupt/Skip
+    `end_progress()`                       clear what `report_progress` wrote
+
+A Forge backend (research notes §6) differs in: the UNet at `p.sd_model.forge_objects.unet` (x0-predicting
+`KModel.apply_model(x, sigma, ...)` after `sampling_prepare`), `alphas_cumprod` from `predictor.sigmas`,
+VAE/text encoders under `torch.inference_mode()`, tokenisation through `text_processing_engine`. Its
+`denoiser()` must still hand the engine VP latents and eps; `fgat_core` leaves inference mode itself for
+null-text inversion.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from fgat_core.engine import FGATInterrupted
+from fgat_core.host import CONTEXT, Cond, Denoiser
+
+from .ldm_host import LDMDenoiser
+
+_MISSING = object()
+
+
+@dataclass
+class SamplerTakeover:
+    """One replaced attribute and what was there before; `restore()` puts it back exactly."""
+
+    owner: Any
+    attribute: str
+    saved: Any
+
+    def restore(self) -> None:
+        if self.saved is _MISSING:
+            self.owner.__dict__.pop(self.attribute, None)
+        else:
+            setattr(self.owner, self.attribute, self.saved)
+
+
+def replace_sample_img2img(p, fn: Callable[..., Tensor]) -> SamplerTakeover | None:
+    """Shadow `p.sampler.sample_img2img` with an instance attribute (the class stays untouched)."""
+    sampler = getattr(p, "sampler", None)
+    if sampler is None:
+        return None
+    handle = SamplerTakeover(sampler, "sample_img2img", sampler.__dict__.get("sample_img2img", _MISSING))
+    sampler.sample_img2img = fn
+    return handle
+
+
+class WebUIBackend(ABC):
+    """See the module docstring for the contract."""
+
+    name: ClassVar[str] = "webui"
+    latent_factor: ClassVar[int] = 8
+
+    @classmethod
+    @abstractmethod
+    def is_active(cls) -> bool:
+        """True when this backend's WebUI is the one running."""
+
+    # ------------------------------------------------------------------------------------------ model
+    @abstractmethod
+    def check_model(self, p) -> None: ...
+
+    @abstractmethod
+    def denoiser(self, p) -> Denoiser: ...
+
+    @abstractmethod
+    def encode_prompts(self, p, prompts: Sequence[str]) -> list[Cond]: ...
+
+    @abstractmethod
+    def prompt_token_ids(self, p, prompt: str) -> list[int]: ...
+
+    @abstractmethod
+    def word_token_ids(self, p, word: str) -> list[int]: ...
+
+    @abstractmethod
+    def encode_image(self, p, image: Image.Image) -> Tensor: ...
+
+    def strip_extra_networks(self, prompt: str) -> str:
+        """Remove `<lora:...>`-style tags, as the WebUI does for the main prompt before encoding it."""
+        from modules import extra_networks
+
+        return extra_networks.parse_prompt(prompt)[0]
+
+    # ------------------------------------------------------------------------------------------ sampling
+    def take_over_sampling(self, p, fn: Callable[..., Tensor]) -> SamplerTakeover | None:
+        return replace_sample_img2img(p, fn)
+
+    # ------------------------------------------------------------------------------------------ progress
+    def report_progress(self, stage: str, done: int, total: int) -> None:
+        from modules import shared
+
+        state = shared.state
+        if state.interrupted or state.skipped:
+            raise FGATInterrupted("interrupted" if state.interrupted else "skipped")
+        state.sampling_steps = total
+        state.sampling_step = done
+        state.textinfo = f"FGAT {stage} {done}/{total}"
+
+    def end_progress(self) -> None:
+        from modules import shared
+
+        shared.state.textinfo = None
+
+    def check_interrupted(self) -> None:
+        from modules import shared
+
+        if shared.state.interrupted or shared.state.skipped:
+            raise FGATInterrupted("interrupted" if shared.state.interrupted else "skipped")
+
+
+class A1111Backend(WebUIBackend):
+    """AUTOMATIC1111 WebUI 1.10.x with an SD 1.x / 2.x (eps or v) checkpoint."""
+
+    name = "A1111"
+
+    @classmethod
+    def is_active(cls) -> bool:
+        from modules import shared
+
+        return not hasattr(shared.sd_model, "forge_objects")
+
+    def _model(self):
+        from modules import shared
+
+        model = shared.sd_model
+        if model is None:
+            raise ValueError("no Stable Diffusion checkpoint is loaded: load one in the checkpoint menu")
+        return model
+
+    def check_model(self, p) -> None:
+        model = self._model()
+        if getattr(model, "is_sdxl", False) or getattr(model, "is_sd3", False):
+            raise ValueError(
+                "the loaded checkpoint is SDXL/SD3, which this A1111 backend does not support yet: load an "
+                "SD 1.x or SD 2.x checkpoint"
+            )
+        key = getattr(getattr(model, "model", None), "conditioning_key", "crossattn")
+        if key != "crossattn" or getattr(model, "cond_stage_key", "txt") == "edit":
+            raise ValueError(
+                f"the loaded checkpoint is an inpainting, depth or instruct-pix2pix model ('{key}' conditioning); "
+                "FGAT needs a regular text-to-image checkpoint: load a normal SD 1.x/2.x model"
+            )
+        param = getattr(model, "parameterization", "eps")
+        if param not in ("eps", "v"):
+            raise ValueError(f"the loaded checkpoint predicts {param!r}; FGAT supports eps and v prediction")
+
+    def denoiser(self, p) -> Denoiser:
+        return LDMDenoiser(self._model())
+
+    def encode_prompts(self, p, prompts: Sequence[str]) -> list[Cond]:
+        """One batched `get_learned_conditioning` call: the WebUI pads shorter prompts with empty 77-token
+        chunks (`sd_hijack_clip.py` TextConditionalModel.forward), so all rows share one length."""
+        from modules import devices
+
+        model = self._model()
+        with devices.autocast():
+            ctx = model.get_learned_conditioning(list(prompts))
+        if isinstance(ctx, dict):
+            raise ValueError("the loaded model returns dict conditioning (SDXL), which this backend does not support")
+        return [{CONTEXT: ctx[i : i + 1]} for i in range(ctx.shape[0])]
+
+    def _text_model(self):
+        return self._model().cond_stage_model
+
+    def prompt_token_ids(self, p, prompt: str) -> list[int]:
+        chunks, _ = self._text_model().tokenize_line(prompt)
+        return [int(t) for chunk in chunks for t in chunk.tokens]
+
+    def word_token_ids(self, p, word: str) -> list[int]:
+        return [int(t) for t in self._text_model().tokenize([word])[0]]
+
+    def encode_image(self, p, image: Image.Image) -> Tensor:
+        """The posterior mean through the WebUI's VAE (`encode_first_stage` + `get_first_stage_encoding`),
+        as `images_tensor_to_samples` does (`sd_samplers_common.py:87-112`) but without the posterior noise."""
+        from modules import devices, shared
+
+        model = self._model()
+        arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        x = torch.from_numpy(arr).permute(2, 0, 1)[None] * 2.0 - 1.0
+        x = x.to(shared.device, dtype=devices.dtype_vae)
+        with devices.without_autocast():
+            posterior = model.encode_first_stage(x)
+            mean = posterior.mode() if hasattr(posterior, "mode") else posterior
+            return model.get_first_stage_encoding(mean).float()
+
+
+def backend_classes() -> list[type[WebUIBackend]]:
+    """Every backend, most specific first; the first whose `is_active()` is true runs."""
+    return [A1111Backend]
+
+
+def detect_backend() -> WebUIBackend:
+    for cls in backend_classes():
+        if cls.is_active():
+            return cls()
+    raise ValueError("FGAT does not recognise this WebUI: it supports AUTOMATIC1111 1.10.x and Forge 2.x")

@@ -1,0 +1,81 @@
+"""A `fgat_core.host.Denoiser` over the model object the A1111 WebUI holds (`shared.sd_model`).
+
+SD1/SD2 checkpoints are ldm `LatentDiffusion` models:
+
+- `apply_model(x_noisy, t, cond)` returns eps or v (Stability-AI/stablediffusion@cf1d67a
+  `ldm/models/diffusion/ddpm.py:848`), with `cond = {"c_crossattn": [context]}` routed by
+  `DiffusionWrapper.forward` (l.1318) to `diffusion_model(x, t, context=...)`;
+- `parameterization` is "eps" or "v" (l.74); `alphas_cumprod` is a float32 buffer (l.149);
+- `model.diffusion_model` is the ldm `UNetModel` whose `output_blocks[5]` output is DIFT's
+  `up_ft_index=1` feature (= diffusers `up_blocks[1]`, research notes §4.2);
+- cross-attention modules are named `*.attn2` with `to_q`, `to_k` and `heads` (`ldm/modules/attention.py:145-152`).
+
+A1111 hijacks `apply_model` to cast its inputs to the UNet dtype (`modules/sd_hijack_unet.py:40-54`), so
+calling it here behaves exactly like the WebUI's own sampler calls (LoRA and other weight patches apply).
+Attention optimisations (SDP, xformers, sub-quadratic) replace `CrossAttention.forward`, but every one of
+them still calls `to_q` / `to_k`, so the attention mask's forward hooks on those layers see every call.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from fgat_core.host import CONTEXT, AttentionLayer, Cond
+from fgat_core.schedule import eps_from_v
+
+DIFT_BLOCK = 5  # ldm/sgm output_blocks index whose output is DIFT's up_ft_index=1
+
+
+class _StopForward(Exception):
+    """Raised by the DIFT feature hook to skip the rest of the UNet."""
+
+    def __init__(self, value: Tensor) -> None:
+        super().__init__("DIFT features captured")
+        self.value = value
+
+
+class LDMDenoiser:
+    """eps / DIFT features / attention layers of an ldm-style model (`apply_model`, `model.diffusion_model`)."""
+
+    def __init__(self, sd_model) -> None:
+        self.sd_model = sd_model
+        self.unet = sd_model.model.diffusion_model
+        self.alphas_cumprod = sd_model.alphas_cumprod.detach().to("cpu", torch.float64)
+        self.v_prediction = getattr(sd_model, "parameterization", "eps") == "v"
+
+    def model_cond(self, cond: Cond) -> dict:
+        """fgat_core conditioning -> the ldm `cond` dict. SD1/2: {"c_crossattn": [context]}."""
+        return {"c_crossattn": [cond[CONTEXT]]}
+
+    def _apply(self, x: Tensor, t: Tensor, cond: Cond) -> Tensor:
+        return self.sd_model.apply_model(x, t.to(x.device), self.model_cond(cond))
+
+    def eps(self, x: Tensor, t: Tensor, cond: Cond) -> Tensor:
+        out = self._apply(x, t, cond).to(x.dtype)
+        if self.v_prediction:
+            a = self.alphas_cumprod[t.cpu()].to(device=x.device, dtype=torch.float32).view(-1, 1, 1, 1)
+            return eps_from_v(x, out, a).to(x.dtype)
+        return out
+
+    def features(self, x: Tensor, t: Tensor, cond: Cond) -> Tensor:
+        """Output of `output_blocks[5]`; a forward hook stops the UNet there and is always removed."""
+
+        def hook(_module, _inputs, output):
+            raise _StopForward(output)
+
+        handle = self.unet.output_blocks[DIFT_BLOCK].register_forward_hook(hook)
+        try:
+            self._apply(x, t, cond)
+        except _StopForward as stop:
+            return stop.value.float()
+        finally:
+            handle.remove()
+        raise RuntimeError("the UNet never reached output_blocks[5], so no DIFT features were captured")
+
+    def attention_layers(self) -> list[AttentionLayer]:
+        return [
+            AttentionLayer(name, m.to_q, m.to_k, int(m.heads))
+            for name, m in self.unet.named_modules()
+            if name.endswith("attn2") and hasattr(m, "to_q") and hasattr(m, "to_k") and hasattr(m, "heads")
+        ]

@@ -1,0 +1,317 @@
+"""The per-generation lifecycle of FGAT inside the WebUI.
+
+    process()                         `start_run`: parse and validate the settings, write the infotext;
+                                      any error is kept and raised when sampling starts (the WebUI swallows
+                                      exceptions raised in `process()`, so raising there would be a silent no-op)
+    process_batch() /
+    process_before_every_sampling()   `FGATRun.install`: take over `p.sampler.sample_img2img`
+    p.sample() -> our sample_img2img  the fgat_core engine runs on the WebUI's model, row by row; whatever
+                                      happens (success, error, Interrupt/Skip) the takeover is undone and
+                                      the progress text cleared before it returns or raises
+    postprocess()                     `finish_run`: diagnostics images, then the run is dropped
+
+Nothing global is touched: the only patch is an instance attribute on this generation's sampler, the
+model's forward hooks live inside the engine's calls, and the run itself is an attribute of `p`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from fgat_core.config import FGATConfig
+from fgat_core.engine import FGATInputs, FGATInterrupted, run_fgat
+from fgat_core.images import fit_to, mask_from_image, to_rgb
+from fgat_core.infotext import INFOTEXT_KEY, format_infotext, image_hash
+
+from .args import FGATSettings, apply_overrides, settings_from_script_args
+from .backend import SamplerTakeover, WebUIBackend, detect_backend, replace_sample_img2img
+
+RUN_ATTR = "fgat_run"  # the run of a generation, on its `p`
+XYZ_ATTR = "fgat_xyz"  # X/Y/Z plot overrides, on `p` (see xyz.py)
+FILL_NAMES = {0: "fill", 2: "latent noise", 3: "latent nothing"}
+
+
+class FGATError(RuntimeError):
+    """A FGAT setting or input the user has to change; the message says what."""
+
+
+@dataclass
+class RowResult:
+    """What one generated image needs for the diagnostics images."""
+
+    mask: Tensor  # (h, w)
+    correspondence: Tensor | None  # flat target index per source position
+    latent_size: tuple[int, int]
+
+
+def mask_token_positions(backend: WebUIBackend, p, prompt: str, word: str) -> list[int]:
+    """Key positions of `word`'s tokens in the prompt as the WebUI's text encoder feeds it to the model
+    (empty word: the prompt's last word). Found by searching the word's token ids in the prompt's token ids,
+    which stays right with emphasis syntax, BREAK and prompts longer than one 77-token chunk."""
+    if not word.strip():
+        words = re.findall(r"[^\W\d_]+", prompt)
+        if not words:
+            raise ValueError(
+                "the prompt has no word to take the attention mask from: write a prompt naming the object, "
+                "type the object word, or choose mask source 'inpaint mask' or 'none'"
+            )
+        word = words[-1]
+    needle = backend.word_token_ids(p, word.strip())
+    haystack = backend.prompt_token_ids(p, prompt)
+    hits: list[int] = []
+    if needle:
+        for i in range(len(haystack) - len(needle) + 1):
+            if haystack[i : i + len(needle)] == needle:
+                hits.extend(range(i, i + len(needle)))
+    if not hits:
+        raise ValueError(
+            f"the object word {word!r} is not in the prompt {prompt!r}: type a word that appears in the img2img "
+            "prompt (it names the object whose appearance changes), or choose mask source 'inpaint mask' or 'none'"
+        )
+    return sorted(set(hits))
+
+
+def sampler_note(p, steps: int) -> str:
+    """What FGAT did instead of the WebUI's sampler, for the infotext and the UI."""
+    ignored = []
+    if getattr(p, "sampler_name", None) not in (None, "DDIM"):
+        ignored.append(f"the selected sampler {p.sampler_name!r}")
+    strength = getattr(p, "denoising_strength", None)
+    if strength is not None and float(strength) < 1.0:
+        ignored.append(f"denoising strength {float(strength):g}")
+    note = f"FGAT sampled with its own deterministic DDIM path (eta 0, {steps} steps from a full inversion)"
+    return note + (f"; {' and '.join(ignored)} not used" if ignored else "")
+
+
+class FGATRun:
+    """One generation's FGAT state. Built by `start_run`; holds either valid settings or the error to raise."""
+
+    def __init__(
+        self, settings: FGATSettings | None, backend: WebUIBackend | None, error: BaseException | None = None
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.error = error
+        self.config: FGATConfig | None = None
+        self.takeover: SamplerTakeover | None = None
+        self.results: list[RowResult] = []
+        self.interrupted = False
+        self._target_latents: dict[tuple[int, int], Tensor] = {}
+
+    # ------------------------------------------------------------------------------------------ setup
+    def prepare(self, p) -> None:
+        """Validate everything that can be checked before sampling; write the infotext."""
+        settings, backend = self.settings, self.backend
+        backend.check_model(p)
+        seeds = getattr(p, "all_seeds", None) or [p.seed]
+        owned = {"steps": int(p.steps), "guidance_scale": float(p.cfg_scale), "seed": int(seeds[0])}
+        for name, value in owned.items():
+            if name in settings.given and getattr(settings.config, name) != value:
+                raise ValueError(
+                    f"FGAT '{name}' ({getattr(settings.config, name)!r}) differs from the generation's own value "
+                    f"({value!r}): FGAT uses the WebUI's sampling steps, CFG scale and seed; drop '{name}' from "
+                    "the FGAT args or set it on the request itself"
+                )
+        cfg = settings.config.replace(**owned)
+        cfg.window(cfg.steps)  # an empty window or a mask with no steps before it: a clear error now
+        if settings.target_image is None:
+            raise ValueError(
+                "FGAT is enabled but has no target image: add the image whose appearance to transfer "
+                "(API: 'target_image', base64 PNG/JPEG)"
+            )
+        to_rgb(settings.target_image, "target image")
+        if cfg.mask_source == "user" and settings.mask_image is None and getattr(p, "image_mask", None) is None:
+            raise ValueError(
+                "mask source 'inpaint mask' needs a mask: draw one in img2img's Inpaint tab (API: 'mask' or "
+                "FGAT 'mask_image'), or choose mask source 'attention' or 'none'"
+            )
+        prompts = getattr(p, "all_prompts", None) or [p.prompt]
+        if cfg.mask_source == "attention":
+            for prompt in dict.fromkeys(prompts):
+                mask_token_positions(backend, p, prompt, cfg.mask_word)
+        self.config = cfg
+        note = sampler_note(p, cfg.steps)
+        p.extra_generation_params[INFOTEXT_KEY] = format_infotext(
+            cfg,
+            target_prompt=settings.target_prompt,
+            target_hash=image_hash(settings.target_image),
+            diagnostics=True if settings.diagnostics else None,
+            sampler_note=note,
+        )
+        p.comment(note)
+        fill = getattr(p, "inpainting_fill", 1)
+        if getattr(p, "image_mask", None) is not None and fill in FILL_NAMES:
+            p.comment(
+                f"FGAT: 'Masked content: {FILL_NAMES[fill]}' changes the source image under the mask before FGAT "
+                "inverts it; choose 'original' to keep the source's structure there"
+            )
+
+    # ------------------------------------------------------------------------------------------ takeover
+    def install(self, p) -> None:
+        """Take over this generation's sampler (idempotent; called before every sampling)."""
+        sampler = getattr(p, "sampler", None)
+        if sampler is None or (self.takeover is not None and self.takeover.owner is sampler):
+            return
+        self.release()
+        if self.backend is not None:
+            self.takeover = self.backend.take_over_sampling(p, self.sample_img2img)
+        else:
+            self.takeover = replace_sample_img2img(p, self.sample_img2img)
+
+    def release(self) -> None:
+        """Undo the takeover and the progress text; safe to call any number of times."""
+        if self.takeover is not None:
+            self.takeover.restore()
+            self.takeover = None
+        if self.backend is not None:
+            self.backend.end_progress()
+
+    def close(self) -> None:
+        self.release()
+        self._target_latents.clear()
+
+    # ------------------------------------------------------------------------------------------ sampling
+    def sample_img2img(
+        self, p, x: Tensor, noise: Tensor, conditioning: Any, unconditional_conditioning: Any,
+        steps: int | None = None, image_conditioning: Tensor | None = None,
+    ) -> Tensor:
+        """Stands in for the sampler's `sample_img2img`: FGAT for each row of the batch."""
+        try:
+            if self.error is not None:
+                raise FGATError(f"Fine-grained Appearance Transfer: {self.error}") from self.error
+            with torch.no_grad():
+                rows = [self._transfer_row(p, x, i) for i in range(x.shape[0])]
+            return torch.cat(rows).to(x.dtype)
+        finally:
+            self.release()
+
+    def _transfer_row(self, p, x: Tensor, i: int) -> Tensor:
+        src = x[i : i + 1]
+        if self.interrupted:
+            return src
+        backend, cfg, settings = self.backend, self.config, self.settings
+        try:
+            backend.check_interrupted()
+            h, w = src.shape[-2:]
+            prompt = p.prompts[i] if getattr(p, "prompts", None) else p.prompt
+            negative = p.negative_prompts[i] if getattr(p, "negative_prompts", None) else p.negative_prompt
+            target_prompt = backend.strip_extra_networks(settings.target_prompt)
+            source_cond, target_cond, uncond, empty = backend.encode_prompts(
+                p, [prompt, target_prompt, negative or "", ""]
+            )
+            inputs = FGATInputs(
+                source_latent=src.float(),
+                target_latent=self.target_latent(p, (h, w)).to(src.device),
+                source_cond=source_cond,
+                target_cond=target_cond,
+                uncond=uncond,
+                empty_cond=empty,
+                mask_tokens=mask_token_positions(backend, p, prompt, cfg.mask_word)
+                if cfg.mask_source == "attention" else None,
+                user_mask=self.user_mask(p, i) if cfg.mask_source == "user" else None,
+            )
+            result = run_fgat(backend.denoiser(p), inputs, cfg, progress=backend.report_progress)
+        except FGATInterrupted:
+            self.interrupted = True
+            p.comment("FGAT was interrupted; the images it had not finished are the unchanged source")
+            return src
+        for message in result.messages:
+            p.comment(message)
+        self.results.append(RowResult(result.mask, result.correspondence, (int(h), int(w))))
+        return result.latent
+
+    def target_latent(self, p, latent_size: tuple[int, int]) -> Tensor:
+        """The target image, centre-cropped and resized to the source's pixel size, through the WebUI's VAE."""
+        if latent_size not in self._target_latents:
+            f = self.backend.latent_factor
+            size = (latent_size[1] * f, latent_size[0] * f)
+            image = fit_to(to_rgb(self.settings.target_image, "target image"), size)
+            self._target_latents[latent_size] = self.backend.encode_image(p, image)
+        return self._target_latents[latent_size]
+
+    def user_mask(self, p, i: int) -> Tensor:
+        """The API's `mask_image`, else the WebUI's inpaint mask at latent size (`p.nmask`, 1 = inpaint)."""
+        if self.settings.mask_image is not None:
+            return mask_from_image(self.settings.mask_image)
+        nmask = getattr(p, "nmask", None)
+        if nmask is None:
+            raise ValueError("mask source 'inpaint mask' found no inpaint mask on this generation")
+        nmask = nmask.float().cpu()
+        return nmask[0] if nmask.dim() == 3 else nmask.reshape(nmask.shape[-2:])
+
+    # ------------------------------------------------------------------------------------------ results
+    def diagnostic_images(self, p) -> list[Image.Image]:
+        from .diagnostics import correspondence_image, mask_overlay
+
+        out: list[Image.Image] = []
+        target = to_rgb(self.settings.target_image, "target image")
+        source = to_rgb(p.init_images[0], "source image")
+        for row in self.results:
+            f = self.backend.latent_factor
+            size = (row.latent_size[1] * f, row.latent_size[0] * f)
+            out.append(mask_overlay(fit_to(source, size), row.mask))
+            if row.correspondence is not None:
+                out.append(correspondence_image(fit_to(target, size), row.correspondence, row.latent_size))
+        return out
+
+
+# ---------------------------------------------------------------------------------------------- hooks
+def start_run(p, args: Sequence[Any], presets=None, backend_factory=detect_backend) -> FGATRun | None:
+    """From the script's `process()`: a run for this generation, or None when FGAT is off."""
+    stale = getattr(p, RUN_ATTR, None)
+    if stale is not None:
+        stale.close()
+        delattr(p, RUN_ATTR)
+    overrides: Mapping[str, Any] = getattr(p, XYZ_ATTR, None) or {}
+    try:
+        settings = settings_from_script_args(args, presets)
+        if not settings.enabled:
+            if not overrides:
+                return None
+            raise ValueError(
+                "an X/Y/Z plot axis sets FGAT values, but FGAT is not enabled: tick 'Fine-grained Appearance "
+                "Transfer' in img2img"
+            )
+        if overrides:
+            settings = apply_overrides(settings, overrides, presets)
+        run = FGATRun(settings, backend_factory())
+        run.prepare(p)
+    except Exception as e:  # kept and raised when sampling starts, where the WebUI shows it
+        run = FGATRun(None, None, error=e)
+    setattr(p, RUN_ATTR, run)
+    return run
+
+
+def current_run(p) -> FGATRun | None:
+    return getattr(p, RUN_ATTR, None)
+
+
+def install_run(p) -> None:
+    """From `process_batch()` and `process_before_every_sampling()`."""
+    run = current_run(p)
+    if run is not None:
+        run.install(p)
+
+
+def finish_run(p, processed) -> None:
+    """From `postprocess()`: add the diagnostics images, then drop the run."""
+    run = current_run(p)
+    if run is None:
+        return
+    try:
+        if run.settings is not None and run.settings.diagnostics and run.results:
+            images = run.diagnostic_images(p)
+            processed.images.extend(images)
+            infotexts = getattr(processed, "infotexts", None)
+            if infotexts is not None:
+                infotexts.extend([processed.info] * len(images))
+    finally:
+        run.close()
+        delattr(p, RUN_ATTR)

@@ -1,0 +1,171 @@
+"""The gradio section: controls in `args.CONTROLS` order, plus the preset row.
+
+Written against the API gradio 3.41 (A1111) and gradio 4.x (Forge) share: components built with plain
+keyword arguments, `gr.update(...)` results, `.change` / `.click` events without `_js`; no `.style()`,
+`gr.Box`, `source=` or `tool=`. `InputAccordion` and `ToolButton` come from the WebUI's own
+`modules/ui_components.py`, which both WebUIs ship. Tooltips are in `javascript/fgat.js`, keyed by elem_id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import gradio as gr
+
+from .args import CONFIG_CONTROLS, CONTROLS, Control, FGATSettings, settings_from_positional, ui_value
+from .infotext import paste_value
+
+PRESET_IDS = ("fgat_preset", "fgat_preset_refresh", "fgat_preset_name", "fgat_preset_save", "fgat_preset_delete",
+              "fgat_preset_status", "fgat_sampler_note")
+SAMPLER_NOTE = (
+    "FGAT inverts the source fully and samples with its own deterministic DDIM path over the WebUI's "
+    "Sampling steps and CFG Scale: the selected sampler and the denoising strength are not used (the infotext "
+    "says so). The window sets how much of the trajectory is changed."
+)
+
+
+class PresetActions:
+    """Load / save / delete presets from the UI's current values; errors become status text, never raise."""
+
+    def __init__(self, store_factory: Callable[[], Any]) -> None:
+        self.store_factory = store_factory
+
+    def names(self) -> list[str]:
+        return self.store_factory().names()
+
+    def load(self, name: str | None) -> tuple[dict[str, Any] | None, str]:
+        """UI values (by control name) of every config control for preset `name`, and a status line."""
+        if not name:
+            return None, ""
+        try:
+            config = self.store_factory().get(name)
+        except ValueError as e:
+            return None, f"Preset not loaded: {e}"
+        settings = FGATSettings(enabled=True, config=config)
+        return {c.name: ui_value(c, settings) for c in CONFIG_CONTROLS}, f"Loaded preset {name!r}."
+
+    def save(self, name: str, values: Sequence[Any]) -> tuple[list[str], str | None, str]:
+        """`values`: every control's UI value in CONTROLS order. Returns (names, selected, status)."""
+        store = self.store_factory()
+        try:
+            args = list(values)
+            args[0] = True  # parse the section as if enabled, whatever the toggle shows
+            config = settings_from_positional(args).config
+            store.save(name, config)
+        except (ValueError, OSError) as e:
+            return store.names(), None, f"Preset not saved: {e}"
+        saved = name.strip()
+        return store.names(), saved, f"Saved preset {saved!r}."
+
+    def delete(self, name: str | None) -> tuple[list[str], str | None, str]:
+        store = self.store_factory()
+        if not name:
+            return store.names(), None, "Choose a preset to delete."
+        try:
+            store.delete(name)
+        except (ValueError, OSError) as e:
+            return store.names(), name, f"Preset not deleted: {e}"
+        return store.names(), None, f"Deleted preset {name!r}."
+
+
+@dataclass
+class FGATUI:
+    controls: list[Any]  # in CONTROLS order: the script's args
+    infotext_fields: list[tuple[Any, Callable]]
+    preset_components: dict[str, Any] = field(default_factory=dict)
+
+
+def _component(control: Control) -> Any:
+    common = dict(label=control.label, elem_id=control.elem_id)
+    if control.kind == "image":
+        return gr.Image(type="pil", height=220, **common)
+    if control.kind == "text":
+        return gr.Textbox(value=control.default, lines=1, **common)
+    if control.kind == "bool":
+        return gr.Checkbox(value=control.default, **common)
+    if control.kind == "choice":
+        if len(control.choices) <= 3:
+            return gr.Radio(choices=list(control.choices), value=control.default, **common)
+        return gr.Dropdown(choices=list(control.choices), value=control.default, **common)
+    return gr.Slider(minimum=control.minimum, maximum=control.maximum, step=control.step, value=control.default,
+                     **common)
+
+
+def build_ui(actions: PresetActions) -> FGATUI:
+    """Create the section inside the current gradio Blocks; returns the controls (script args) and
+    the infotext fields."""
+    from modules.ui_components import InputAccordion, ToolButton
+
+    by_name: dict[str, Any] = {}
+    enabled_control = CONTROLS[0]
+    with InputAccordion(False, label=enabled_control.label, elem_id=enabled_control.elem_id) as enabled:
+        by_name["enabled"] = enabled
+        with gr.Row():
+            with gr.Column(scale=1):
+                by_name["target_image"] = _component(_control("target_image"))
+            with gr.Column(scale=1):
+                for name in ("target_prompt", "mask_word", "mask_source"):
+                    by_name[name] = _component(_control(name))
+        with gr.Row():
+            for name in ("delta", "lam", "gamma"):
+                by_name[name] = _component(_control(name))
+        with gr.Row():
+            for name in ("window_start", "window_end"):
+                by_name[name] = _component(_control(name))
+        with gr.Row():
+            for name in ("matching", "inversion", "dift_ensemble", "diagnostics"):
+                by_name[name] = _component(_control(name))
+        gr.HTML(f"<p style='opacity:.8'>{SAMPLER_NOTE}</p>", elem_id="fgat_sampler_note")
+        with gr.Accordion("Advanced", open=False):
+            with gr.Row():
+                for control in CONTROLS:
+                    if control.advanced:
+                        by_name[control.name] = _component(control)
+        with gr.Row():
+            preset = gr.Dropdown(label="Preset", choices=actions.names(), value=None, elem_id="fgat_preset")
+            refresh = ToolButton(value="\U0001f504", elem_id="fgat_preset_refresh")
+            preset_name = gr.Textbox(label="New preset name", lines=1, elem_id="fgat_preset_name")
+            save = gr.Button(value="Save preset", elem_id="fgat_preset_save")
+            delete = gr.Button(value="Delete preset", elem_id="fgat_preset_delete")
+        status = gr.HTML(value="", elem_id="fgat_preset_status")
+
+    controls = [by_name[c.name] for c in CONTROLS]
+    config_components = [by_name[c.name] for c in CONFIG_CONTROLS]
+
+    def on_load(name):
+        values, message = actions.load(name)
+        if values is None:
+            return [gr.update() for _ in config_components] + [message]
+        return [gr.update(value=values[c.name]) for c in CONFIG_CONTROLS] + [message]
+
+    def on_save(name, *values):
+        names, selected, message = actions.save(name, values)
+        return gr.update(choices=names, value=selected), message
+
+    def on_delete(name):
+        names, selected, message = actions.delete(name)
+        return gr.update(choices=names, value=selected), message
+
+    def on_refresh():
+        return gr.update(choices=actions.names())
+
+    preset.change(fn=on_load, inputs=[preset], outputs=[*config_components, status])
+    save.click(fn=on_save, inputs=[preset_name, *controls], outputs=[preset, status])
+    delete.click(fn=on_delete, inputs=[preset], outputs=[preset, status])
+    refresh.click(fn=on_refresh, inputs=[], outputs=[preset])
+
+    infotext_fields = [(by_name[c.name], partial(paste_value, c)) for c in CONTROLS if c.kind != "image"]
+    return FGATUI(
+        controls=controls,
+        infotext_fields=infotext_fields,
+        preset_components={"preset": preset, "refresh": refresh, "name": preset_name, "save": save,
+                           "delete": delete, "status": status},
+    )
+
+
+def _control(name: str) -> Control:
+    return next(c for c in CONTROLS if c.name == name)
+

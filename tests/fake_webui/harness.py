@@ -1,0 +1,235 @@
+"""Start the fake A1111 WebUI for a test, run img2img through its UI path or its API, paste infotext.
+
+Startup mirrors `webui.py:48-64` + `modules/initialize.py`: load the model (`sd_models.load_model`), load
+the scripts (`scripts.load_scripts`: our extension's `scripts/fgat.py` with the repository as its
+extension folder, and the built-in `scripts/xyz_grid.py`), run the before-UI callbacks, then build the
+img2img script UI (`ScriptRunner.initialize_scripts(True)` + `setup_ui()` inside gr.Blocks).
+
+The UI path mirrors `modules/img2img.py:217-242`: `p.scripts`, `p.script_args = args` (the UI's values,
+slot 0 the selectable-script index), then `scripts_img2img.run(p, *args)` or `process_images(p)`, inside
+`closing(p)`. The API path goes through the fake `modules/api/api.py`.
+
+`FakeWebUI.stop()` removes every fake module from sys.modules and sys.path and restores the tiny UNet's
+attention processors, so nothing of the fake outlives the test module that started it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FAKE_ROOT = Path(__file__).resolve().parent
+REPO_ROOT = FAKE_ROOT.parents[1]
+FAKE_PACKAGES = ("modules", "k_diffusion", "ldm", "launch")
+FGAT_TITLE = "Fine-grained Appearance Transfer"
+
+
+def _purge_fake_modules() -> None:
+    for name in list(sys.modules):
+        if name.split(".")[0] in FAKE_PACKAGES:
+            del sys.modules[name]
+
+
+@dataclass
+class Generation:
+    processed: Any  # modules.processing.Processed
+    p: Any  # the StableDiffusionProcessingImg2Img
+    latent: torch.Tensor | None  # what p.sample returned (seen by post_sample), before the VAE
+
+
+class FakeWebUI:
+    def __init__(self, pipe, *, parameterization: str = "eps", attention: str = "sdp") -> None:
+        self.pipe = pipe
+        self.parameterization = parameterization
+        self.attention = attention
+        self.latents: list[torch.Tensor] = []
+        self._saved_path: list[str] | None = None
+        self._saved_processors = None
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def start(self) -> FakeWebUI:
+        self._saved_path = list(sys.path)
+        _purge_fake_modules()
+        sys.path.insert(0, str(FAKE_ROOT))
+        import gradio as gr
+
+        from ldm.models.diffusion.ddpm import LatentDiffusion
+        from modules import script_callbacks, scripts, sd_hijack, sd_models, shared
+
+        self._saved_processors = dict(self.pipe.unet.attn_processors)
+        model = LatentDiffusion(
+            self.pipe.unet, self.pipe.vae, self.pipe.text_encoder, self.pipe.tokenizer,
+            alphas_cumprod=self.pipe.host.alphas_cumprod, parameterization=self.parameterization,
+        )
+        shared.opts.cross_attention_optimization = self.attention
+        sd_models.load_model(model)
+        sd_hijack.model_hijack.apply_optimizations(self.attention)
+        scripts.load_scripts([
+            scripts.ScriptFile(str(REPO_ROOT), "fgat.py", str(REPO_ROOT / "scripts" / "fgat.py")),
+            scripts.ScriptFile(str(FAKE_ROOT), "xyz_grid.py", str(FAKE_ROOT / "scripts" / "xyz_grid.py")),
+        ])
+        scripts.scripts_data.append(
+            scripts.ScriptClassData(self._latent_capture_class(), str(FAKE_ROOT / "harness.py"), str(FAKE_ROOT), None)
+        )
+        script_callbacks.before_ui_callback()
+        runner = scripts.scripts_img2img
+        runner.initialize_scripts(is_img2img=True)
+        with gr.Blocks():
+            runner.prepare_ui()
+            runner.setup_ui()
+        self.runner = runner
+        self.script = runner.script(FGAT_TITLE)
+        self.default_args = [0] + [getattr(c, "value", None) for c in runner.inputs[1:]]
+        return self
+
+    def stop(self) -> None:
+        if self._saved_processors is not None:
+            self.pipe.unet.set_attn_processor(self._saved_processors)
+        _purge_fake_modules()
+        if self._saved_path is not None:
+            sys.path[:] = self._saved_path
+
+    def _latent_capture_class(self):
+        from modules import scripts
+
+        latents = self.latents
+
+        class LatentCapture(scripts.Script):
+            """A test-only always-on script: post_sample sees the latent p.sample returned."""
+
+            def title(self):
+                return "latent capture (test)"
+
+            def show(self, is_img2img):
+                return scripts.AlwaysVisible
+
+            def ui(self, is_img2img):
+                return []
+
+            def post_sample(self, p, ps, *args):
+                latents.append(ps.samples.detach().clone())
+
+        return LatentCapture
+
+    # ------------------------------------------------------------------------------------------ modules
+    @property
+    def modules(self):
+        import modules.infotext_utils
+        import modules.processing
+        import modules.script_callbacks
+        import modules.scripts
+        import modules.shared
+
+        return modules
+
+    @property
+    def shared(self):
+        from modules import shared
+
+        return shared
+
+    @property
+    def sd_model(self):
+        return self.shared.sd_model
+
+    def fgat_args(self, values: dict[str, Any] | None = None) -> list[Any]:
+        """The FGAT section's UI values (defaults, with `values` by control name)."""
+        from fgat_webui.args import CONTROL_NAMES
+
+        args = list(self.default_args[self.script.args_from:self.script.args_to])
+        for name, value in (values or {}).items():
+            args[CONTROL_NAMES.index(name)] = value
+        return args
+
+    # ------------------------------------------------------------------------------------------ generation
+    def make_p(self, init_image, prompt: str, **kwargs):
+        from modules import processing
+
+        params = dict(prompt=prompt, negative_prompt="", steps=10, cfg_scale=7.5, seed=1, sampler_name="Euler",
+                      denoising_strength=0.75, width=init_image.width, height=init_image.height,
+                      inpaint_full_res=False)
+        params.update(kwargs)
+        p = processing.StableDiffusionProcessingImg2Img(**params)
+        p.init_images = [init_image]
+        return p
+
+    def img2img(self, init_image, prompt: str, fgat: list | dict | None = None, *, seed_global: int = 0,
+                script_index: int = 0, script_args: list | None = None, **kwargs) -> Generation:
+        """The UI's img2img: FGAT args positional (list, UI order) or one dict (as the API would hand it)."""
+        from modules import processing, shared
+
+        args = list(self.default_args)
+        s = self.script
+        if isinstance(fgat, dict):
+            args[s.args_from] = fgat
+        elif fgat is not None:
+            args[s.args_from:s.args_from + len(fgat)] = list(fgat)
+        args[0] = script_index
+        if script_args is not None:
+            selected = self.runner.selectable_scripts[script_index - 1]
+            args[selected.args_from:selected.args_from + len(script_args)] = script_args
+        p = self.make_p(init_image, prompt, **kwargs)
+        p.scripts = self.runner
+        p.script_args = args
+        torch.manual_seed(seed_global)  # the VAE posterior sample draws from the global generator
+        self.latents.clear()
+        shared.state.begin(job="img2img")
+        try:
+            with contextlib.closing(p):
+                processed = self.runner.run(p, *args)
+                if processed is None:
+                    processed = processing.process_images(p)
+        finally:
+            shared.state.end()
+        return Generation(processed, p, self.latents[-1] if self.latents else None)
+
+    def api_img2img(self, payload: dict, *, seed_global: int = 0) -> tuple[int, dict]:
+        """POST /sdapi/v1/img2img: (status, JSON body) as the API middleware returns it."""
+        from modules.api import api
+
+        torch.manual_seed(seed_global)
+        self.latents.clear()
+        try:
+            return 200, api.img2imgapi(payload)
+        except Exception as e:
+            return api.handle_exception(e)
+
+    # ------------------------------------------------------------------------------------------ infotext
+    def paste(self, infotext: str) -> dict[str, Any]:
+        """PNG Info -> "Send to img2img": the value each FGAT control takes (absent: left unchanged)."""
+        from modules import infotext_utils
+
+        from fgat_webui.args import CONTROL_NAMES
+
+        updates = infotext_utils.paste(infotext, self.runner.infotext_fields)
+        by_component = {id(c): name for c, name in zip(self.script.controls, CONTROL_NAMES)}
+        out = {}
+        for (component, _key), update in zip(self.runner.infotext_fields, updates):
+            name = by_component.get(id(component))
+            if name is not None and "value" in update:
+                out[name] = update["value"]
+        return out
+
+    # ------------------------------------------------------------------------------------------ leftovers
+    def hook_count(self) -> int:
+        model = self.sd_model
+        return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+
+    def callback_counts(self) -> dict[str, int]:
+        from modules import script_callbacks
+
+        return {k: len(v) for k, v in script_callbacks.callback_map.items()}
+
+
+@contextlib.contextmanager
+def fake_webui(pipe, **kwargs):
+    webui = FakeWebUI(pipe, **kwargs).start()
+    try:
+        yield webui
+    finally:
+        webui.stop()

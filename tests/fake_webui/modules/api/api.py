@@ -1,0 +1,121 @@
+"""Mirrors the img2img path of modules/api/api.py (A1111 1.10.1).
+
+- `decode_base64_to_image` l.77-99 (URLs refused as with api_enable_requests off);
+- `script_name_to_index` l.36-40: case-insensitive match on script.title();
+- `init_default_script_args` l.315-333: a fresh gr.Blocks() and each script's ui() called again, its
+  components' `.value` as the defaults;
+- `init_script_args` l.335-361: alwayson_scripts[title]["args"] copied by position into args_from..args_to;
+  extra args ignored, missing ones keep the defaults; no gradio preprocessing (raw JSON values);
+- `img2imgapi` l.492-565, and the middleware's error response `handle_exception` l.167-182.
+"""
+import base64
+import io
+import json
+
+import gradio as gr
+from PIL import Image
+
+from modules import processing, scripts, shared
+
+
+class HTTPException(Exception):
+    def __init__(self, status_code, detail=""):
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+
+
+def decode_base64_to_image(encoding):
+    if encoding.startswith("http://") or encoding.startswith("https://"):
+        raise HTTPException(status_code=500, detail="Requests not allowed")
+    if encoding.startswith("data:image/"):
+        encoding = encoding.split(";")[1].split(",")[1]
+    try:
+        return Image.open(io.BytesIO(base64.b64decode(encoding)))
+    except Exception as e:
+        raise HTTPException(status_code=500, detail="Invalid encoded image") from e
+
+
+def encode_pil_to_base64(image):
+    with io.BytesIO() as output:
+        image.save(output, format="PNG")
+        return base64.b64encode(output.getvalue())
+
+
+def script_name_to_index(name, scripts_list):
+    try:
+        return [script.title().lower() for script in scripts_list].index(name.lower())
+    except Exception as e:
+        raise HTTPException(status_code=422, detail=f"Script '{name}' not found") from e
+
+
+def get_script(script_name, script_runner):
+    if script_name is None or script_name == "":
+        return None
+    return script_runner.scripts[script_name_to_index(script_name, script_runner.scripts)]
+
+
+def init_default_script_args(script_runner):
+    last_arg_index = 1
+    for script in script_runner.scripts:
+        if last_arg_index < script.args_to:
+            last_arg_index = script.args_to
+    script_args = [None] * last_arg_index
+    script_args[0] = 0
+    with gr.Blocks():
+        for script in script_runner.scripts:
+            if script.ui(script.is_img2img):
+                ui_default_values = []
+                for elem in script.ui(script.is_img2img):
+                    ui_default_values.append(elem.value)
+                script_args[script.args_from:script.args_to] = ui_default_values
+    return script_args
+
+
+def init_script_args(alwayson_scripts, default_script_args, script_runner):
+    script_args = default_script_args.copy()
+    for name in (alwayson_scripts or {}).keys():
+        script = get_script(name, script_runner)
+        if script is None:
+            raise HTTPException(status_code=422, detail=f"always on script {name} not found")
+        if script.alwayson is False:
+            raise HTTPException(status_code=422, detail="Cannot have a selectable script in the always on scripts params")
+        if "args" in alwayson_scripts[name]:
+            args = alwayson_scripts[name]["args"]
+            for idx in range(0, min((script.args_to - script.args_from), len(args))):
+                script_args[script.args_from + idx] = args[idx]
+    return script_args
+
+
+def img2imgapi(payload):
+    """POST /sdapi/v1/img2img with a JSON body (a dict); returns the response dict or raises."""
+    req = dict(payload)
+    init_images = req.pop("init_images", None)
+    if init_images is None:
+        raise HTTPException(status_code=404, detail="Init image not found")
+    mask = req.pop("mask", None)
+    alwayson = req.pop("alwayson_scripts", {})
+    req.pop("send_images", None)
+    req.pop("save_images", None)
+    script_runner = scripts.scripts_img2img
+    script_args = init_script_args(alwayson, init_default_script_args(script_runner), script_runner)
+    p = processing.StableDiffusionProcessingImg2Img(mask=decode_base64_to_image(mask) if mask else None, **req)
+    p.init_images = [decode_base64_to_image(x) for x in init_images]
+    p.is_api = True
+    p.scripts = script_runner
+    try:
+        shared.state.begin(job="scripts_img2img")
+        p.script_args = tuple(script_args)
+        processed = processing.process_images(p)
+    finally:
+        shared.state.end()
+        p.close()
+    return {"images": [encode_pil_to_base64(x).decode() for x in processed.images], "parameters": payload,
+            "info": processed.js()}
+
+
+def handle_exception(e):
+    """The API middleware's error body and status (l.167-182)."""
+    err = {"error": type(e).__name__, "detail": vars(e).get("detail", ""), "body": vars(e).get("body", ""),
+           "errors": str(e)}
+    return vars(e).get("status_code", 500), json.loads(json.dumps(err))
