@@ -79,9 +79,10 @@ class FakeWebUI:
         script_callbacks.before_ui_callback()
         runner = scripts.scripts_img2img
         runner.initialize_scripts(is_img2img=True)
-        with gr.Blocks():
+        with gr.Blocks() as demo:
             runner.prepare_ui()
             runner.setup_ui()
+        self.demo = demo
         self.runner = runner
         self.script = runner.script(FGAT_TITLE)
         self.default_args = [0] + [getattr(c, "value", None) for c in runner.inputs[1:]]
@@ -199,6 +200,13 @@ class FakeWebUI:
         except Exception as e:
             return api.handle_exception(e)
 
+    def event_handler(self, component, event: str):
+        """The Python function gradio runs for `event` on `component` (to drive UI events in tests)."""
+        for dep, fn in zip(self.demo.dependencies, self.demo.fns):
+            if any(t == component._id and e == event for t, e in _targets(dep)):
+                return fn.fn
+        raise LookupError(f"no {event} handler on {component}")
+
     # ------------------------------------------------------------------------------------------ infotext
     def paste(self, infotext: str) -> dict[str, Any]:
         """PNG Info -> "Send to img2img": the value each FGAT control takes (absent: left unchanged)."""
@@ -224,6 +232,14 @@ class FakeWebUI:
         from modules import script_callbacks
 
         return {k: len(v) for k, v in script_callbacks.callback_map.items()}
+
+
+def _targets(dep):
+    """(component id, event) pairs of a gradio dependency (gradio 3.41: "targets" + "trigger")."""
+    targets = dep.get("targets", [])
+    if targets and isinstance(targets[0], (list, tuple)):
+        return [tuple(t) for t in targets]
+    return [(t, dep.get("trigger")) for t in targets]
 
 
 @contextlib.contextmanager
