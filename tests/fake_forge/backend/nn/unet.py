@@ -1,0 +1,72 @@
+"""Mirrors the surface of backend/nn/unet.py (Forge 2.0.1) over a diffusers UNet2DConditionModel.
+
+- `timestep_embedding` l.55-68 and `Timestep` l.93-101 (cos first, as diffusers' flip_sin_to_cos);
+- `IntegratedUNet2DConditionModel.forward(x, timesteps, context, y, control, transformer_options)`
+  l.696-763: `y` (SDXL's vector: pooled text embedding + size/crop embeddings) goes through `label_emb`
+  and is added to the time embedding (l.705-707). Here `label_emb` is diffusers' `add_embedding`, fed `y`
+  directly by a forward pre-hook that lives only during the call. `transformer_options` is accepted and
+  `original_shape` set (l.697); patches and block modifiers are not mirrored.
+- `output_blocks`: ldm's layout of three blocks per level, index 3*i+2 being the level's last block,
+  which ends with the level's upsampler (l.636-688). As in the fake A1111's ldm UNetModel, index 3*i+2 is
+  diffusers `up_blocks[i]` itself, so `output_blocks[5]` outputs the same tensor as the real block
+  (= DIFT's up_ft_index 1); the other indices are that level's resnets, whose outputs nothing reads.
+- cross-attention: the diffusers `Attention` modules named `...attn2`, with `to_q`, `to_k` and `heads`
+  like Forge's `CrossAttention` (l.133-155)."""
+import math
+
+import torch
+from torch import nn
+
+
+def timestep_embedding(timesteps, dim, max_period=10000, repeat_only=False):
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(start=0, end=half, dtype=torch.float32) / half).to(
+        device=timesteps.device)
+    args = timesteps[:, None].float() * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class Timestep(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, t):
+        return timestep_embedding(t, self.dim)
+
+
+class IntegratedUNet2DConditionModel(nn.Module):
+    def __init__(self, unet):
+        super().__init__()
+        self.unet = unet
+        blocks = []
+        for up in unet.up_blocks:
+            resnets = list(up.resnets)
+            blocks += [resnets[0], resnets[min(1, len(resnets) - 1)], up]
+        self.output_blocks = nn.ModuleList(blocks)
+        self.middle_block = unet.mid_block
+        self.label_emb = getattr(unet, "add_embedding", None)
+        self.num_classes = "sequential" if self.label_emb is not None else None
+        self.model_channels = unet.config.block_out_channels[0]
+        self.in_channels = unet.config.in_channels
+        self.adm_in_channels = unet.config.projection_class_embeddings_input_dim
+        # backend/loader.py: the model is placed by memory management, fp32 under --all-in-fp32
+        self.load_device = self.offload_device = self.initial_device = torch.device("cpu")
+        self.storage_dtype = self.computation_dtype = self.dtype = torch.float32
+
+    def forward(self, x, timesteps=None, context=None, y=None, control=None, transformer_options={}, **kwargs):
+        transformer_options["original_shape"] = list(x.shape)
+        assert (y is not None) == (self.num_classes is not None)
+        added = None
+        handle = None
+        if y is not None:
+            assert y.shape[0] == x.shape[0]
+            handle = self.label_emb.register_forward_pre_hook(lambda _m, _args: (y,))
+            n_ids = 6
+            pooled = y.shape[1] - n_ids * self.unet.config.addition_time_embed_dim
+            added = {"text_embeds": y.new_zeros(y.shape[0], pooled), "time_ids": y.new_zeros(y.shape[0], n_ids)}
+        try:
+            return self.unet(x, timesteps, encoder_hidden_states=context, added_cond_kwargs=added).sample
+        finally:
+            if handle is not None:
+                handle.remove()

@@ -1,0 +1,24 @@
+"""Mirrors Forge's modules/sd_samplers.py (all_samplers, find_sampler_config, create_sampler); the k-diffusion
+samplers only (Forge's DDIM / LCM / restart samplers are not mirrored)."""
+from modules import sd_samplers_kdiffusion
+
+all_samplers = [*sd_samplers_kdiffusion.samplers_data_k_diffusion]
+all_samplers_map = {x.name: x for x in all_samplers}
+
+
+def find_sampler_config(name):
+    if name is not None:
+        return all_samplers_map.get(name, None)
+    return all_samplers[0]
+
+
+def create_sampler(name, model):
+    config = find_sampler_config(name)
+    assert config is not None, f"bad sampler name: {name}"
+    sampler = config.constructor(model)
+    sampler.config = config
+    return sampler
+
+
+def fix_p_invalid_sampler_and_scheduler(p):
+    pass
