@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ JOB_KEYS = ("source", "target", "source_prompt", "target_prompt", "negative_prom
             "transfer")
 _TYPES = {f.name: str(f.type) for f in config_fields()}
 KNOWN_KEYS = (*JOB_KEYS, *_TYPES)
+_CONFIG_NAME = re.compile(r"FGATConfig[.](\w+)")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
@@ -180,8 +182,8 @@ def read_pairs(
                 raise ValueError(f"writes the same output {str(job.out)!r} as {outs[key]}: give it its own 'out'")
             outs[key] = where
             jobs.append((where, job))
-        except ValueError as e:
-            errors.append(f"{where}: {e}")
+        except ValueError as e:  # name the column, not the config attribute
+            errors.append(f"{where}: " + _CONFIG_NAME.sub(r"\1", str(e)))
     if errors:
         raise ValueError("the pairs file has problems (nothing was run):\n  " + "\n  ".join(errors))
     return jobs

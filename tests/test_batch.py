@@ -1,0 +1,208 @@
+"""`python -m fgat_core batch` and the inversion cache: a repeated image is inverted once, cached runs
+equal fresh runs, and the pairs file's precedence and errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image, ImageOps
+
+from fgat_core import cli
+from fgat_core.batch import read_pairs
+from fgat_core.cache import InversionCache
+from fgat_core.config import FGATConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+PROMPT = "a photo of a cat"
+STEPS = 10
+START = 3  # ceil(0.24 * 10)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("FGAT_PRESETS_DIR", str(tmp_path / "presets"))
+    monkeypatch.delenv("FGAT_MODEL", raising=False)
+
+
+@pytest.fixture
+def images(tmp_path):
+    """source.png, a mirrored source (another source image) and target.png beside the pairs file."""
+    src = Image.open(EXAMPLES / "source.png").convert("RGB")
+    src.save(tmp_path / "s1.png")
+    ImageOps.mirror(src).save(tmp_path / "s2.png")
+    Image.open(EXAMPLES / "target.png").convert("RGB").save(tmp_path / "t.png")
+    return tmp_path
+
+
+class CleanLevelCounter:
+    """Counts UNet rows evaluated at timestep 0. Only an inversion evaluates the clean latent (level N,
+    timestep 0), once per image it inverts; sampling and DIFT never use timestep 0."""
+
+    def __init__(self, unet):
+        self.rows = 0
+        self.handle = unet.register_forward_pre_hook(self.hook)
+
+    def hook(self, _module, args):
+        self.rows += int((args[1] == 0).sum())
+
+    def remove(self):
+        self.handle.remove()
+
+
+def test_batch_inverts_a_target_repeated_in_three_rows_once(images, tiny_pipe, monkeypatch, capsys):
+    (images / "pairs.csv").write_text(
+        "source,target,source_prompt,target_prompt,delta,out\n"
+        f"s1.png,t.png,{PROMPT},{PROMPT},,a.png\n"
+        f"s2.png,t.png,{PROMPT},{PROMPT},,b.png\n"
+        f"s1.png,t.png,{PROMPT},{PROMPT},0.8,c.png\n"
+    )
+    monkeypatch.setattr(cli, "_load", lambda args: tiny_pipe)
+    counter = CleanLevelCounter(tiny_pipe.unet)
+    try:
+        code = cli.main(["batch", "--pairs", str(images / "pairs.csv"), "--out-dir", str(images / "out"),
+                         "--steps", str(STEPS), "--quiet"])
+    finally:
+        counter.remove()
+    assert code == 0, capsys.readouterr().err
+    # three distinct images (s1, s2, t) -> three inversions; without the cache it would be six
+    assert counter.rows == 3
+    sides = [json.loads((images / "out" / f"{n}.json").read_text()) for n in "abc"]
+    inv = [s["stats"]["inversion"] for s in sides]
+    # row 1: source (levels N..1) and target (N..start) batched; row 2: the new source only; row 3: nothing
+    assert [i["rows"] for i in inv] == [STEPS + (STEPS - START + 1), STEPS, 0]
+    assert [i["calls"] for i in inv] == [STEPS, STEPS, 0]
+    assert [s["inversion_cache"]["hits"] for s in sides] == [0, 1, 2]
+    assert sides[2]["config"]["delta"] == 0.8 and sides[0]["config"]["delta"] == 0.6
+    report = json.loads((images / "out" / "batch.json").read_text())
+    assert report["failed"] == 0 and report["inversion_cache"] == {"hits": 3, "misses": 3}
+
+
+def test_cached_inversions_give_the_fresh_result(tiny_pipe, images):
+    s1, s2, t = (Image.open(images / n) for n in ("s1.png", "s2.png", "t.png"))
+    cfg = FGATConfig(steps=STEPS)
+    cache = InversionCache()
+    tiny_pipe.transfer(s1, t, PROMPT, PROMPT, cfg, cache=cache)
+    # target from the cache, new source
+    hit_t = tiny_pipe.transfer(s2, t, PROMPT, PROMPT, cfg, cache=cache)
+    fresh = tiny_pipe.transfer(s2, t, PROMPT, PROMPT, cfg)
+    assert hit_t.result.stats["inversion"].rows == STEPS
+    torch.testing.assert_close(hit_t.latent, fresh.latent, atol=1e-4, rtol=1e-4)
+    # both from the cache; a window end that only moves the window's end still reuses the target
+    cfg2 = cfg.replace(delta=0.8, window_end=0.5)
+    hit_both = tiny_pipe.transfer(s1, t, PROMPT, PROMPT, cfg2, cache=cache)
+    fresh2 = tiny_pipe.transfer(s1, t, PROMPT, PROMPT, cfg2)
+    assert hit_both.result.stats["inversion"].rows == 0
+    torch.testing.assert_close(hit_both.latent, fresh2.latent, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(hit_both.result.mask, fresh2.result.mask)
+
+
+def test_cache_keys_follow_what_the_inversion_depends_on(tiny_pipe, images):
+    s1, t = Image.open(images / "s1.png"), Image.open(images / "t.png")
+    cache = InversionCache()
+    cfg = FGATConfig(steps=STEPS)
+    tiny_pipe.transfer(s1, t, PROMPT, PROMPT, cfg, cache=cache)
+    # another mask word: the attention maps recorded by the source inversion differ -> source again
+    out = tiny_pipe.transfer(s1, t, PROMPT, PROMPT, cfg.replace(mask_word="photo"), cache=cache)
+    assert out.result.stats["inversion"].rows == STEPS
+    # another target prompt: the target is inverted again (the source is reused)
+    out = tiny_pipe.transfer(s1, t, PROMPT, "a photo of a dog", cfg, cache=cache)
+    assert out.result.stats["inversion"].rows == STEPS - START + 1
+    # another inversion mode: the source again
+    out = tiny_pipe.transfer(s1, t, PROMPT, PROMPT, cfg.replace(inversion="ddim"), cache=cache)
+    assert out.result.stats["inversion"].rows == STEPS
+
+
+def test_null_text_embeddings_are_reused(tiny_pipe, images):
+    s1, t = Image.open(images / "s1.png"), Image.open(images / "t.png")
+    cfg = FGATConfig(steps=5, inversion="null-text", null_text_steps=2)
+    cache = InversionCache()
+    tiny_pipe.transfer(s1, t, PROMPT, PROMPT, cfg, cache=cache)
+    again = tiny_pipe.transfer(s1, t, PROMPT, PROMPT, cfg.replace(delta=0.3), cache=cache)
+    fresh = tiny_pipe.transfer(s1, t, PROMPT, PROMPT, cfg.replace(delta=0.3))
+    assert again.result.stats["inversion"].calls == 0
+    torch.testing.assert_close(again.latent, fresh.latent, atol=1e-4, rtol=1e-4)
+
+
+def test_yaml_defaults_preset_flags_and_row_precedence(images):
+    (images / "pairs.yaml").write_text(
+        "defaults:\n"
+        "  source_prompt: a photo of a cat\n"
+        "  steps: 20\n"
+        "  delta: 0.7\n"
+        "  preset: Strong transfer\n"
+        "pairs:\n"
+        "  - {source: s1.png, target: t.png}\n"
+        "  - {source: s2.png, target: t.png, delta: 0.3, window-end: 0.45, target_prompt: a cat}\n"
+        "  - {source: s2.png, target: t.png, preset: Paper defaults, out: sub/x}\n"
+    )
+    jobs = read_pairs(images / "pairs.yaml", images / "out", settings={"delta": 0.5, "steps": 10})
+    cfgs = [job.config for _, job in jobs]
+    # defaults < preset < file defaults < command line < row
+    assert cfgs[0] == FGATConfig(delta=0.5, window_end=0.5, steps=10)
+    assert cfgs[1] == FGATConfig(delta=0.3, window_end=0.45, steps=10)
+    assert cfgs[2] == FGATConfig(delta=0.5, steps=10)
+    j0, j1, j2 = (job for _, job in jobs)
+    assert j0.source == images / "s1.png" and j0.target_prompt == PROMPT and j1.target_prompt == "a cat"
+    assert j0.out == images / "out" / "001-s1-t.png" and j2.out == images / "out" / "sub" / "x.png"
+
+
+def test_csv_blank_cells_comments_and_masks(images):
+    Image.new("L", (128, 128), 255).save(images / "m.png")
+    (images / "p.csv").write_text(
+        "source,target,source_prompt,mask,steps,transfer\n"
+        "# a comment row,,,,,\n"
+        "s1.png,t.png,a cat,,,\n"
+        ",,,,,\n"
+        "s2.png,t.png,a cat,m.png,12,no\n"
+    )
+    jobs = [job for _, job in read_pairs(images / "p.csv", images / "o")]
+    assert len(jobs) == 2
+    assert jobs[0].config == FGATConfig() and jobs[0].mask is None and jobs[0].transfer
+    assert jobs[1].config == FGATConfig(steps=12, mask_source="user") and jobs[1].mask == images / "m.png"
+    assert jobs[1].transfer is False
+
+
+def test_pairs_file_problems_are_all_reported_before_anything_runs(images, capsys, monkeypatch):
+    (images / "bad.csv").write_text(
+        "source,target,source_prompt,delta\n"
+        "s1.png,t.png,a cat,0.5\n"
+        "nope.png,t.png,a cat,\n"
+        "s1.png,t.png,a cat,2\n"
+        "s1.png,t.png,,abc\n"
+    )
+    monkeypatch.setattr(cli, "_load", lambda args: pytest.fail("the model must not load for a bad pairs file"))
+    assert cli.main(["batch", "--pairs", str(images / "bad.csv"), "--out-dir", str(images / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "nothing was run" in err and "Traceback" not in err
+    assert "bad.csv line 3: the source image" in err and "does not exist" in err
+    assert "bad.csv line 4: delta must be in [0.0, 1.0], got 2.0" in err
+    assert "bad.csv line 5: missing source_prompt" in err
+    assert not (images / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("p.csv", "source,target,source_prompt,colour\ns1.png,t.png,a,red\n", "unknown column 'colour'"),
+        ("p.txt", "x", "must be .csv, .yaml or .yml"),
+        ("p.yaml", "pairs: [1, 2]", "a row must be a mapping"),
+        ("p.yaml", "pairs: [", "not valid YAML"),
+        ("p.csv", "source,target,source_prompt\n", "lists no pairs"),
+        ("p.csv", "source,target,source_prompt,out\ns1.png,t.png,a,x.png\ns2.png,t.png,a,x.png\n",
+         "writes the same output"),
+    ],
+)
+def test_pairs_file_format_errors(images, name, text, message):
+    (images / name).write_text(text)
+    with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        read_pairs(images / name, images / "out")
+
+
+def test_example_pairs_files_are_valid():
+    for name in ("pairs.csv", "pairs.yaml"):
+        jobs = read_pairs(EXAMPLES / name, Path("out"))
+        assert len(jobs) >= 3
+        targets = [job.target for _, job in jobs]
+        assert len(set(targets)) < len(targets)  # the examples show the cache: a target repeats
