@@ -223,7 +223,9 @@ class A1111Backend(WebUIBackend):
 
 def backend_classes() -> list[type[WebUIBackend]]:
     """Every backend, most specific first; the first whose `is_active()` is true runs."""
-    return [A1111Backend]
+    from .forge_backend import ForgeBackend
+
+    return [ForgeBackend, A1111Backend]
 
 
 def detect_backend() -> WebUIBackend:

@@ -1,0 +1,225 @@
+"""The Forge backend (lllyasviel/stable-diffusion-webui-forge 2.x): `WebUIBackend` over Forge's own model code.
+
+What differs from A1111 (research notes §6) and how this backend handles it:
+
+- There is no `sd_model.apply_model`, `model.diffusion_model` or `alphas_cumprod`. The UNet is the
+  `UnetPatcher` at `p.sd_model.forge_objects.unet` (reset by Forge right before
+  `process_before_every_sampling`, `modules/processing.py:1851`, then patched by other extensions); its
+  `model` is a `KModel` whose `apply_model(x, sigma, c_crossattn=..., y=...)` takes a k-diffusion (VE)
+  latent and a sigma and returns x0 (`backend/modules/k_model.py:25-46`). `ForgeDenoiser` converts:
+  x_ve = x / sqrt(a), sigma = sqrt((1 - a) / a), eps = (x_ve - x0) / sigma, with a = 1 / (1 + sigma^2) from
+  the predictor's sigma table (`predictor.sigmas`, which also follows a Zero-Terminal-SNR rescale).
+- The UNet is loaded through Forge's memory management (`sampling_prepare`, which also applies LoRA
+  weights) before FGAT runs it, and `sampling_cleanup` follows, as Forge's own sampler does
+  (`modules/sd_samplers_kdiffusion.py:136-194`).
+- Generation runs under `torch.inference_mode()` (`processing.py:911`) and Forge builds its models under it
+  too (`backend/loader.py:497`, `modules/sd_models.py:472`), so every weight is an inference tensor, which
+  autograd refuses to save. Null-text inversion (fgat_core leaves inference mode for its Adam steps) needs
+  gradients through the UNet: while grad mode is on, `ForgeDenoiser` runs the UNet with each inference
+  weight replaced by a normal tensor over the same memory (no copy), and puts the originals back after.
+- Conditioning: `get_learned_conditioning` returns a tensor (SD1/2) or SDXL's {"crossattn", "vector"}
+  (`backend/diffusion_engine/sdxl.py:85-121`); fgat conditionings keep them as {"context", "vector"}.
+  SDXL's size embedding reads the prompt list's width/height (`SdConditioning`), given the generation's.
+- The VAE encodes with a posterior *sample* unless a regulation is set (`backend/nn/vae.py:293-303`): the
+  target is encoded through a clone of the VAE patcher whose regulation takes the posterior mode.
+- Tokens: Forge's `ClassicTextProcessingEngine.tokenize_line` / `tokenize` (clip_l's for SDXL; the
+  positions are the same for clip_g, whose features are concatenated per token).
+- Cross-attention modules are still named `*.attn2` with `to_q` / `to_k`, so the attention mask's forward
+  hooks see every call whatever attention function Forge uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from fgat_core.host import CONTEXT, AttentionLayer, Cond, Denoiser
+
+from .backend import SamplerTakeover, WebUIBackend, replace_sample_img2img
+from .ldm_host import DIFT_BLOCK, LDMDenoiser, _StopForward
+
+VECTOR = "vector"  # SDXL's pooled text + size embedding (sgm / Forge `y`)
+
+
+@contextmanager
+def autograd_safe_weights(module: nn.Module) -> Iterator[None]:
+    """While grad mode is on, give `module` normal tensors aliasing its inference-tensor parameters and
+    buffers (same memory, nothing copied), so that autograd may save them; restore the originals after."""
+    if not torch.is_grad_enabled():
+        yield
+        return
+    swapped: list[tuple[dict, str, Tensor]] = []
+    try:
+        for sub in module.modules():
+            for store in (sub._parameters, sub._buffers):
+                for name, tensor in list(store.items()):
+                    if tensor is None or not tensor.is_inference():
+                        continue
+                    alias = torch.empty(0, dtype=tensor.dtype, device=tensor.device)
+                    alias.set_(tensor.untyped_storage(), tensor.storage_offset(), tensor.size(), tensor.stride())
+                    swapped.append((store, name, tensor))
+                    if isinstance(tensor, nn.Parameter):
+                        alias = nn.Parameter(alias, requires_grad=False)
+                    store[name] = alias
+        yield
+    finally:
+        for store, name, tensor in reversed(swapped):
+            store[name] = tensor
+
+
+class ForgeDenoiser:
+    """A `fgat_core.host.Denoiser` over Forge's `UnetPatcher` (its KModel and diffusion model).
+
+    The UNet sees the patcher's `transformer_options` (block patches of other extensions apply, as in
+    Forge's own sampling), with every row marked as a conditional one; `model_function_wrapper`s are not
+    called, because they expect Forge's cond/uncond batch layout."""
+
+    def __init__(self, unet_patcher) -> None:
+        self.patcher = unet_patcher
+        self.kmodel = unet_patcher.model
+        self.unet = self.kmodel.diffusion_model
+        predictor = self.kmodel.predictor
+        sigmas = predictor.sigmas.detach().to("cpu", torch.float64)
+        self.alphas_cumprod = 1.0 / (1.0 + sigmas**2)
+
+    def _scales(self, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
+        a = self.alphas_cumprod[t.cpu()]
+        shape = (-1,) + (1,) * (like.dim() - 1)
+        sqrt_a = a.sqrt().to(device=like.device, dtype=torch.float32).view(shape)
+        sigma = ((1.0 - a) / a).sqrt().to(device=like.device, dtype=torch.float32)
+        return sqrt_a, sigma
+
+    def _model_kwargs(self, cond: Cond, sigma: Tensor) -> dict:
+        kwargs = {"c_crossattn": cond[CONTEXT]}
+        if VECTOR in cond:
+            kwargs["y"] = cond[VECTOR]
+        options = dict(self.patcher.model_options.get("transformer_options", {}))
+        options.update(cond_or_uncond=[0], sigmas=sigma, cond_indices=list(range(sigma.shape[0])), uncond_indices=[])
+        kwargs["transformer_options"] = options
+        return kwargs
+
+    def _x0(self, x_ve: Tensor, sigma: Tensor, cond: Cond) -> Tensor:
+        with autograd_safe_weights(self.unet):
+            return self.kmodel.apply_model(x_ve, sigma, **self._model_kwargs(cond, sigma))
+
+    def eps(self, x: Tensor, t: Tensor, cond: Cond) -> Tensor:
+        sqrt_a, sigma = self._scales(t, x)
+        x_ve = x.float() / sqrt_a
+        x0 = self._x0(x_ve, sigma, cond)
+        return ((x_ve - x0) / sigma.view(sqrt_a.shape)).to(x.dtype)
+
+    def features(self, x: Tensor, t: Tensor, cond: Cond) -> Tensor:
+        """Output of the diffusion model's `output_blocks[5]`; a forward hook stops the UNet there."""
+
+        def hook(_module, _inputs, output):
+            raise _StopForward(output)
+
+        sqrt_a, sigma = self._scales(t, x)
+        handle = self.unet.output_blocks[DIFT_BLOCK].register_forward_hook(hook)
+        try:
+            self._x0(x.float() / sqrt_a, sigma, cond)
+        except _StopForward as stop:
+            return stop.value.float()
+        finally:
+            handle.remove()
+        raise RuntimeError("the UNet never reached output_blocks[5], so no DIFT features were captured")
+
+    def attention_layers(self) -> list[AttentionLayer]:
+        return LDMDenoiser.attention_layers(self)
+
+
+class ForgeBackend(WebUIBackend):
+    """Forge 2.x (its own backend) with an SD 1.x / 2.x / XL checkpoint, eps or v prediction."""
+
+    name = "Forge"
+
+    @classmethod
+    def is_active(cls) -> bool:
+        from modules import shared
+
+        return hasattr(shared.sd_model, "forge_objects")
+
+    def _model(self):
+        from modules import shared
+
+        model = shared.sd_model
+        if model is None:
+            raise ValueError("no Stable Diffusion checkpoint is loaded: load one in the checkpoint menu")
+        return model
+
+    # ------------------------------------------------------------------------------------------ model
+    def check_model(self, p) -> None:
+        model = self._model()
+        if not (getattr(model, "is_sd1", False) or getattr(model, "is_sd2", False) or getattr(model, "is_sdxl", False)):
+            raise ValueError(
+                "the loaded checkpoint is not a Stable Diffusion 1.x, 2.x or XL model (Flux, SD3 and other "
+                "architectures are not supported by FGAT): load an SD 1.x, 2.x or SDXL checkpoint"
+            )
+        if getattr(model, "is_inpaint", False):
+            raise ValueError(
+                "the loaded checkpoint is an inpainting model; FGAT needs a regular text-to-image checkpoint: load "
+                "a normal SD 1.x/2.x/XL model"
+            )
+        kind = model.forge_objects.unet.model.predictor.prediction_type
+        if kind not in ("epsilon", "v_prediction"):
+            raise ValueError(f"the loaded checkpoint predicts {kind!r}; FGAT supports eps and v prediction")
+
+    def denoiser(self, p) -> Denoiser:
+        return ForgeDenoiser(self._model().forge_objects.unet)
+
+    def encode_prompts(self, p, prompts: Sequence[str]) -> list[Cond]:
+        """One batched `get_learned_conditioning` call (shorter prompts are padded with empty chunks, so all
+        rows share one length), with the generation's size for SDXL's size embedding."""
+        from modules import prompt_parser
+
+        texts = prompt_parser.SdConditioning(list(prompts), width=p.width, height=p.height)
+        out = self._model().get_learned_conditioning(texts)
+        if isinstance(out, dict):
+            return [{CONTEXT: out["crossattn"][i : i + 1], VECTOR: out[VECTOR][i : i + 1]} for i in range(len(prompts))]
+        return [{CONTEXT: out[i : i + 1]} for i in range(out.shape[0])]
+
+    def _text_engine(self):
+        model = self._model()
+        for name in ("text_processing_engine", "text_processing_engine_l", "text_processing_engine_g"):
+            engine = getattr(model, name, None)
+            if engine is not None:
+                return engine
+        raise ValueError("the loaded model has no CLIP text encoder, so FGAT cannot find prompt tokens")
+
+    def prompt_token_ids(self, p, prompt: str) -> list[int]:
+        chunks, _ = self._text_engine().tokenize_line(prompt)
+        return [int(t) for chunk in chunks for t in chunk.tokens]
+
+    def word_token_ids(self, p, word: str) -> list[int]:
+        return [int(t) for t in self._text_engine().tokenize([word])[0]]
+
+    def encode_image(self, p, image: Image.Image) -> Tensor:
+        """The posterior mean through Forge's VAE: a clone of its patcher with a mode regulation
+        (`backend/patcher/vae.py:165-193`), then `process_in` (scaling / shift factor)."""
+        vae = self._model().forge_objects.vae.clone()
+        vae.patcher.set_model_vae_regulation(lambda posterior: posterior.mode())
+        arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        pixels = torch.from_numpy(arr)[None]  # (1, H, W, 3) in [0, 1], as encode_first_stage passes it
+        with torch.inference_mode():
+            latent = vae.first_stage_model.process_in(vae.encode(pixels))
+        return latent.float()
+
+    # ------------------------------------------------------------------------------------------ sampling
+    def take_over_sampling(self, p, fn: Callable[..., Tensor]) -> SamplerTakeover | None:
+        """As A1111, plus Forge's model loading around the run (`sampling_prepare` / `sampling_cleanup`)."""
+        from backend.sampling.sampling_function import sampling_cleanup, sampling_prepare
+
+        def forge_sample_img2img(p, x, noise, *args, **kwargs):
+            unet = p.sd_model.forge_objects.unet
+            sampling_prepare(unet, x)
+            try:
+                return fn(p, x, noise, *args, **kwargs)
+            finally:
+                sampling_cleanup(unet)
+
+        return replace_sample_img2img(p, forge_sample_img2img)
