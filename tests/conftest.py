@@ -28,6 +28,13 @@ def tiny_pipe_v():
 
 
 @pytest.fixture(scope="session")
+def tiny_pipe_xl():
+    from fgat_core.pipeline import tiny_pipeline
+
+    return tiny_pipeline(seed=0, sdxl=True)
+
+
+@pytest.fixture(scope="session")
 def example_images():
     import numpy as np
     from PIL import Image

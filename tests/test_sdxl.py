@@ -23,10 +23,8 @@ STEPS = 10
 
 
 @pytest.fixture(scope="module")
-def xl():
-    from fgat_core.pipeline import tiny_pipeline
-
-    return tiny_pipeline(seed=0, sdxl=True)
+def xl(tiny_pipe_xl):
+    return tiny_pipe_xl
 
 
 def _sinusoid(t: torch.Tensor, dim: int) -> torch.Tensor:

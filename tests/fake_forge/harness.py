@@ -83,8 +83,14 @@ class FakeForge(FakeWebUI):
         return [objects.unet.model, objects.vae.first_stage_model, objects.clip.cond_stage_model]
 
     def hook_count(self) -> int:
-        return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-                   for root in self.model_modules() for m in root.modules())
+        """Hooks on the UNet, VAE and text encoders, except the output-capturing hooks transformers 5
+        installs on its own layers at their first forward (those persist by design)."""
+
+        def ours(fn) -> bool:
+            return not getattr(fn, "__module__", "").startswith("transformers.")
+
+        return sum(sum(map(ours, d.values())) for root in self.model_modules() for m in root.modules()
+                   for d in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks))
 
 
 @contextlib.contextmanager
