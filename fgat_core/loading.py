@@ -522,10 +522,42 @@ def _assemble(unet, vae, te, te2, conf: Path, sched_dir: Path, pred: str, device
     sched = _read_json(sched_dir / "scheduler" / "scheduler_config.json")
     tok = _tokenizer(conf / "tokenizer", "<|endoftext|>")
     tok2 = _tokenizer(conf / "tokenizer_2", "!") if te2 is not None else None
-    return FGATPipeline(
+    pipe = FGATPipeline(
         unet, vae, te, tok, alphas_cumprod=alphas_cumprod_from_config(sched), prediction_type=pred,
         text_encoder_2=te2, tokenizer_2=tok2, device=device, dtype=dtype, name=name,
     )
+    if te2 is not None and dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
+        pipe.vae = UpcastVAE(pipe.vae)
+    return pipe
+
+
+class UpcastVAE(nn.Module):
+    """A VAE run in float32 inside a float16 pipeline. SDXL's VAE overflows in fp16 (NaN, black images;
+    diffusers marks it `force_upcast`): images and latents keep the pipeline's dtype outside, the VAE computes
+    in fp32 inside. Applied to SDXL models with `force_upcast` in their VAE config when the dtype is fp16."""
+
+    def __init__(self, vae: nn.Module) -> None:
+        super().__init__()
+        self.inner = vae.float()
+
+    @property
+    def config(self):
+        return self.inner.config
+
+    @property
+    def _inner_dtype(self) -> torch.dtype:
+        return next(self.inner.parameters()).dtype
+
+    def encode(self, x: Tensor):
+        from types import SimpleNamespace
+
+        mean = self.inner.encode(x.to(self._inner_dtype)).latent_dist.mean.to(x.dtype)
+        return SimpleNamespace(latent_dist=SimpleNamespace(mean=mean))
+
+    def decode(self, z: Tensor):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(sample=self.inner.decode(z.to(self._inner_dtype)).sample.to(z.dtype))
 
 
 # ---------------------------------------------------------------------------------------------- conversion

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 from fgat_core import FGATConfig
+from fgat_core.diffusers_host import DiffusersDenoiser
 from fgat_core.loading import (
     CONFIG_ROOT,
     alphas_cumprod_from_config,
@@ -109,6 +110,20 @@ def small_images():
     return Image.fromarray(noisy[0]), Image.fromarray(noisy[1])
 
 
+def _assert_same_function(pipe, ref, image) -> None:
+    """Same prompt embeddings, image latents and guided noise prediction as the original models."""
+    with torch.no_grad():
+        for a, b in zip(pipe.encode_prompt("a photo of a cat", (64, 64)).values(),
+                        ref.encode_prompt("a photo of a cat", (64, 64)).values(), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+        z = pipe.encode_image(image)
+        torch.testing.assert_close(z, ref.encode_image(image), rtol=0, atol=1e-6)
+        cond = pipe.encode_prompt("a photo of a cat", (64, 64))
+        t = torch.tensor([501])
+        ref_host = DiffusersDenoiser(ref.unet, ref.host.alphas_cumprod, pipe.prediction_type)
+        torch.testing.assert_close(pipe.host.eps(z, t, cond), ref_host.eps(z, t, cond), rtol=0, atol=1e-6)
+
+
 def _transfer_latent(pipe, images, **cfg):
     src, tar = images
     out = pipe.transfer(src, tar, "a photo of a cat", "a photo of a dog", FGATConfig(steps=4, **cfg))
@@ -124,25 +139,49 @@ def test_sd1_single_file_loads_the_same_weights_and_runs(sd1_pipe, sd1_file, sma
     _assert_same_weights(pipe.vae, sd1_pipe.vae, "vae")
     _assert_same_weights(pipe.text_encoder, sd1_pipe.text_encoder, "text encoder")
     assert torch.equal(pipe.host.alphas_cumprod, sd1_pipe.host.alphas_cumprod)
-    got = _transfer_latent(pipe, small_images)
-    want = _transfer_latent(sd1_pipe, small_images)
-    assert torch.isfinite(got).all()
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    _assert_same_function(pipe, sd1_pipe, small_images[0])
+    assert torch.isfinite(_transfer_latent(pipe, small_images)).all()
 
 
-def test_sdxl_single_file_loads_both_text_encoders_and_runs(sdxl_pipe, tmp_path, small_images):
-    path = tmp_path / "tiny-xl.safetensors"
-    save_file(_ldm_state_dict(sdxl_pipe, "sdxl"), str(path))
+@pytest.fixture(scope="module")
+def sdxl_file(sdxl_pipe, tmp_path_factory):
+    d = tmp_path_factory.mktemp("sdxl")
+    save_file(_ldm_state_dict(sdxl_pipe, "sdxl"), str(d / "tiny-xl.safetensors"))
+    return d / "tiny-xl.safetensors", _write_configs(sdxl_pipe, d / "configs")
+
+
+def test_sdxl_single_file_loads_both_text_encoders_and_runs(sdxl_pipe, sdxl_file, small_images):
+    path, conf = sdxl_file
     assert detect_family(read_safetensors_shapes(path)) == "sdxl"
-    pipe = load_pipeline(str(path), "cpu", "fp32", config_dir=_write_configs(sdxl_pipe, tmp_path / "conf"))
+    pipe = load_pipeline(str(path), "cpu", "fp32", config_dir=conf)
     assert pipe.is_sdxl
     _assert_same_weights(pipe.unet, sdxl_pipe.unet, "unet")
     _assert_same_weights(pipe.vae, sdxl_pipe.vae, "vae")
     _assert_same_weights(pipe.text_encoder, sdxl_pipe.text_encoder, "text encoder")
     _assert_same_weights(pipe.text_encoder_2, sdxl_pipe.text_encoder_2, "text encoder 2")
-    got = _transfer_latent(pipe, small_images, mask_source="none")
-    want = _transfer_latent(sdxl_pipe, small_images, mask_source="none")
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    _assert_same_function(pipe, sdxl_pipe, small_images[0])
+    assert torch.isfinite(_transfer_latent(pipe, small_images)).all()
+
+
+def test_sdxl_vae_runs_in_fp32_inside_an_fp16_pipeline(sdxl_pipe, sdxl_file, sd1_file, small_images):
+    from fgat_core.loading import UpcastVAE
+
+    path, conf = sdxl_file
+    pipe = load_pipeline(str(path), "cpu", "fp16", config_dir=conf)
+    assert isinstance(pipe.vae, UpcastVAE) and pipe.vae.config.force_upcast
+    assert {p.dtype for p in pipe.vae.parameters()} == {torch.float32}
+    assert {p.dtype for p in pipe.unet.parameters()} == {torch.float16}
+    src = small_images[0]
+    z = pipe.encode_image(src)
+    assert z.dtype == torch.float16
+    with torch.no_grad():  # the reference: the original fp32 VAE on the same image
+        want = sdxl_pipe.encode_image(src)
+    torch.testing.assert_close(z.float(), want, rtol=0, atol=2e-3)
+    assert np.asarray(pipe.decode(z)).shape == (64, 64, 3)
+    # SD 1.x VAEs stay in the pipeline's dtype
+    sd1 = load_pipeline(str(sd1_file[0]), "cpu", "fp16", config_dir=sd1_file[1])
+    assert not isinstance(sd1.vae, UpcastVAE)
+    assert {p.dtype for p in sd1.vae.parameters()} == {torch.float16}
 
 
 def test_sd2_single_file_reads_openclip_and_v_prediction_from_sibling_yaml(sd1_pipe, tmp_path):
@@ -218,9 +257,7 @@ def test_diffusers_folder_loads(sdxl_pipe, tmp_path, small_images):
     assert pipe.is_sdxl and pipe.prediction_type == "v_prediction" and pipe.name == "xl-diffusers"
     _assert_same_weights(pipe.unet, sdxl_pipe.unet, "unet")
     _assert_same_weights(pipe.text_encoder_2, sdxl_pipe.text_encoder_2, "text encoder 2")
-    src, tar = small_images
-    out = pipe.transfer(src, tar, "a cat", "a dog", FGATConfig(steps=4, mask_source="none"))
-    assert torch.isfinite(out.latent).all()
+    _assert_same_function(pipe, sdxl_pipe, small_images[0])
 
 
 def test_dtype_argument_is_applied(sd1_file):
