@@ -1,0 +1,63 @@
+"""The script inside the fake Forge without generating: every test of test_webui_ui.py that drives the WebUI
+(UI build, API default args, presets through the UI's event handlers, infotext paste-back, X/Y/Z axes) is
+collected here again and run unchanged against the fake Forge, whose `webui` fixture replaces the A1111 one.
+
+The UI is built with the venv's gradio 3.41 (A1111's pin); Forge 2.x runs gradio 4.40, which cannot be
+installed beside it. What can be checked here is that the UI code uses only the API both versions share."""
+
+import ast
+import inspect
+from pathlib import Path
+
+import pytest
+import test_webui_ui as _a1111
+from fake_forge.harness import fake_forge
+
+from fgat_webui import PRESETS_ENV
+
+ROOT = Path(__file__).resolve().parents[1]
+
+for _name, _test in vars(_a1111).items():
+    if _name.startswith("test_") and "webui" in inspect.signature(_test).parameters:
+        globals()[_name] = _test  # collected again in this module, with this module's `webui` fixture
+
+
+@pytest.fixture(scope="module")
+def webui(tiny_pipe, tmp_path_factory):
+    presets = tmp_path_factory.mktemp("presets")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(PRESETS_ENV, str(presets))
+        with fake_forge(tiny_pipe) as w:
+            w.presets_dir = presets
+            yield w
+
+
+def test_the_forge_tests_really_run_in_forge(webui):
+    from fgat_webui.backend import detect_backend
+
+    assert hasattr(webui.sd_model, "forge_objects") and not hasattr(webui.sd_model, "apply_model")
+    assert detect_backend().name == "Forge"
+    reused = [n for n, f in globals().items() if n.startswith("test_") and f.__module__ == _a1111.__name__]
+    assert len(reused) >= 5
+
+
+# gradio 3.41-only API (removed or renamed in gradio 4): what the UI code must not use
+GRADIO3_ONLY_CALLS = {"style", "Box"}  # Component.style(...), gr.Box
+GRADIO3_ONLY_KEYWORDS = {"_js", "source", "tool", "shape", "brush_radius"}  # events' _js=; gr.Image(source=, ...)
+
+
+@pytest.mark.parametrize("path", ["fgat_webui/ui.py", "scripts/fgat.py", "fgat_webui/xyz.py"])
+def test_ui_code_uses_only_gradio_api_shared_by_3_41_and_4(path):
+    tree = ast.parse((ROOT / path).read_text(encoding="utf-8"))
+    problems = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in GRADIO3_ONLY_CALLS:
+                problems.append(f"line {node.lineno}: {name}(...)")
+            # gr.Slider.update(...) style class-level updates are gone in gradio 4: only gr.update(...)
+            if name == "update" and isinstance(func, ast.Attribute) and isinstance(func.value, ast.Attribute):
+                problems.append(f"line {node.lineno}: {ast.unparse(func)}(...)")
+            problems += [f"line {node.lineno}: {k.arg}=" for k in node.keywords if k.arg in GRADIO3_ONLY_KEYWORDS]
+    assert not problems, f"{path} uses gradio-3-only API: {problems}"
