@@ -77,10 +77,12 @@ class ForgeDenoiser:
 
     The UNet sees the patcher's `transformer_options` (block patches of other extensions apply, as in
     Forge's own sampling), with every row marked as a conditional one; `model_function_wrapper`s are not
-    called, because they expect Forge's cond/uncond batch layout."""
+    called, because they expect Forge's cond/uncond batch layout. `interrupt_check` runs before every UNet
+    call, as Forge's CFG denoiser checks Interrupt/Skip before every call (`sd_samplers_cfg_denoiser.py:157`)."""
 
-    def __init__(self, unet_patcher) -> None:
+    def __init__(self, unet_patcher, interrupt_check: Callable[[], None] | None = None) -> None:
         self.patcher = unet_patcher
+        self.interrupt_check = interrupt_check  # called before every UNet call; may raise FGATInterrupted
         self.kmodel = unet_patcher.model
         self.unet = self.kmodel.diffusion_model
         predictor = self.kmodel.predictor
@@ -104,6 +106,8 @@ class ForgeDenoiser:
         return kwargs
 
     def _x0(self, x_ve: Tensor, sigma: Tensor, cond: Cond) -> Tensor:
+        if self.interrupt_check is not None:
+            self.interrupt_check()
         with autograd_safe_weights(self.unet):
             return self.kmodel.apply_model(x_ve, sigma, **self._model_kwargs(cond, sigma))
 
@@ -170,7 +174,7 @@ class ForgeBackend(WebUIBackend):
             raise ValueError(f"the loaded checkpoint predicts {kind!r}; FGAT supports eps and v prediction")
 
     def denoiser(self, p) -> Denoiser:
-        return ForgeDenoiser(self._model().forge_objects.unet)
+        return ForgeDenoiser(self._model().forge_objects.unet, interrupt_check=self.check_interrupted)
 
     def encode_prompts(self, p, prompts: Sequence[str]) -> list[Cond]:
         """One batched `get_learned_conditioning` call (shorter prompts are padded with empty chunks, so all
