@@ -9,7 +9,8 @@ Model access
     `check_model(p)`                 raise ValueError (saying what to change) if the loaded model is unsupported
     `denoiser(p)`                    a `fgat_core.host.Denoiser` over the WebUI's loaded model: eps(x, t, cond) with
                                      v-prediction converted to eps, DIFT features (output of ldm `output_blocks[5]`),
-                                     and the cross-attention (`attn2`) layers
+                                     and the cross-attention (`attn2`) layers; it calls `check_interrupted()`
+                                     before every UNet call
     `encode_prompts(p, prompts)`     one one-row fgat conditioning dict per prompt, all of the same token length,
                                      through the WebUI's own text encoder (emphasis syntax, embeddings, CLIP skip)
     `prompt_token_ids(p, prompt)`    the token ids the text encoder feeds the model, chunk after chunk (BOS/EOS
@@ -28,6 +29,7 @@ Sampling takeover
 
 Progress
     `report_progress(stage, done, total)`  move the WebUI's progress bar; raise FGATInterrupted on Interrupt/Skip
+    `check_interrupted()`                  raise FGATInterrupted on Interrupt/Skip
     `end_progress()`                       clear what `report_progress` wrote
 
 A Forge backend (research notes §6) differs in: the UNet at `p.sd_model.forge_objects.unet` (x0-predicting
@@ -182,7 +184,7 @@ class A1111Backend(WebUIBackend):
             raise ValueError(f"the loaded checkpoint predicts {param!r}; FGAT supports eps and v prediction")
 
     def denoiser(self, p) -> Denoiser:
-        return LDMDenoiser(self._model())
+        return LDMDenoiser(self._model(), interrupt_check=self.check_interrupted)
 
     def encode_prompts(self, p, prompts: Sequence[str]) -> list[Cond]:
         """One batched `get_learned_conditioning` call: the WebUI pads shorter prompts with empty 77-token

@@ -10,6 +10,10 @@ SD1/SD2 checkpoints are ldm `LatentDiffusion` models:
   `up_ft_index=1` feature (= diffusers `up_blocks[1]`, research notes §4.2);
 - cross-attention modules are named `*.attn2` with `to_q`, `to_k` and `heads` (`ldm/modules/attention.py:145-152`).
 
+Interrupt/Skip: `interrupt_check` runs before every UNet call, as the WebUI's own CFG denoiser checks
+the flags before every call (`modules/sd_samplers_cfg_denoiser.py:157-158`), so a run stops within one
+call in every stage (inversions, null-text optimisation, DIFT features, sampling).
+
 A1111 hijacks `apply_model` to cast its inputs to the UNet dtype (`modules/sd_hijack_unet.py:40-54`), so
 calling it here behaves exactly like the WebUI's own sampler calls (LoRA and other weight patches apply).
 Attention optimisations (SDP, xformers, sub-quadratic) replace `CrossAttention.forward`, but every one of
@@ -17,6 +21,8 @@ them still calls `to_q` / `to_k`, so the attention mask's forward hooks on those
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -38,8 +44,9 @@ class _StopForward(Exception):
 class LDMDenoiser:
     """eps / DIFT features / attention layers of an ldm-style model (`apply_model`, `model.diffusion_model`)."""
 
-    def __init__(self, sd_model) -> None:
+    def __init__(self, sd_model, interrupt_check: Callable[[], None] | None = None) -> None:
         self.sd_model = sd_model
+        self.interrupt_check = interrupt_check  # called before every UNet call; may raise FGATInterrupted
         self.unet = sd_model.model.diffusion_model
         self.alphas_cumprod = sd_model.alphas_cumprod.detach().to("cpu", torch.float64)
         self.v_prediction = getattr(sd_model, "parameterization", "eps") == "v"
@@ -49,6 +56,8 @@ class LDMDenoiser:
         return {"c_crossattn": [cond[CONTEXT]]}
 
     def _apply(self, x: Tensor, t: Tensor, cond: Cond) -> Tensor:
+        if self.interrupt_check is not None:
+            self.interrupt_check()
         return self.sd_model.apply_model(x, t.to(x.device), self.model_cond(cond))
 
     def eps(self, x: Tensor, t: Tensor, cond: Cond) -> Tensor:

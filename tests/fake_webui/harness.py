@@ -10,7 +10,8 @@ slot 0 the selectable-script index), then `scripts_img2img.run(p, *args)` or `pr
 `closing(p)`. The API path goes through the fake `modules/api/api.py`.
 
 `FakeWebUI.stop()` removes every fake module from sys.modules and sys.path and restores the tiny UNet's
-attention processors, so nothing of the fake outlives the test module that started it.
+attention processors and torch's thread count (the fake runs single-threaded: the tiny networks gain
+nothing from threads), so nothing of the fake outlives the test module that started it.
 """
 
 from __future__ import annotations
@@ -39,7 +40,12 @@ def _purge_fake_modules() -> None:
 class Generation:
     processed: Any  # modules.processing.Processed
     p: Any  # the StableDiffusionProcessingImg2Img
-    latent: torch.Tensor | None  # what p.sample returned (seen by post_sample), before the VAE
+    latents: list[torch.Tensor]  # what p.sample returned (seen by post_sample), one per batch iteration
+    init_latents: list[torch.Tensor]  # p.init_latent at each of those
+
+    @property
+    def latent(self) -> torch.Tensor:
+        return self.latents[-1]
 
 
 class FakeWebUI:
@@ -48,11 +54,16 @@ class FakeWebUI:
         self.parameterization = parameterization
         self.attention = attention
         self.latents: list[torch.Tensor] = []
+        self.init_latents: list[torch.Tensor] = []
         self._saved_path: list[str] | None = None
         self._saved_processors = None
+        self._saved_threads: int | None = None
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def start(self) -> FakeWebUI:
+        # the tiny networks run fastest on one thread (and far faster than on two when the CPU is shared)
+        self._saved_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
         self._saved_path = list(sys.path)
         _purge_fake_modules()
         sys.path.insert(0, str(FAKE_ROOT))
@@ -94,11 +105,13 @@ class FakeWebUI:
         _purge_fake_modules()
         if self._saved_path is not None:
             sys.path[:] = self._saved_path
+        if self._saved_threads is not None:
+            torch.set_num_threads(self._saved_threads)
 
     def _latent_capture_class(self):
         from modules import scripts
 
-        latents = self.latents
+        latents, init_latents = self.latents, self.init_latents
 
         class LatentCapture(scripts.Script):
             """A test-only always-on script: post_sample sees the latent p.sample returned."""
@@ -114,6 +127,7 @@ class FakeWebUI:
 
             def post_sample(self, p, ps, *args):
                 latents.append(ps.samples.detach().clone())
+                init_latents.append(p.init_latent.detach().clone())
 
         return LatentCapture
 
@@ -179,6 +193,7 @@ class FakeWebUI:
         p.script_args = args
         torch.manual_seed(seed_global)  # the VAE posterior sample draws from the global generator
         self.latents.clear()
+        self.init_latents.clear()
         shared.state.begin(job="img2img")
         try:
             with contextlib.closing(p):
@@ -187,7 +202,7 @@ class FakeWebUI:
                     processed = processing.process_images(p)
         finally:
             shared.state.end()
-        return Generation(processed, p, self.latents[-1] if self.latents else None)
+        return Generation(processed, p, list(self.latents), list(self.init_latents))
 
     def api_img2img(self, payload: dict, *, seed_global: int = 0) -> tuple[int, dict]:
         """POST /sdapi/v1/img2img: (status, JSON body) as the API middleware returns it."""
@@ -195,6 +210,7 @@ class FakeWebUI:
 
         torch.manual_seed(seed_global)
         self.latents.clear()
+        self.init_latents.clear()
         try:
             return 200, api.img2imgapi(payload)
         except Exception as e:

@@ -3,8 +3,9 @@
 PromptChunk (l.10-21), empty_chunk (l.46-52), tokenize (l.346-349), tokenize_line (l.81-174: 75 prompt
 tokens per chunk, each padded with the end token and framed by start/end, 77 in all), process_texts
 (l.176-197), forward (l.199-251: chunk i of every text encoded together, shorter texts padded with empty
-chunks, chunks concatenated along the token axis), process_tokens with the "Original" emphasis
-(l.253-286 with sd_emphasis.py EmphasisOriginal; every multiplier is 1 here) and encode_with_transformers (l.351-360, CLIP skip).
+chunks, chunks concatenated along the token axis; a wrapped embedder with `return_pooled` also returns the first chunk's
+pooled output, end of forward), process_tokens
+(l.253-286; every multiplier is 1 here, so the emphasis rescale is the identity) and encode_with_transformers (l.351-360, CLIP skip).
 Not mirrored: emphasis parsing, BREAK, comma backtracking, textual-inversion embeddings."""
 import torch
 
@@ -29,6 +30,10 @@ class FrozenCLIPEmbedderWithCustomWords(torch.nn.Module):
         self.id_start = self.wrapped.tokenizer.bos_token_id
         self.id_end = self.wrapped.tokenizer.eos_token_id
         self.id_pad = self.id_end
+        # FrozenCLIPEmbedderWithCustomWordsBase.__init__: what SDXL's GeneralConditioner reads
+        self.is_trainable = getattr(wrapped, "is_trainable", False)
+        self.input_key = getattr(wrapped, "input_key", "txt")
+        self.legacy_ucg_val = None
 
     def empty_chunk(self):
         chunk = PromptChunk()
@@ -76,16 +81,16 @@ class FrozenCLIPEmbedderWithCustomWords(torch.nn.Module):
         for i in range(chunk_count):
             batch_chunk = [chunks[i] if i < len(chunks) else self.empty_chunk() for chunks in batch_chunks]
             zs.append(self.process_tokens([x.tokens for x in batch_chunk], [x.multipliers for x in batch_chunk]))
+        if getattr(self.wrapped, "return_pooled", False):
+            return torch.hstack(zs), zs[0].pooled
         return torch.hstack(zs)
 
     def process_tokens(self, remade_batch_tokens, batch_multipliers):
         tokens = torch.asarray(remade_batch_tokens).to(devices.device)
-        z = self.encode_with_transformers(tokens)
-        multipliers = torch.asarray(batch_multipliers).to(devices.device)
-        original_mean = z.mean()
-        z = z * multipliers.reshape(multipliers.shape + (1,)).expand(z.shape)
-        new_mean = z.mean()
-        return z * (original_mean / new_mean)
+        # every multiplier is 1 without emphasis parsing, so the "Original" emphasis rescale
+        # z * m * (mean(z) / mean(z * m)) is the identity and is left out (with the tiny random CLIP,
+        # whose final layer norm has zero bias, mean(z) can be exactly 0 and the real formula gives 0/0)
+        return self.encode_with_transformers(tokens)
 
     def encode_with_transformers(self, tokens):
         outputs = self.wrapped.transformer(input_ids=tokens, output_hidden_states=-opts.CLIP_stop_at_last_layers)
@@ -95,3 +100,15 @@ class FrozenCLIPEmbedderWithCustomWords(torch.nn.Module):
         else:
             z = outputs.last_hidden_state
         return z
+
+
+class FrozenCLIPEmbedderForSDXLWithCustomWords(FrozenCLIPEmbedderWithCustomWords):
+    """(end of the file) SDXL's CLIP-L: the wrapped embedder's `layer_idx` hidden state (the penultimate)."""
+
+    def encode_with_transformers(self, tokens):
+        outputs = self.wrapped.transformer(input_ids=tokens, output_hidden_states=self.wrapped.layer == "hidden")
+        if self.wrapped.layer == "last":
+            return outputs.last_hidden_state
+        if opts.sdxl_clip_l_skip is True:
+            return outputs.hidden_states[-opts.CLIP_stop_at_last_layers]
+        return outputs.hidden_states[self.wrapped.layer_idx]

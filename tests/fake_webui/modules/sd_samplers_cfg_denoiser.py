@@ -21,6 +21,12 @@ def catenate_conds(conds):  # l.11-15
     return {key: torch.cat([x[key] for x in conds]) for key in conds[0].keys()}
 
 
+def subscript_cond(cond, a, b):  # l.18-22
+    if not isinstance(cond, dict):
+        return cond[a:b]
+    return {key: vec[a:b] for key, vec in cond.items()}
+
+
 class CFGDenoiser(torch.nn.Module):
     def __init__(self, sampler):  # l.41-68
         super().__init__()
@@ -78,7 +84,9 @@ class CFGDenoiser(torch.nn.Module):
         repeats = [len(conds_list[i]) for i in range(batch_size)]
         image_uncond = image_cond
 
-        def make_condition_dict(c_crossattn, c_concat):
+        def make_condition_dict(c_crossattn, c_concat):  # SDXL's dict conds are spread (l.192-196)
+            if isinstance(c_crossattn, dict):
+                return {**c_crossattn, "c_concat": [c_concat]}
             return {"c_crossattn": [c_crossattn], "c_concat": [c_concat]}
 
         x_in = torch.cat([torch.stack([x[i] for _ in range(n)]) for i, n in enumerate(repeats)] + [x])
@@ -103,7 +111,7 @@ class CFGDenoiser(torch.nn.Module):
             for a in range(0, x_out.shape[0], batch_size):
                 b = a + batch_size
                 x_out[a:b] = self.inner_model(x_in[a:b], sigma_in[a:b],
-                                              cond=make_condition_dict(cond_in[a:b], image_cond_in[a:b]))
+                                              cond=make_condition_dict(subscript_cond(cond_in, a, b), image_cond_in[a:b]))
 
         denoised_image_indexes = [x[0][0] for x in conds_list]
         denoised_params = CFGDenoisedParams(x_out, state.sampling_step, state.sampling_steps, self.inner_model)

@@ -24,6 +24,8 @@ class Options:
         samples_save=False, grid_save=False, return_grid=False, enable_pnginfo=True, face_restoration=False,
         tiling=False, overlay_inpaint=True, return_mask=False, return_mask_composite=False, save_mask=False,
         save_mask_composite=False, emphasis="Original", CLIP_stop_at_last_layers=1, infotext_skip_pasting=[],
+        sdxl_crop_top=0, sdxl_crop_left=0, sdxl_refiner_low_aesthetic_score=2.5, sdxl_refiner_high_aesthetic_score=6.0,
+        sdxl_clip_l_skip=False,
         use_old_scheduling=False, persistent_cond_cache=True, s_churn=0.0, s_tmin=0.0, s_tmax=0.0, s_noise=1.0,
         token_merging_ratio=0.0, inpainting_mask_weight=1.0, grid_only_if_multiple=True,
         api_enable_requests=False, save_init_img=False, live_preview_fast_interrupt=False,

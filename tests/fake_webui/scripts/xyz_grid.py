@@ -81,7 +81,6 @@ class Script(scripts.Script):
         return [x_type, x_values]
 
     def run(self, p, x_type, x_values):
-        self.current_axis_options = [x for x in axis_options if type(x) == AxisOption or x.is_img2img == p.is_img2img]
         x_opt = self.current_axis_options[x_type]
         xs = [x_opt.type(x) for x in csv_string_to_list_strip(x_values)]
         if x_opt.confirm:

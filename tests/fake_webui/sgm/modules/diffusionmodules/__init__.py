@@ -1,0 +1,1 @@
+from . import denoiser_scaling, discretizer  # noqa: F401

@@ -1,0 +1,296 @@
+"""Generations through the fake A1111 WebUI: API dict and positional args, infotext round trip, sampler
+policy, X/Y/Z plot, batches, masks, errors, progress and Interrupt/Skip at every stage."""
+
+import base64
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from fake_webui.harness import fake_webui
+from PIL import Image
+
+import fgat_webui.run as fgat_run
+from fgat_core.infotext import INFOTEXT_KEY, parse_infotext
+from fgat_webui.args import CONTROLS
+from fgat_webui.run import FGATError
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # gradio 3.41 on new FastAPI
+PROMPT, TARGET_PROMPT = "a photo of a cat", "a photo of a dog"
+STEPS = 8
+
+
+@pytest.fixture(scope="module")
+def images(example_images):
+    src, tar = example_images
+    return src.resize((64, 64), Image.BOX), tar.resize((64, 64), Image.BOX)
+
+
+@pytest.fixture(scope="module")
+def webui(tiny_pipe):
+    with fake_webui(tiny_pipe) as w:
+        yield w
+
+
+def _b64(img: Image.Image) -> str:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _fgat(webui, target, **values):
+    return webui.fgat_args({"enabled": True, "target_image": target, "target_prompt": TARGET_PROMPT, **values})
+
+
+def _relative(a, b) -> float:
+    return float((a.double() - b.double()).norm() / b.double().norm())
+
+
+def _payload(src, fgat_args, **extra):
+    body = dict(init_images=[_b64(src)], prompt=PROMPT, steps=STEPS, cfg_scale=7.5, seed=11, sampler_name="Euler",
+                denoising_strength=0.75, width=64, height=64)
+    body.update(extra)
+    body["alwayson_scripts"] = {"fine-grained appearance transfer": {"args": fgat_args}}  # titles match any case
+    return body
+
+
+def _fgat_infotext(processed) -> str:
+    from modules.infotext_utils import parse_generation_parameters
+
+    return parse_generation_parameters(processed.infotexts[0])[INFOTEXT_KEY]
+
+
+# ---------------------------------------------------------------------------------------------- API / args
+def test_api_dict_positional_and_ui_args_give_the_same_image(webui, images):
+    src, tar = images
+    ui = webui.img2img(src, PROMPT, _fgat(webui, tar, delta=0.5, window_end=50), steps=STEPS, seed=11)
+
+    status, body = webui.api_img2img(_payload(src, [{
+        "target_image": _b64(tar), "target_prompt": TARGET_PROMPT, "delta": 0.5, "window_end": 0.5,
+        "diagnostics": True}]))
+    assert status == 200, body
+    assert torch.equal(webui.latents[-1], ui.latent)
+    info = json.loads(body["info"])
+    config, extras = parse_infotext(info["extra_generation_params"][INFOTEXT_KEY])
+    assert (config.delta, config.window_end, config.steps, extras["target_prompt"]) == (0.5, 0.5, STEPS, TARGET_PROMPT)
+    # the result, then the two diagnostics images (mask overlay, correspondence) with aligned infotexts
+    assert len(body["images"]) == 3 and len(info["infotexts"]) == 3
+    assert all(Image.open(io.BytesIO(base64.b64decode(b))).size == (64, 64) for b in body["images"])
+
+    positional = [True, _b64(tar), TARGET_PROMPT] + [c.default for c in CONTROLS[3:]]
+    positional[[c.name for c in CONTROLS].index("delta")] = 0.5
+    positional[[c.name for c in CONTROLS].index("window_end")] = 50
+    status, body = webui.api_img2img(_payload(src, positional))
+    assert status == 200, body
+    assert torch.equal(webui.latents[-1], ui.latent)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [({"target_image": "TARGET", "deltaa": 0.5}, r"unknown FGAT API key\(s\): deltaa"),
+     ({"target_image": "TARGET", "delta": 3}, r"FGATConfig.delta must be in \[0.0, 1.0\], got 3"),
+     ({"target_prompt": "a dog"}, r"no target image"),
+     ({"target_image": "TARGET", "steps": 30}, r"FGAT 'steps' \(30\) differs from the generation's own value \(8\)"),
+     ({"target_image": "TARGET", "mask_word": "zebra"}, r"object word 'zebra' is not in the prompt"),
+     ({"target_image": "data:image/png;base64,AAAA"}, r"not a readable PNG or JPEG")],
+)
+def test_api_errors_are_clear_and_nothing_is_generated(webui, images, args, message):
+    src, tar = images
+    args = {k: (_b64(tar) if v == "TARGET" else v) for k, v in args.items()}
+    status, body = webui.api_img2img(_payload(src, [args]))
+    assert status == 500 and body["error"] == "FGATError"
+    assert body["errors"].startswith("Fine-grained Appearance Transfer: ")
+    import re
+
+    assert re.search(message, body["errors"]), body["errors"]
+    assert webui.latents == []  # failed before sampling produced anything
+
+
+# ---------------------------------------------------------------------------------------------- infotext
+def test_infotext_paste_round_trip_reproduces_the_image(webui, images):
+    src, tar = images
+    values = dict(delta=0.45, lam=0.3, gamma=0.25, window_start=20, window_end=50, mask_word="cat",
+                  dift_ensemble=2, mask_threshold=0.4, matching="initial", mask_dilate=0)
+    first = webui.img2img(src, PROMPT, _fgat(webui, tar, **values), steps=STEPS, seed=5)
+    from modules import paths
+
+    with open(os.path.join(paths.data_path, "params.txt"), encoding="utf8") as f:
+        assert f"{INFOTEXT_KEY}: " in f.read()  # written after process_batch: the key is there already
+
+    pasted = webui.paste(first.processed.infotexts[0])
+    assert set(pasted) == {c.name for c in CONTROLS} - {"target_image"}
+    args = [pasted[c.name] if c.name in pasted else tar for c in CONTROLS]
+    second = webui.img2img(src, PROMPT, args, steps=STEPS, seed=5)
+    assert torch.equal(second.latent, first.latent)
+    assert _fgat_infotext(second.processed) == _fgat_infotext(first.processed)
+
+
+# ---------------------------------------------------------------------------------------------- sampler policy
+def test_sampler_and_denoising_strength_are_replaced_and_said_so(webui, images):
+    src, tar = images
+    euler = webui.img2img(src, PROMPT, _fgat(webui, tar), steps=STEPS, seed=2, sampler_name="Euler a",
+                          denoising_strength=0.6)
+    ddim = webui.img2img(src, PROMPT, _fgat(webui, tar), steps=STEPS, seed=2, sampler_name="DDIM",
+                         denoising_strength=1.0)
+    assert torch.equal(euler.latent, ddim.latent)  # FGAT's own deterministic DDIM path either way
+    note = parse_infotext(_fgat_infotext(euler.processed))[1]["sampler_note"]
+    assert "own deterministic DDIM" in note and "'Euler a'" in note and "denoising strength 0.6" in note
+    assert note in euler.processed.comments  # shown in the UI under the image as well
+    ddim_note = parse_infotext(_fgat_infotext(ddim.processed))[1]["sampler_note"]
+    assert "own deterministic DDIM" in ddim_note and "not used" not in ddim_note
+
+
+# ---------------------------------------------------------------------------------------------- X/Y/Z
+def _xyz_index(webui):
+    return 1 + [s.title() for s in webui.runner.selectable_scripts].index("X/Y/Z plot")
+
+
+def test_xyz_delta_axis_and_delta_zero_reconstructs_the_source(webui, images):
+    src, tar = images
+    xyz = webui.runner.selectable_scripts[_xyz_index(webui) - 1]
+    axis = xyz.current_axis_options.index(next(o for o in xyz.current_axis_options if "δ" in o.label))
+    gen = webui.img2img(src, PROMPT, _fgat(webui, tar), steps=STEPS, seed=4, script_index=_xyz_index(webui),
+                        script_args=[axis, "0, 0.7"])
+    deltas = [parse_infotext(_fgat_infotext(type("P", (), {"infotexts": [t]})))[0].delta
+              for t in gen.processed.infotexts]
+    assert deltas == [0.0, 0.7]
+    zero, strong = gen.latents
+    # delta = 0: no transfer, and direct inversion reconstructs the source latent exactly (float tolerance)
+    assert _relative(zero, gen.init_latents[0]) < 1e-4
+    assert _relative(strong, gen.init_latents[1]) > 1e-2
+
+
+def test_xyz_fgat_axis_with_fgat_off_is_an_error(webui, images):
+    src, tar = images
+    xyz = webui.runner.selectable_scripts[_xyz_index(webui) - 1]
+    axis = xyz.current_axis_options.index(next(o for o in xyz.current_axis_options if "γ" in o.label))
+    with pytest.raises(FGATError, match="X/Y/Z plot axis sets FGAT values, but FGAT is not enabled"):
+        webui.img2img(src, PROMPT, None, steps=STEPS, script_index=_xyz_index(webui), script_args=[axis, "0.3"])
+
+
+# ---------------------------------------------------------------------------------------------- batches
+def _count_unet_calls(webui):
+    calls = []
+    handle = webui.sd_model.model.diffusion_model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    return calls, handle
+
+
+def test_every_image_of_every_batch_gets_fgat(webui, images):
+    src, tar = images
+    calls, handle = _count_unet_calls(webui)
+    try:
+        webui.img2img(src, PROMPT, _fgat(webui, tar), steps=6, seed=8)
+        single = len(calls)
+        calls.clear()
+        gen = webui.img2img(src, PROMPT, _fgat(webui, tar), steps=6, seed=8, batch_size=2, n_iter=2)
+    finally:
+        handle.remove()
+    assert len(gen.latents) == 2 and all(lat.shape[0] == 2 for lat in gen.latents)
+    assert len(calls) == 4 * single  # the takeover is re-installed for the second iteration
+    assert len(gen.processed.images) == 4
+
+
+# ---------------------------------------------------------------------------------------------- masks
+def _spy_run_fgat(monkeypatch):
+    seen = []
+    real = fgat_run.run_fgat
+
+    def spy(host, inputs, config, **kw):
+        seen.append((inputs, config))
+        return real(host, inputs, config, **kw)
+
+    monkeypatch.setattr(fgat_run, "run_fgat", spy)
+    return seen
+
+
+def test_inpaint_mask_is_the_transfer_mask(webui, images, monkeypatch):
+    src, tar = images
+    seen = _spy_run_fgat(monkeypatch)
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (0, 0, 32, 64))  # left half
+    gen = webui.img2img(src, PROMPT, _fgat(webui, tar, mask_source="inpaint mask"), steps=STEPS, seed=6,
+                        mask=mask, mask_blur=0, inpainting_fill=1)
+    (inputs, config), = seen
+    assert config.mask_source == "user"
+    expected = torch.zeros(8, 8)
+    expected[:, :4] = 1
+    assert torch.equal(inputs.user_mask, expected)
+    keep = expected == 0  # the WebUI pastes the source back outside the inpaint mask
+    assert torch.equal(gen.latent[0][:, keep], gen.init_latents[0][0][:, keep])
+    assert _relative(gen.latent[0][:, ~keep], gen.init_latents[0][0][:, ~keep]) > 1e-2
+
+
+def test_api_mask_image_is_the_transfer_mask(webui, images, monkeypatch):
+    src, tar = images
+    seen = _spy_run_fgat(monkeypatch)
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (0, 32, 64, 64))  # bottom half
+    status, body = webui.api_img2img(_payload(src, [{"target_image": _b64(tar), "mask_source": "user",
+                                                      "mask_image": _b64(mask)}]))
+    assert status == 200, body
+    (inputs, _), = seen
+    assert torch.equal(inputs.user_mask, torch.from_numpy(np.asarray(mask, dtype=np.float32) / 255.0))
+
+
+# ---------------------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    ("values", "kwargs", "message"),
+    [({"target_image": None}, {}, "no target image"),
+     ({"mask_word": "zebra"}, {}, "object word 'zebra' is not in the prompt"),
+     ({}, {"steps": 2}, "the FGAT window is empty at 2 steps"),
+     ({"mask_source": "inpaint mask"}, {}, "mask source 'inpaint mask' needs a mask"),
+     ({"mask_source": "attention"}, {"prompt": "!!!"}, "the prompt has no word to take the attention mask from")],
+)
+def test_ui_errors_abort_with_a_clear_message(webui, images, values, kwargs, message):
+    src, tar = images
+    args = _fgat(webui, tar, **values)
+    prompt = kwargs.pop("prompt", PROMPT)
+    with pytest.raises(FGATError, match=message):
+        webui.img2img(src, prompt, args, **{"steps": STEPS, **kwargs})
+    assert webui.latents == []
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value", "message"),
+    [("is_sdxl", True, "SDXL/SD3"), ("conditioning_key", "hybrid", "inpainting, depth or instruct-pix2pix")],
+)
+def test_unsupported_models_are_refused(webui, images, monkeypatch, attribute, value, message):
+    src, tar = images
+    owner = webui.sd_model.model if attribute == "conditioning_key" else webui.sd_model
+    monkeypatch.setattr(owner, attribute, value)
+    with pytest.raises(FGATError, match=message):
+        webui.img2img(src, PROMPT, _fgat(webui, tar), steps=STEPS)
+
+
+# ---------------------------------------------------------------------------------------------- progress
+@pytest.mark.parametrize(
+    ("flag", "stop_at", "values", "stage"),
+    [("interrupted", 3, {}, "inversion"), ("skipped", 11, {}, "sampling"),
+     ("interrupted", 10, {"inversion": "null-text", "null_text_steps": 2}, "inversion")],
+)
+def test_progress_moves_and_interrupt_or_skip_stops_at_any_stage(webui, images, flag, stop_at, values, stage):
+    src, tar = images
+    state = webui.shared.state
+    seen = []
+
+    def watch(module, inputs, output):
+        seen.append((state.textinfo, state.sampling_step, state.sampling_steps))
+        if len(seen) == stop_at:
+            setattr(state, flag, True)
+
+    handle = webui.sd_model.model.diffusion_model.register_forward_hook(watch)
+    try:
+        gen = webui.img2img(src, PROMPT, _fgat(webui, tar, **values), steps=STEPS, seed=9)
+    finally:
+        handle.remove()
+    # the bar moved during the inversion: FGAT's stage text with a growing step count
+    inversion = [(step, total) for text, step, total in seen if text and text.startswith("FGAT inversion")]
+    assert len(inversion) >= 2 and inversion[-1][0] > inversion[0][0] and inversion[0][1] >= STEPS
+    assert seen[stop_at - 1][0].startswith(f"FGAT {stage}") or stop_at <= 2
+    # it stopped right there (no further UNet call), and the image is the unchanged source
+    assert len(seen) == stop_at
+    assert torch.equal(gen.latent, gen.init_latents[0])
+    assert "FGAT was interrupted" in gen.processed.comments
+    assert state.textinfo is None
