@@ -30,8 +30,10 @@ def _webui_state(w):
         "callbacks": w.callback_counts(),
         "script_attrs": sorted(vars(w.script)),
         "class_methods": (
-            sd_samplers_kdiffusion.KDiffusionSampler.sample_img2img, sd_samplers_timesteps.CompVisSampler.sample_img2img,
-            processing.StableDiffusionProcessingImg2Img.sample, type(w.sd_model).apply_model,
+            sd_samplers_kdiffusion.KDiffusionSampler.sample_img2img,
+            sd_samplers_timesteps.CompVisSampler.sample_img2img,
+            processing.StableDiffusionProcessingImg2Img.sample,
+            type(w.sd_model).apply_model,
         ),
         "instance_overrides": sorted(k for k in ("apply_model", "forward") if k in vars(w.sd_model)),
         "processors": sorted({type(p).__name__ for p in unet.attn_processors.values()}),
