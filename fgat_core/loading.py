@@ -58,7 +58,8 @@ def load_pipeline(
 
     `model`: a `.safetensors` checkpoint, a local diffusers folder, a hub id, or None (FGAT_MODEL, else the
     bundled tiny demo model with a warning). `device`/`dtype`: see `pick_device` (CUDA fp16 when present,
-    else CPU fp32). `prediction_type`: "epsilon" or "v_prediction", overrides detection. `config_dir`: for
+    else CPU fp32). `prediction_type` (else $FGAT_PREDICTION_TYPE): "epsilon" or "v_prediction", overrides
+    detection. `config_dir`: for
     single files, a folder laid out like `model_configs/<family>/` to use instead of the shipped configs
     (unusual architectures; tests use it for tiny models)."""
     model = model or os.environ.get("FGAT_MODEL") or None
@@ -70,7 +71,7 @@ def load_pipeline(
         )
         return tiny_pipeline()
     dev, dt = pick_device(device, dtype)
-    pred = _normalize_prediction_type(prediction_type)
+    pred = _normalize_prediction_type(prediction_type or os.environ.get("FGAT_PREDICTION_TYPE"))
     path = Path(model).expanduser()
     if path.is_file():
         return load_single_file(path, dev, dt, prediction_type=pred, config_dir=config_dir)

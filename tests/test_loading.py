@@ -201,6 +201,15 @@ def test_sd2_single_file_reads_openclip_and_v_prediction_from_sibling_yaml(sd1_p
     assert pipe.prediction_type == "epsilon"
 
 
+def test_prediction_type_from_the_environment(sd1_file, monkeypatch):
+    monkeypatch.setenv("FGAT_PREDICTION_TYPE", "v")
+    pipe = load_pipeline(str(sd1_file[0]), "cpu", "fp32", config_dir=sd1_file[1])
+    assert pipe.prediction_type == "v_prediction"
+    monkeypatch.setenv("FGAT_PREDICTION_TYPE", "x0")
+    with pytest.raises(ValueError, match="unknown prediction type 'x0': use epsilon or v_prediction"):
+        load_pipeline(str(sd1_file[0]), "cpu", "fp32", config_dir=sd1_file[1])
+
+
 def test_sd2_without_yaml_asks_the_unet(sd1_pipe, tmp_path, monkeypatch):
     import fgat_core.loading as loading
 
