@@ -237,6 +237,10 @@ def _sample(
         if cfg.mask_source == "none" or not transfer:
             return torch.ones(size, dtype=inputs.source_latent.dtype, device=inputs.source_latent.device)
         if cfg.mask_source == "user":
+            if user_mask.max() <= 0:
+                messages.append(
+                    "FGAT: the mask is all black, so nothing was transferred (paint the parts to transfer white)"
+                )
             return user_mask
         with meter.stage("mask"):
             if direct and start == 1:  # tau_0 is never visited by the inversion: one extra call
