@@ -5,6 +5,7 @@ import copy
 import json
 
 import pytest
+from fake_webui.harness import fake_webui
 from PIL import Image
 
 from fgat_core.config import FGATConfig
@@ -13,8 +14,6 @@ from fgat_core.presets import BUILTIN, PresetStore
 from fgat_webui import PRESETS_ENV, TITLE
 from fgat_webui.args import CONFIG_CONTROLS, CONTROLS, FGATSettings, ui_value
 from fgat_webui.ui import PresetActions
-
-from fake_webui.harness import fake_webui
 
 
 @pytest.fixture(scope="module")
@@ -91,11 +90,11 @@ def test_preset_events_drive_the_controls(webui):
 
     updates = load("Gamma test")
     assert len(updates) == len(CONFIG_CONTROLS) + 1
-    by_name = {c.name: u for c, u in zip(CONFIG_CONTROLS, updates)}
+    by_name = {c.name: u for c, u in zip(CONFIG_CONTROLS, updates, strict=False)}
     assert by_name["gamma"]["value"] == 0.77 and by_name["delta"]["value"] == FGATConfig().delta
 
     builtin = load("Strong transfer")
-    by_name = {c.name: u for c, u in zip(CONFIG_CONTROLS, builtin)}
+    by_name = {c.name: u for c, u in zip(CONFIG_CONTROLS, builtin, strict=False)}
     assert by_name["delta"]["value"] == BUILTIN["Strong transfer"]["delta"]
     assert by_name["window_end"]["value"] == pytest.approx(BUILTIN["Strong transfer"]["window_end"] * 100)
 
@@ -107,7 +106,8 @@ def _infotext(config: FGATConfig, **extras) -> str:
     from modules.infotext_utils import quote
 
     value = format_infotext(config, **extras)
-    return f"a photo of a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 64x64, {INFOTEXT_KEY}: {quote(value)}"
+    params = f"Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 64x64, {INFOTEXT_KEY}: {quote(value)}"
+    return f"a photo of a cat\n{params}"
 
 
 def test_paste_restores_every_control(webui):
