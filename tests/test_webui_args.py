@@ -218,3 +218,23 @@ def test_install_installs_only_what_is_missing_and_never_pins(monkeypatch):
     _run_install(monkeypatch, launch)
     assert launch.calls == ["install numpy"]
     assert not any(re.search(r"==|>=|<=|--upgrade|-U\b", c) for c in launch.calls)
+
+
+def test_the_webui_side_never_imports_diffusers_transformers_or_modules_at_import():
+    import ast
+    import subprocess
+
+    banned = {"diffusers", "transformers"}
+    for path in [*(ROOT / "fgat_webui").glob("*.py"), ROOT / "scripts" / "fgat.py", ROOT / "install.py"]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.split(".")[0] in banned for n in names), f"{path.name} imports {names}"
+    code = (
+        "import sys; import fgat_webui.args, fgat_webui.backend, fgat_webui.run, fgat_webui.ui, fgat_webui.xyz, "
+        "fgat_webui.infotext, fgat_webui.diagnostics, fgat_webui.ldm_host; "
+        "print(sorted(m for m in ('diffusers', 'transformers', 'modules') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
