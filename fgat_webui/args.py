@@ -260,9 +260,15 @@ def settings_from_dict(data: Mapping[str, Any], presets=None) -> FGATSettings:
     changes = {k: data[k] for k in CONFIG_KEYS if k in data}
     if "mask_source" in changes:
         changes["mask_source"] = mask_source_value(changes["mask_source"])
+    config = _config(base, changes)
+    if data.get("mask_image") not in (None, "") and config.mask_source != "user":
+        raise ValueError(
+            f"FGAT 'mask_image' was given but 'mask_source' is {config.mask_source!r}, so it would be ignored: "
+            "set 'mask_source': 'user' to use it, or leave 'mask_image' out"
+        )
     return FGATSettings(
         enabled=_as_bool(data.get("enabled", True), "FGAT 'enabled'"),
-        config=_config(base, changes),
+        config=config,
         target_image=decode_image(data.get("target_image"), "FGAT 'target_image'"),
         target_prompt=_as_text(data.get("target_prompt"), "FGAT 'target_prompt'"),
         mask_image=decode_image(data.get("mask_image"), "FGAT 'mask_image'"),

@@ -238,3 +238,10 @@ def test_the_webui_side_never_imports_diffusers_transformers_or_modules_at_impor
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_api_mask_image_without_user_mask_source_is_refused(small_image):
+    with pytest.raises(ValueError, match=r"'mask_image' was given but 'mask_source' is 'attention'"):
+        settings_from_dict({"target_image": _png_b64(small_image), "mask_image": _png_b64(small_image)})
+    s = settings_from_dict({"mask_source": "user", "mask_image": _png_b64(small_image)})
+    assert s.mask_image is not None and s.config.mask_source == "user"
