@@ -59,9 +59,8 @@ def load_pipeline(
     `model`: a `.safetensors` checkpoint, a local diffusers folder, a hub id, or None (FGAT_MODEL, else the
     bundled tiny demo model with a warning). `device`/`dtype`: see `pick_device` (CUDA fp16 when present,
     else CPU fp32). `prediction_type` (else $FGAT_PREDICTION_TYPE): "epsilon" or "v_prediction", overrides
-    detection. `config_dir`: for
-    single files, a folder laid out like `model_configs/<family>/` to use instead of the shipped configs
-    (unusual architectures; tests use it for tiny models)."""
+    detection. `config_dir`: for single files, a folder laid out like `model_configs/<family>/` to use
+    instead of the shipped configs (unusual architectures; tests use it for tiny models)."""
     model = model or os.environ.get("FGAT_MODEL") or None
     if model is None:
         print(
@@ -94,6 +93,9 @@ def pick_device(device: str | None, dtype: str | None) -> tuple[torch.device, to
         raise ValueError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but CUDA is not available here: use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} CUDA "
+                         "device(s), numbered from 0")
     if dtype is None:
         dt = torch.float16 if dev.type == "cuda" else torch.float32
     else:
@@ -144,9 +146,7 @@ def load_single_file(
         pred = "v_prediction" if unet_predicts_v(unet) else "epsilon"
     pred = pred or "epsilon"
     sched_dir = conf if config_dir is not None else config_folder(family, pred)
-    return _assemble(
-        unet, vae, te, te2, conf, sched_dir, pred, device, dtype, path.stem,
-    )
+    return _assemble(unet, vae, te, te2, conf, sched_dir, pred, device, dtype, path.stem)
 
 
 def read_safetensors_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
