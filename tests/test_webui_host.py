@@ -91,7 +91,8 @@ def test_attention_mask_is_the_same_under_every_attention_kernel(webui, batch, m
     try:
         for kernel in ("sdp", "sub-quadratic", "none"):
             sd_hijack.model_hijack.apply_optimizations(kernel)
-            results[kernel] = (_recorded_map(host, x, t, cond, tokens), {type(p) for p in unet.attn_processors.values()})
+            kinds = {type(p) for p in unet.attn_processors.values()}
+            results[kernel] = (_recorded_map(host, x, t, cond, tokens), kinds)
 
         # the plain kernel forms the probabilities itself: record them where it does, independently of the hooks
         probs = []
