@@ -54,7 +54,7 @@ from torch import Tensor
 from fgat_core.engine import FGATInterrupted
 from fgat_core.host import CONTEXT, Cond, Denoiser
 
-from .ldm_host import LDMDenoiser
+from .ldm_host import VECTOR, LDMDenoiser
 
 _MISSING = object()
 
@@ -148,7 +148,12 @@ class WebUIBackend(ABC):
 
 
 class A1111Backend(WebUIBackend):
-    """AUTOMATIC1111 WebUI 1.10.x with an SD 1.x / 2.x (eps or v) checkpoint."""
+    """AUTOMATIC1111 WebUI 1.10.x with an SD 1.x / 2.x / XL (eps or v) checkpoint.
+
+    SDXL (sgm `DiffusionEngine`, `modules/sd_models_xl.py`): `get_learned_conditioning` returns
+    {"crossattn", "vector"} with the size read from the prompt list (`SdConditioning` width/height),
+    `apply_model` takes that dict, `cond_stage_model` is the conditioner (its CLIP-L embedder tokenizes),
+    and `encode_first_stage` returns a scaled posterior *sample* (the target is encoded with the mean)."""
 
     name = "A1111"
 
@@ -168,16 +173,17 @@ class A1111Backend(WebUIBackend):
 
     def check_model(self, p) -> None:
         model = self._model()
-        if getattr(model, "is_sdxl", False) or getattr(model, "is_sd3", False):
+        if getattr(model, "is_sd3", False):
             raise ValueError(
-                "the loaded checkpoint is SDXL/SD3, which this A1111 backend does not support yet: load an "
-                "SD 1.x or SD 2.x checkpoint"
+                "the loaded checkpoint is SD3, which FGAT does not support: load an SD 1.x, 2.x or SDXL checkpoint"
             )
         key = getattr(getattr(model, "model", None), "conditioning_key", "crossattn")
-        if key != "crossattn" or getattr(model, "cond_stage_key", "txt") == "edit":
+        if key != "crossattn" or getattr(model, "cond_stage_key", "txt") == "edit" or getattr(
+            model, "is_sdxl_inpaint", False
+        ):
             raise ValueError(
                 f"the loaded checkpoint is an inpainting, depth or instruct-pix2pix model ('{key}' conditioning); "
-                "FGAT needs a regular text-to-image checkpoint: load a normal SD 1.x/2.x model"
+                "FGAT needs a regular text-to-image checkpoint: load a normal SD 1.x/2.x/XL model"
             )
         param = getattr(model, "parameterization", "eps")
         if param not in ("eps", "v"):
@@ -188,18 +194,27 @@ class A1111Backend(WebUIBackend):
 
     def encode_prompts(self, p, prompts: Sequence[str]) -> list[Cond]:
         """One batched `get_learned_conditioning` call: the WebUI pads shorter prompts with empty 77-token
-        chunks (`sd_hijack_clip.py` TextConditionalModel.forward), so all rows share one length."""
-        from modules import devices
+        chunks (`sd_hijack_clip.py` TextConditionalModel.forward), so all rows share one length. The prompt
+        list carries the generation's size, which SDXL embeds (`sd_models_xl.py:12-34`)."""
+        from modules import devices, prompt_parser
 
         model = self._model()
+        size = {"width": getattr(p, "width", None), "height": getattr(p, "height", None)}
+        texts = prompt_parser.SdConditioning(list(prompts), **size)
         with devices.autocast():
-            ctx = model.get_learned_conditioning(list(prompts))
-        if isinstance(ctx, dict):
-            raise ValueError("the loaded model returns dict conditioning (SDXL), which this backend does not support")
-        return [{CONTEXT: ctx[i : i + 1]} for i in range(ctx.shape[0])]
+            out = model.get_learned_conditioning(texts)
+        if isinstance(out, dict):
+            return [{CONTEXT: out["crossattn"][i : i + 1], VECTOR: out[VECTOR][i : i + 1]} for i in range(len(prompts))]
+        return [{CONTEXT: out[i : i + 1]} for i in range(out.shape[0])]
 
     def _text_model(self):
-        return self._model().cond_stage_model
+        """The prompt-chunking text encoder: `cond_stage_model`, or for SDXL (where that is sgm's conditioner,
+        `sd_hijack.py` hijack) its first text embedder (CLIP-L), whose token positions CLIP-G shares."""
+        model = self._model().cond_stage_model
+        for embedder in getattr(model, "embedders", []):
+            if hasattr(embedder, "tokenize_line"):
+                return embedder
+        return model
 
     def prompt_token_ids(self, p, prompt: str) -> list[int]:
         chunks, _ = self._text_model().tokenize_line(prompt)
@@ -218,6 +233,13 @@ class A1111Backend(WebUIBackend):
         x = torch.from_numpy(arr).permute(2, 0, 1)[None] * 2.0 - 1.0
         x = x.to(shared.device, dtype=devices.dtype_vae)
         with devices.without_autocast():
+            if getattr(model, "is_sdxl", False):
+                # sgm's AutoencoderKLInferenceWrapper.encode samples the posterior (autoencoder.py:319-321);
+                # its parent AutoencoderKL.encode returns the posterior itself (l.304-311)
+                from sgm.models.autoencoder import AutoencoderKL
+
+                posterior = AutoencoderKL.encode(model.first_stage_model, x)
+                return (model.scale_factor * posterior.mode()).float()
             posterior = model.encode_first_stage(x)
             mean = posterior.mode() if hasattr(posterior, "mode") else posterior
             return model.get_first_stage_encoding(mean).float()

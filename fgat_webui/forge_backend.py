@@ -41,9 +41,7 @@ from torch import Tensor, nn
 from fgat_core.host import CONTEXT, AttentionLayer, Cond, Denoiser
 
 from .backend import SamplerTakeover, WebUIBackend, replace_sample_img2img
-from .ldm_host import DIFT_BLOCK, LDMDenoiser, _StopForward
-
-VECTOR = "vector"  # SDXL's pooled text + size embedding (sgm / Forge `y`)
+from .ldm_host import DIFT_BLOCK, VECTOR, LDMDenoiser, _StopForward
 
 
 @contextmanager
@@ -181,7 +179,8 @@ class ForgeBackend(WebUIBackend):
         rows share one length), with the generation's size for SDXL's size embedding."""
         from modules import prompt_parser
 
-        texts = prompt_parser.SdConditioning(list(prompts), width=p.width, height=p.height)
+        size = {"width": getattr(p, "width", None), "height": getattr(p, "height", None)}
+        texts = prompt_parser.SdConditioning(list(prompts), **size)
         out = self._model().get_learned_conditioning(texts)
         if isinstance(out, dict):
             return [{CONTEXT: out["crossattn"][i : i + 1], VECTOR: out[VECTOR][i : i + 1]} for i in range(len(prompts))]

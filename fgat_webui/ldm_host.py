@@ -1,6 +1,7 @@
 """A `fgat_core.host.Denoiser` over the model object the A1111 WebUI holds (`shared.sd_model`).
 
-SD1/SD2 checkpoints are ldm `LatentDiffusion` models:
+SD1/SD2 checkpoints are ldm `LatentDiffusion` models (SDXL ones sgm `DiffusionEngine`s that A1111's
+`modules/sd_models_xl.py` gives the same `apply_model` / `alphas_cumprod` / `parameterization` surface):
 
 - `apply_model(x_noisy, t, cond)` returns eps or v (Stability-AI/stablediffusion@cf1d67a
   `ldm/models/diffusion/ddpm.py:848`), with `cond = {"c_crossattn": [context]}` routed by
@@ -31,6 +32,7 @@ from fgat_core.host import CONTEXT, AttentionLayer, Cond
 from fgat_core.schedule import eps_from_v
 
 DIFT_BLOCK = 5  # ldm/sgm output_blocks index whose output is DIFT's up_ft_index=1
+VECTOR = "vector"  # SDXL's second conditioning (pooled text + size embeddings), sgm's / Forge's `y`
 
 
 class _StopForward(Exception):
@@ -52,7 +54,11 @@ class LDMDenoiser:
         self.v_prediction = getattr(sd_model, "parameterization", "eps") == "v"
 
     def model_cond(self, cond: Cond) -> dict:
-        """fgat_core conditioning -> the ldm `cond` dict. SD1/2: {"c_crossattn": [context]}."""
+        """fgat_core conditioning -> the model's `cond` dict. SD1/2 (ldm): {"c_crossattn": [context]};
+        SDXL (sgm, whose OpenAIWrapper passes them on as the UNet's context and y, `wrappers.py:23-34`):
+        {"crossattn": context, "vector": vector}."""
+        if VECTOR in cond:
+            return {"crossattn": cond[CONTEXT], VECTOR: cond[VECTOR]}
         return {"c_crossattn": [cond[CONTEXT]]}
 
     def _apply(self, x: Tensor, t: Tensor, cond: Cond) -> Tensor:

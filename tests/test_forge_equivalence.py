@@ -32,8 +32,7 @@ def _forge_run(pipe, src, tar, steps, **fgat):
                     "delta": 0.8, **fgat}
         gen = forge.img2img(src, PROMPT, forge.fgat_args(settings), steps=steps, cfg_scale=7.5, seed=3,
                             sampler_name="Euler a", denoising_strength=0.6)
-        predictor = forge.unet_patcher.model.predictor
-        alphas = 1.0 / (1.0 + predictor.sigmas.double() ** 2)
+        alphas = forge.model_alphas_cumprod()
         assert forge.hook_count() == hooks  # nothing left on the model
         assert all(w.is_inference() for w in unet.parameters())  # the autograd aliases were put back
         from backend.sampling import sampling_function

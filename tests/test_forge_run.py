@@ -122,3 +122,23 @@ def test_sdxl_generation_in_forge_keeps_dict_conditioning(tiny_pipe_xl, images):
         sizes = timestep_embedding(torch.tensor([64.0, 64.0, 0.0, 0.0, 64.0, 64.0]), dim).reshape(-1)
         assert all(torch.allclose(y[:, -6 * dim:], sizes.expand(y.shape[0], -1)) for y in seen)
         assert not torch.equal(gen.latent, gen.init_latents[0])
+
+
+@pytest.mark.parametrize(("sampler", "tolerance"), [("Euler", 1e-3), ("DDIM", 1e-5)])
+def test_plain_sampling_in_the_fake_forge_equals_the_fake_a1111(tiny_pipe, images, sampler, tolerance):
+    """A cross-check of the two fakes (FGAT off): Forge's path (KModel x0 in k-diffusion space, its predictor,
+    sampling_function's uncond-first batches, DDIM's eps estimation) samples what A1111's does. Euler's
+    sigma schedules differ by up to 1.3e-5 relative, as in the real WebUIs: A1111's k-diffusion derives the
+    sigmas from float32 alphas_cumprod, Forge's predictor in float64 (k_prediction.py:127-132)."""
+    from fake_webui.harness import fake_webui
+
+    src, _ = images
+    runs = {}
+    for name, harness in (("A1111", fake_webui), ("Forge", fake_forge)):
+        with harness(tiny_pipe) as w:
+            runs[name] = w.img2img(src, PROMPT, None, steps=STEPS, seed=5, sampler_name=sampler,
+                                   denoising_strength=0.6)
+    a, f = runs["A1111"], runs["Forge"]
+    assert torch.equal(a.init_latents[0], f.init_latents[0])  # same VAE sample and seed
+    assert float((f.latent - a.latent).norm() / a.latent.norm()) < tolerance
+    assert float((a.latent - a.init_latents[0]).norm() / a.init_latents[0].norm()) > 1e-2  # it did sample

@@ -278,3 +278,65 @@ def test_correspondence_never_builds_more_than_one_chunk_of_similarities(chunk):
     b = ft.flatten(1) / ft.flatten(1).norm(dim=0, keepdim=True)
     full = (a @ b).argmax(dim=1)
     assert torch.equal(got, full)
+
+
+# ----------------------------------------------------------------------------------- SDXL in the WebUIs
+WEBUIS = ["A1111", "Forge"]
+
+
+def _harness(name):
+    if name == "A1111":
+        from fake_webui.harness import fake_webui
+
+        return fake_webui
+    from fake_forge.harness import fake_forge
+
+    return fake_forge
+
+
+@pytest.mark.parametrize("webui_name", WEBUIS)
+def test_sdxl_webui_conditioning_is_the_core_dict(xl, webui_name):
+    """A1111 (sgm conditioner + sd_models_xl) and Forge (its SDXL engine) encode prompts into the same
+    crossattn + vector as the core pipeline's SDXL encoding at the same image size."""
+    from types import SimpleNamespace
+
+    from fgat_webui.backend import detect_backend
+
+    prompts = ["a photo of a cat", "", "a red car with stripes"]
+    with _harness(webui_name)(xl):
+        backend = detect_backend()
+        assert backend.name == webui_name
+        with torch.no_grad():
+            conds = backend.encode_prompts(SimpleNamespace(width=96, height=64), prompts)
+    for prompt, cond in zip(prompts, conds, strict=True):
+        ref = xl.encode_prompt(prompt, (64, 96))
+        torch.testing.assert_close(cond[CONTEXT], ref[CONTEXT], rtol=0, atol=1e-6)
+        dim = xl.unet.config.addition_time_embed_dim
+        vector = torch.cat([ref["text_embeds"], _sinusoid(ref["time_ids"].flatten(), dim).reshape(1, -1)], dim=1)
+        torch.testing.assert_close(cond["vector"], vector, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("webui_name", WEBUIS)
+def test_sdxl_webui_path_matches_core_path(xl, example_images, webui_name):
+    """Done-when 2: the tiny SDXL model through the script in each fake WebUI gives the core's latent."""
+    from PIL import Image
+
+    from fgat_core.pipeline import FGATPipeline
+
+    src, tar = (im.resize((64, 64), Image.BOX) for im in example_images)
+    prompt, target_prompt, steps = "a photo of a cat", "a photo of a dog", 12
+    with _harness(webui_name)(xl) as webui:
+        args = webui.fgat_args({"enabled": True, "target_image": tar, "target_prompt": target_prompt,
+                                "mask_word": "cat", "delta": 0.8})
+        gen = webui.img2img(src, prompt, args, steps=steps, cfg_scale=7.5, seed=3, sampler_name="Euler a",
+                            denoising_strength=0.6)
+        alphas = webui.model_alphas_cumprod()
+    core = FGATPipeline(xl.unet, xl.vae, xl.text_encoder, xl.tokenizer, alphas_cumprod=alphas,
+                        text_encoder_2=xl.text_encoder_2, tokenizer_2=xl.tokenizer_2)
+    config = FGATConfig(steps=steps, guidance_scale=7.5, seed=gen.p.all_seeds[0], mask_word="cat", delta=0.8)
+    out = core.transfer(src, tar, prompt, target_prompt, config, latents={"source": gen.init_latents[0]})
+    rel = lambda a, b: float((a.double() - b.double()).norm() / b.double().norm())  # noqa: E731
+    assert rel(gen.latent, out.latent) <= 1e-5
+    recon = core.transfer(src, tar, prompt, target_prompt, config, latents={"source": gen.init_latents[0]},
+                          transfer=False)
+    assert rel(out.latent, recon.latent) > 1e-3

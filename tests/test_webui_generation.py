@@ -173,7 +173,7 @@ def test_xyz_fgat_axis_with_fgat_off_is_an_error(webui, images):
 # ---------------------------------------------------------------------------------------------- batches
 def _count_unet_calls(webui):
     calls = []
-    handle = webui.sd_model.model.diffusion_model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    handle = webui.diffusion_model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
     return calls, handle
 
 
@@ -246,6 +246,7 @@ def test_api_mask_image_is_the_transfer_mask(webui, images, monkeypatch):
 def test_ui_errors_abort_with_a_clear_message(webui, images, values, kwargs, message):
     src, tar = images
     args = _fgat(webui, tar, **values)
+    kwargs = dict(kwargs)  # the parameter dict is shared with the Forge run of this test
     prompt = kwargs.pop("prompt", PROMPT)
     with pytest.raises(FGATError, match=message):
         webui.img2img(src, prompt, args, **{"steps": STEPS, **kwargs})
@@ -254,7 +255,7 @@ def test_ui_errors_abort_with_a_clear_message(webui, images, values, kwargs, mes
 
 @pytest.mark.parametrize(
     ("attribute", "value", "message"),
-    [("is_sdxl", True, "SDXL/SD3"), ("conditioning_key", "hybrid", "inpainting, depth or instruct-pix2pix")],
+    [("is_sd3", True, "SD3"), ("conditioning_key", "hybrid", "inpainting, depth or instruct-pix2pix")],
 )
 def test_unsupported_models_are_refused(webui, images, monkeypatch, attribute, value, message):
     src, tar = images
@@ -280,7 +281,7 @@ def test_progress_moves_and_interrupt_or_skip_stops_at_any_stage(webui, images, 
         if len(seen) == stop_at:
             setattr(state, flag, True)
 
-    handle = webui.sd_model.model.diffusion_model.register_forward_hook(watch)
+    handle = webui.diffusion_model.register_forward_hook(watch)
     try:
         gen = webui.img2img(src, PROMPT, _fgat(webui, tar, **values), steps=STEPS, seed=9)
     finally:

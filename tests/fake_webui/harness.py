@@ -26,13 +26,13 @@ import torch
 
 FAKE_ROOT = Path(__file__).resolve().parent
 REPO_ROOT = FAKE_ROOT.parents[1]
-FAKE_PACKAGES = ("modules", "k_diffusion", "ldm", "launch")
+FAKE_PACKAGES = ("modules", "k_diffusion", "ldm", "sgm", "launch")
 FGAT_TITLE = "Fine-grained Appearance Transfer"
 
 
-def _purge_fake_modules() -> None:
+def _purge_fake_modules(packages=FAKE_PACKAGES) -> None:
     for name in list(sys.modules):
-        if name.split(".")[0] in FAKE_PACKAGES:
+        if name.split(".")[0] in packages:
             del sys.modules[name]
 
 
@@ -60,32 +60,27 @@ class FakeWebUI:
         self._saved_threads: int | None = None
 
     # ------------------------------------------------------------------------------------------ lifecycle
+    root = FAKE_ROOT  # put first on sys.path: the fake WebUI's `modules`, `k_diffusion`, ...
+    packages = FAKE_PACKAGES  # purged from sys.modules before and after
+
     def start(self) -> FakeWebUI:
         # the tiny networks run fastest on one thread (and far faster than on two when the CPU is shared)
         self._saved_threads = torch.get_num_threads()
         torch.set_num_threads(1)
         self._saved_path = list(sys.path)
-        _purge_fake_modules()
-        sys.path.insert(0, str(FAKE_ROOT))
+        _purge_fake_modules(self.packages)
+        sys.path.insert(0, str(self.root))
         import gradio as gr
 
-        from ldm.models.diffusion.ddpm import LatentDiffusion
-        from modules import script_callbacks, scripts, sd_hijack, sd_models, shared
+        from modules import script_callbacks, scripts
 
-        self._saved_processors = dict(self.pipe.unet.attn_processors)
-        model = LatentDiffusion(
-            self.pipe.unet, self.pipe.vae, self.pipe.text_encoder, self.pipe.tokenizer,
-            alphas_cumprod=self.pipe.host.alphas_cumprod, parameterization=self.parameterization,
-        )
-        shared.opts.cross_attention_optimization = self.attention
-        sd_models.load_model(model)
-        sd_hijack.model_hijack.apply_optimizations(self.attention)
+        self._load_model()
         scripts.load_scripts([
             scripts.ScriptFile(str(REPO_ROOT), "fgat.py", str(REPO_ROOT / "scripts" / "fgat.py")),
             scripts.ScriptFile(str(FAKE_ROOT), "xyz_grid.py", str(FAKE_ROOT / "scripts" / "xyz_grid.py")),
         ])
         scripts.scripts_data.append(
-            scripts.ScriptClassData(self._latent_capture_class(), str(FAKE_ROOT / "harness.py"), str(FAKE_ROOT), None)
+            scripts.ScriptClassData(self._latent_capture_class(), str(self.root / "harness.py"), str(self.root), None)
         )
         script_callbacks.before_ui_callback()
         runner = scripts.scripts_img2img
@@ -99,10 +94,33 @@ class FakeWebUI:
         self.default_args = [0] + [getattr(c, "value", None) for c in runner.inputs[1:]]
         return self
 
+    def _load_model(self) -> None:
+        """The checkpoint as `sd_models.load_model` leaves it in `shared.sd_model`: an ldm LatentDiffusion
+        (SD 1.x) or, for an SDXL pipeline, an sgm DiffusionEngine extended by `sd_models_xl.extend_sdxl`."""
+        from modules import sd_hijack, sd_models, shared
+
+        self._saved_processors = dict(self.pipe.unet.attn_processors)
+        if self.pipe.is_sdxl:
+            from modules import sd_models_xl
+            from sgm.models.diffusion import build_sdxl_engine
+
+            model = build_sdxl_engine(self.pipe)
+            sd_models_xl.extend_sdxl(model)
+        else:
+            from ldm.models.diffusion.ddpm import LatentDiffusion
+
+            model = LatentDiffusion(
+                self.pipe.unet, self.pipe.vae, self.pipe.text_encoder, self.pipe.tokenizer,
+                alphas_cumprod=self.pipe.host.alphas_cumprod, parameterization=self.parameterization,
+            )
+        shared.opts.cross_attention_optimization = self.attention
+        sd_models.load_model(model)
+        sd_hijack.model_hijack.apply_optimizations(self.attention)
+
     def stop(self) -> None:
         if self._saved_processors is not None:
             self.pipe.unet.set_attn_processor(self._saved_processors)
-        _purge_fake_modules()
+        _purge_fake_modules(self.packages)
         if self._saved_path is not None:
             sys.path[:] = self._saved_path
         if self._saved_threads is not None:
@@ -147,6 +165,15 @@ class FakeWebUI:
         from modules import shared
 
         return shared
+
+    def model_alphas_cumprod(self) -> torch.Tensor:
+        """The schedule the WebUI samples with (float64): the model's float32 `alphas_cumprod` buffer."""
+        return self.sd_model.alphas_cumprod.double()
+
+    @property
+    def diffusion_model(self):
+        """The UNet module the WebUI runs (hooks on it see every UNet call)."""
+        return self.shared.sd_model.model.diffusion_model
 
     @property
     def sd_model(self):
@@ -240,9 +267,19 @@ class FakeWebUI:
         return out
 
     # ------------------------------------------------------------------------------------------ leftovers
+    def model_modules(self) -> list:
+        """The model's torch modules (the fake Forge overrides this: its engine is not a module)."""
+        return [self.sd_model]
+
     def hook_count(self) -> int:
-        model = self.sd_model
-        return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+        """Hooks on the model's modules, except the output-capturing hooks transformers 5 installs on its own
+        text-encoder layers at their first forward (they persist by design, whoever ran the encoder first)."""
+
+        def ours(fn) -> bool:
+            return not getattr(fn, "__module__", "").startswith("transformers.")
+
+        return sum(sum(map(ours, d.values())) for root in self.model_modules() for m in root.modules()
+                   for d in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks))
 
     def callback_counts(self) -> dict[str, int]:
         from modules import script_callbacks

@@ -1,8 +1,8 @@
-"""Mirrors Forge's modules/sd_samplers.py (all_samplers, find_sampler_config, create_sampler); the k-diffusion
-samplers only (Forge's DDIM / LCM / restart samplers are not mirrored)."""
-from modules import sd_samplers_kdiffusion
+"""Mirrors Forge's modules/sd_samplers.py (all_samplers, find_sampler_config, create_sampler): the k-diffusion
+samplers and DDIM here (Forge's other timestep samplers, LCM and restart are not mirrored)."""
+from modules import sd_samplers_kdiffusion, sd_samplers_timesteps
 
-all_samplers = [*sd_samplers_kdiffusion.samplers_data_k_diffusion]
+all_samplers = [*sd_samplers_kdiffusion.samplers_data_k_diffusion, *sd_samplers_timesteps.samplers_data_timesteps]
 all_samplers_map = {x.name: x for x in all_samplers}
 
 

@@ -5,7 +5,9 @@ the masked area (l.178-181); **`cfg_denoiser_callback` gets the sampler's own `x
 cond/uncond copy) and B sigmas** (l.183-184); Forge's `sampling_function` computes cond and uncond (its
 own batching: usually uncond first) and the CFG combine (l.199); **`cfg_denoised_callback` is never called**
 (imported at l.7 only); the mask blend (l.204-213); `cfg_after_cfg_callback` may replace the x0 (l.218-220).
-Refiner, hires CFG, skip-early-CFG / NGMS and the DDIM eps estimation are not mirrored."""
+DDIM's "classic eps estimation" turns its VP latent and integer timestep into k-diffusion's x and sigma
+on entry (l.163-169) and returns eps (l.224-226). Refiner, hires CFG and skip-early-CFG / NGMS are not
+mirrored."""
 import torch
 from backend.sampling.sampling_function import sampling_function
 from modules import prompt_parser, sd_samplers_common
@@ -59,6 +61,14 @@ class CFGDenoiser(torch.nn.Module):
         original_x_device = x.device
         original_x_dtype = x.dtype
 
+        if self.classic_ddim_eps_estimation:
+            acd = self.inner_model.inner_model.alphas_cumprod
+            fake_sigmas = ((1 - acd) / acd) ** 0.5
+            real_sigma = fake_sigmas[sigma.round().long().clip(0, int(fake_sigmas.shape[0]))]
+            real_sigma_data = 1.0
+            x = x * (((real_sigma ** 2.0 + real_sigma_data ** 2.0) ** 0.5)[:, None, None, None])
+            sigma = real_sigma
+
         cond_composition, cond = prompt_parser.reconstruct_multicond_batch(cond, self.step)
         uncond = prompt_parser.reconstruct_cond_batch(uncond, self.step) if uncond is not None else None
 
@@ -97,4 +107,9 @@ class CFGDenoiser(torch.nn.Module):
         denoised = after_cfg_callback_params.x
 
         self.step += 1
+
+        if self.classic_ddim_eps_estimation:
+            eps = (x - denoised) / sigma[:, None, None, None]
+            return eps
+
         return denoised.to(device=original_x_device, dtype=original_x_dtype)

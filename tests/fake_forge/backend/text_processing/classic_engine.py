@@ -2,8 +2,8 @@
 75-token chunks framed by BOS/EOS and padded with EOS (empty_chunk l.110-114, tokenize_line l.150-232),
 chunk i of every prompt encoded together, shorter prompts padded with empty chunks (__call__ l.252-295),
 encode_with_transformers (l.124-148: hidden_states[-max(clip_skip, minimal_clip_skip)], optional final
-layer norm, optional pooled output through `text_projection`), the "Original" emphasis rescale
-(process_tokens l.297-319). Not mirrored: emphasis parsing, BREAK, comma backtracking, textual inversion."""
+layer norm, optional pooled output through `text_projection`), process_tokens (l.297-319). Not mirrored:
+emphasis parsing and weights, BREAK, comma backtracking, textual inversion."""
 import math
 
 import torch
@@ -106,12 +106,6 @@ class ClassicTextProcessingEngine:
             for batch_pos in range(len(remade_batch_tokens)):
                 index = remade_batch_tokens[batch_pos].index(self.id_end)
                 tokens[batch_pos, index + 1:tokens.shape[1]] = self.id_pad
-        z = self.encode_with_transformers(tokens)
-        pooled = getattr(z, "pooled", None)
-        multipliers = torch.asarray(batch_multipliers).to(z)
-        original_mean = z.mean()  # sd_emphasis EmphasisOriginal.after_transformers
-        z = z * multipliers.reshape(multipliers.shape + (1,)).expand(z.shape)
-        z = z * (original_mean / z.mean())
-        if pooled is not None:
-            z.pooled = pooled
-        return z
+        # every multiplier is 1 without emphasis parsing, so the "Original" emphasis rescale
+        # z * m * (mean(z) / mean(z * m)) (l.307-313) is the identity and is left out, as in the fake A1111
+        return self.encode_with_transformers(tokens)

@@ -57,5 +57,10 @@ def build_sdxl_engine(pipe) -> DiffusionEngine:
                                          "target_size_as_tuple"], strict=True):
         embedder.input_key = key
     scaling = VScaling() if pipe.prediction_type == "v_prediction" else EpsScaling()
-    return DiffusionEngine(UNetModel(pipe.unet), GeneralConditioner(embedders),
-                           AutoencoderKLInferenceWrapper(pipe.vae), scaling, float(pipe.vae.config.scaling_factor))
+    engine = DiffusionEngine(UNetModel(pipe.unet), GeneralConditioner(embedders),
+                             AutoencoderKLInferenceWrapper(pipe.vae), scaling, float(pipe.vae.config.scaling_factor))
+    # what A1111's sd_models.load_model_weights sets from the model's structure (is_sdxl: has a conditioner)
+    engine.is_sdxl, engine.is_sd1, engine.is_sd2, engine.is_sd3, engine.is_ssd = True, False, False, False, False
+    engine.is_sdxl_inpaint = False
+    engine.latent_channels = 4
+    return engine
