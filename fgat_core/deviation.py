@@ -20,15 +20,19 @@ def x0_shift(x0_prime: Tensor, x0_src: Tensor) -> Tensor:
 
 
 def latent_deviation(x_t: Tensor, shift: Tensor, alpha_t: float, lam: float) -> tuple[Tensor, Tensor]:
-    """Eqs. 5-6: x'_t = x_t + sqrt(a_t) T (Eq. 5 with Eq. 2), x*_t = lam x_t + (1-lam) x'_t."""
+    """Eqs. 5-6: x'_t = x_t + sqrt(a_t) T (Eq. 5 with Eq. 2), x*_t = lam x_t + (1-lam) x'_t.
+
+    x*_t is evaluated as x_t + (1-lam)(x'_t - x_t): the same value, and x_t bit-exactly when lam = 1 or
+    when T = 0."""
     x_prime = x_t + alpha_t**0.5 * shift
-    x_star = lam * x_t + (1.0 - lam) * x_prime
+    x_star = x_t + (1.0 - lam) * (x_prime - x_t)
     return x_prime, x_star
 
 
 def mix_noise(eps: Tensor, eps_prime: Tensor, gamma: float) -> Tensor:
-    """Eq. 7: eps* = gamma eps(x_t) + (1-gamma) eps(x'_t)."""
-    return gamma * eps + (1.0 - gamma) * eps_prime
+    """Eq. 7: eps* = gamma eps(x_t) + (1-gamma) eps(x'_t), evaluated as eps + (1-gamma)(eps' - eps)
+    (the same value; eps bit-exactly when gamma = 1 or eps' = eps)."""
+    return eps + (1.0 - gamma) * (eps_prime - eps)
 
 
 def deviated_step(x_star: Tensor, eps_star: Tensor, alpha_t: float, alpha_next: float) -> Tensor:

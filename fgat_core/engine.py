@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -13,7 +14,7 @@ from torch import Tensor
 from .config import FGATConfig
 from .deviation import latent_deviation, mix_noise, transfer_x0, x0_shift
 from .host import Cond, Denoiser, cond_cat
-from .inversion import ddim_invert, direct_correction, guided, null_text_optimize
+from .inversion import ddim_invert, guided, null_text_optimize
 from .mask import AttentionRecorder, prepare_user_mask, threshold_mask
 from .matching import correspondence, dift_features, dift_noise, gather_matched, upsample_features
 from .schedule import Schedule, ddim_step, predict_x0
@@ -25,6 +26,17 @@ Progress = Callable[[str, int, int], None]
 
 class FGATInterrupted(Exception):
     """Raised by a host's progress callback to stop a run (Interrupt / Skip)."""
+
+
+class InversionStore(Protocol):
+    """Where `run_fgat(cache=...)` keeps inversion results between runs (e.g. `fgat_core.cache.InversionCache`).
+
+    Keys are built by the engine from the caller's `source_key` / `target_key` and every setting the
+    stored value depends on; values are opaque and must be returned as they were put."""
+
+    def get(self, key: Hashable) -> Any | None: ...
+
+    def put(self, key: Hashable, value: Any) -> None: ...
 
 
 @dataclass
@@ -48,6 +60,10 @@ class FGATInputs:
     empty_cond: Cond | None = None  # DIFT conditioning when dift_prompt == "empty" (default: uncond)
     mask_tokens: list[int] | None = None  # source-prompt token positions of the object word
     user_mask: Tensor | None = None  # (h, w) in [0, 1], any size of the same aspect ratio
+    # identities for `run_fgat(cache=...)`: image + prompt(s) + model (+ negative prompt for the source);
+    # None: that side is never cached
+    source_key: Hashable | None = None
+    target_key: Hashable | None = None
 
 
 @dataclass
@@ -137,9 +153,20 @@ def run_fgat(
     transfer: bool = True,
     progress: Progress | None = None,
     schedule: Schedule | None = None,
+    first_step: int | None = None,
+    cache: InversionStore | None = None,
 ) -> FGATResult:
-    """Run FGAT (DESIGN.md §1) and return the final latent. `transfer=False` gives the reconstruction
-    along the very same path (the reference for the no-transfer identities)."""
+    """Run FGAT (DESIGN.md §1) and return the final latent.
+
+    `transfer=False` gives the reconstruction along the very same path (the reference for the
+    no-transfer identities). Sampling starts at the window start with `direct` inversion (exact
+    reconstruction makes the steps before it redundant) and at step 0 otherwise; `first_step`
+    overrides that (e.g. 0 to sample the whole direct-inversion trajectory).
+
+    `cache`: reuse inversions across runs. The source's trace (latents, eps, null-text embeddings and
+    the attention maps its inversion recorded) and the target's x0 trajectory are stored under keys
+    made of `inputs.source_key` / `inputs.target_key` and the settings they depend on; an image found
+    there is not inverted again (its UNet calls are absent from `stats`)."""
     _check_inputs(inputs)
     cfg = config
     sched = schedule or Schedule.ddim(host.alphas_cumprod, cfg.steps)
@@ -172,50 +199,88 @@ def run_fgat(
     with torch.no_grad(), (recorder if recorder is not None else nullcontext()):
         # ---------------------------------------------------------------- 1-2. inversions
         src, tar = inputs.source_latent, inputs.target_latent
-        x0_tar: dict[int, Tensor] = {}
+        first = first_step if first_step is not None else (start if direct else 0)
+        if not 0 <= first < n:
+            raise ValueError(f"first_step must be in [0, {n - 1}], got {first}")
+        src_key, tar_key = _cache_keys(inputs, cfg, sched, transfer, start, first, recorder)
+        src_hit = cache.get(src_key) if cache is not None and src_key is not None else None
+        tar_hit = cache.get(tar_key) if cache is not None and tar_key is not None else None
+        x0_tar: dict[int, Tensor] = dict(tar_hit) if tar_hit is not None else {}
 
-        def observe(k: int, eps: Tensor, x: Tensor, active: list[int]) -> None:
-            if 1 in active and start <= k < end:
-                j = active.index(1)
-                x0_tar[k] = predict_x0(x[j : j + 1], eps[j : j + 1], sched.a(k))
-
-        def before(k: int, active: list[int]) -> None:
-            if recorder is not None:
-                recorder.active = direct and 1 <= k < start
-                recorder.rows = [0]
-
-        latents, conds, stops = [src], [inputs.source_cond], [1]
-        keep = [start if direct else n + 1]
-        if transfer:
+        # rows of the joint inversion: the source (unless cached), then the target (unless cached or unused)
+        roles, latents, conds, stops, keep = [], [], [], [], []
+        if src_hit is None:
+            roles.append("source")
+            latents.append(src)
+            conds.append(inputs.source_cond)
+            stops.append(1)
+            keep.append(first if direct else n + 1)
+        # The target rides along even without transfer, so that the reconstruction reference sees the
+        # very same batched calls as a transfer run (batch composition can change float rounding).
+        if tar_hit is None:
+            roles.append("target")
             latents.append(tar)
             conds.append(inputs.target_cond)
             stops.append(start)
             keep.append(n + 1)
-        with meter.stage("inversion"):
-            trace = ddim_invert(
-                h, latents, conds, sched, stops, keep, before, observe,
-                lambda d, t: report("inversion", d, t),
-            )
+        src_row = roles.index("source") if "source" in roles else None
+        tar_row = roles.index("target") if "target" in roles else None
+
+        # when caching, keep the target's x0 at every level it visits (k >= start), so that runs with
+        # another window end share it
+        keep_x0_to = n + 1 if tar_key is not None else end
+
+        def observe(k: int, eps: Tensor, x: Tensor, active: list[int]) -> None:
+            if tar_row in active and start <= k < keep_x0_to:
+                j = active.index(tar_row)
+                x0_tar[k] = predict_x0(x[j : j + 1], eps[j : j + 1], sched.a(k))
+
+        def before(k: int, active: list[int]) -> None:
             if recorder is not None:
-                recorder.active = False
-            src_traj, src_eps = trace.latents[0], trace.eps[0]
-            uncond_steps: list[Cond] | None = None
-            if cfg.inversion == "null-text":
-                uncond_steps = null_text_optimize(
-                    h, src_traj, inputs.source_cond, inputs.uncond, sched, w,
-                    cfg.null_text_steps, cfg.null_text_lr, cfg.null_text_epsilon,
+                recorder.active = direct and 1 <= k < start and src_row in active
+                recorder.rows = [active.index(src_row)] if src_row in active else []
+
+        with meter.stage("inversion"):
+            trace = None
+            if roles:
+                trace = ddim_invert(
+                    h, latents, conds, sched, stops, keep, before, observe,
                     lambda d, t: report("inversion", d, t),
                 )
+            if recorder is not None:
+                recorder.active = False
+            uncond_steps: list[Cond] | None = None
+            if src_hit is not None:
+                src_traj, src_eps, uncond_steps = src_hit["latents"], src_hit["eps"], src_hit["uncond_steps"]
+                if recorder is not None and src_hit["attention"] is not None:
+                    sums, counts = src_hit["attention"]
+                    recorder.sums, recorder.counts = dict(sums), dict(counts)
+            else:
+                src_traj, src_eps = trace.latents[src_row], trace.eps[src_row]
+                if cfg.inversion == "null-text":
+                    uncond_steps = null_text_optimize(
+                        h, src_traj, inputs.source_cond, inputs.uncond, sched, w,
+                        cfg.null_text_steps, cfg.null_text_lr, cfg.null_text_epsilon,
+                        lambda d, t: report("inversion", d, t),
+                    )
+                if cache is not None and src_key is not None:
+                    attention = None
+                    if recorder is not None and direct:
+                        attention = (dict(recorder.sums), dict(recorder.counts))
+                    cache.put(src_key, {"latents": src_traj, "eps": src_eps, "uncond_steps": uncond_steps,
+                                        "attention": attention})
+            if cache is not None and tar_key is not None and tar_hit is None:
+                cache.put(tar_key, dict(x0_tar))
 
         return _sample(
             h, inputs, cfg, sched, meter, report, recorder, user_mask, src_traj, src_eps, x0_tar,
-            uncond_steps, start, end, transfer, messages, size,
+            uncond_steps, start, end, transfer, messages, size, first,
         )
 
 
 def _sample(
     h, inputs, cfg, sched, meter, report, recorder, user_mask, src_traj, src_eps, x0_tar,
-    uncond_steps, start, end, transfer, messages, size,
+    uncond_steps, start, end, transfer, messages, size, first,
 ) -> FGATResult:
     n = sched.steps
     w = cfg.guidance_scale
@@ -271,7 +336,6 @@ def _sample(
         with meter.stage("matching"):
             corr = correspondence(fs, ft, cfg.match_chunk)
 
-    first = start if direct else 0
     x = src_traj[first]
     with meter.stage("sampling"):
         for i in range(first, n):
@@ -280,19 +344,34 @@ def _sample(
             u = uncond_at(i)
             if recorder is not None and not direct:
                 recorder.active, recorder.rows = i < start, [0]
-            if direct:
-                eps3 = h.eps(torch.cat([x, x, src_traj[i]]), t1.repeat(3), cond_cat([cond, u, u]))
+            in_window = transfer and start <= i < end
+            if direct and not in_window and torch.equal(x, src_traj[i]):
+                # still on the inverted trajectory: direct inversion's step returns X[i+1] exactly
+                x = src_traj[i + 1]
+                report("sampling", i - first + 1, n - first)
+                continue
+            if direct and torch.equal(x, src_traj[i]):
+                # on the trajectory (a window step before any change): x's eps is the trajectory's eps
+                eps2 = h.eps(torch.cat([x, x]), t1.repeat(2), cond_cat([cond, u]))
+                eps_c, eps_u = eps2[:1], eps2[1:2]
+                base = ddim_step(x, guided(eps_u, eps_c, w), a_t, a_next)
+            elif direct:
+                # the source trajectory's conditional eps comes free from the inversion (level i >= 1)
+                known = i in src_eps
+                rows = [x, x, src_traj[i]] + ([] if known else [src_traj[i]])
+                conds = [cond, u, u] + ([] if known else [cond])
+                eps3 = h.eps(torch.cat(rows), t1.repeat(len(rows)), cond_cat(conds))
                 eps_c, eps_u = eps3[:1], eps3[1:2]
-                eps_src = guided(eps3[2:3], src_eps[i], w)
-                corr_i = direct_correction(src_traj[i], src_traj[i + 1], eps_src, a_t, a_next)
+                eps_src = guided(eps3[2:3], src_eps[i] if known else eps3[3:4], w)
+                base = ddim_step(src_traj[i], eps_src, a_t, a_next)
             else:
                 eps2 = h.eps(torch.cat([x, x]), t1.repeat(2), cond_cat([cond, u]))
                 eps_c, eps_u = eps2[:1], eps2[1:2]
-                corr_i = None
+                base = None
             if recorder is not None:
                 recorder.active = False
             eps = guided(eps_u, eps_c, w)
-            if transfer and start <= i < end:
+            if in_window:
                 if mask is None:
                     mask = get_mask()
                 x0_src = predict_x0(x, eps, a_t)
@@ -312,8 +391,10 @@ def _sample(
                 x_next = ddim_step(x_star, eps_star, a_t, a_next)
             else:
                 x_next = ddim_step(x, eps, a_t, a_next)
-            if corr_i is not None:
-                x_next = x_next + corr_i
+            if base is not None:
+                # Direct Inversion's correction X[i+1] - ddim(X[i], eps_cfg(X[i])), added as the
+                # difference of the two steps so that equal inputs give X[i+1] bit-exactly
+                x_next = src_traj[i + 1] + (x_next - base)
             x = x_next
             report("sampling", i - first + 1, n - first)
     if mask is None:
@@ -324,8 +405,51 @@ def _sample(
     )
 
 
+def _cache_keys(
+    inputs: FGATInputs, cfg: FGATConfig, sched: Schedule, transfer: bool, start: int, first: int,
+    recorder: AttentionRecorder | None,
+) -> tuple[tuple | None, tuple | None]:
+    """Cache keys of the source trace and the target's x0 trajectory: the caller's identity of the
+    image (+ prompt, model) and everything else the stored value depends on."""
+    lat = inputs.source_latent
+    grid = (tuple(sched.timesteps.tolist()), tuple(sched.alphas.tolist()), tuple(lat.shape), str(lat.dtype),
+            str(lat.device))
+    src_key = tar_key = None
+    if inputs.source_key is not None:
+        direct = cfg.inversion == "direct"
+        null_text = None
+        if cfg.inversion == "null-text":
+            null_text = (cfg.guidance_scale, cfg.null_text_steps, cfg.null_text_lr, cfg.null_text_epsilon)
+        # direct inversion records the mask's attention maps during the source inversion
+        attention = None
+        if recorder is not None and direct:
+            attention = (tuple(recorder.tokens), tuple(recorder.grids), start)
+        src_key = ("source", inputs.source_key, grid, cfg.inversion, first if direct else None, null_text,
+                   attention)
+    if transfer and inputs.target_key is not None:
+        tar_key = ("target", inputs.target_key, grid, start)  # x0 is kept for every level >= start
+    return src_key, tar_key
+
+
 def _dift_conds(inputs: FGATInputs, cfg: FGATConfig) -> list[Cond]:
     if cfg.dift_prompt == "own":
         return [inputs.source_cond, inputs.target_cond]
     empty = inputs.empty_cond if inputs.empty_cond is not None else inputs.uncond
     return [empty, empty]
+
+
+def ddim_sample(
+    host: Denoiser, x_t: Tensor, cond: Cond, uncond: Cond, schedule: Schedule, guidance_scale: float,
+    progress: Progress | None = None,
+) -> Tensor:
+    """Plain CFG DDIM sampling over the whole schedule (the baseline FGAT's cost is measured against)."""
+    x = x_t
+    n = schedule.steps
+    with torch.no_grad():
+        for i in range(n):
+            t = torch.full((2,), int(schedule.timesteps[i]), dtype=torch.long, device=x.device)
+            eps2 = host.eps(torch.cat([x, x]), t, cond_cat([cond, uncond]))
+            x = ddim_step(x, guided(eps2[1:], eps2[:1], guidance_scale), schedule.a(i), schedule.a(i + 1))
+            if progress is not None:
+                progress("sampling", i + 1, n)
+    return x

@@ -9,10 +9,13 @@ from torch import Tensor
 from .host import Cond, Denoiser, cond_cat
 
 
-def dift_noise(shape: tuple[int, ...], ensemble: int, seed: int, device, dtype) -> Tensor:
-    """K fixed-seed noise draws n used by `dift_features` (the same draws for source and target)."""
+def dift_noise(shape: tuple[int, ...], ensemble: int, seed: int, device, dtype, images: int = 2) -> Tensor:
+    """Fixed-seed noise draws n for `dift_features`: (images, K, *shape), independent per image.
+
+    Independent draws matter: noise shared by source and target at equal positions biases the
+    argmax toward the identity map."""
     g = torch.Generator(device="cpu").manual_seed(int(seed) + 7919)
-    n = torch.randn((ensemble, *shape), generator=g, dtype=torch.float32)
+    n = torch.randn((images, ensemble, *shape), generator=g, dtype=torch.float32)
     return n.to(device=device, dtype=dtype)
 
 
@@ -21,11 +24,13 @@ def dift_features(
 ) -> list[Tensor]:
     """F = U(sqrt(a_d) x0 + sqrt(1-a_d) n) averaged over the K draws in `noise`, one per x0 row.
 
-    x0: (B, C, h, w) with one conditioning per row; returns B tensors shaped (C_f, h_f, w_f).
-    All B*K UNet rows run in one batched call."""
-    b, k = x0.shape[0], noise.shape[0]
+    x0: (B, C, h, w) with one conditioning per row; noise: (B, K, C, h, w). Returns B tensors shaped
+    (C_f, h_f, w_f). All B*K UNet rows run in one batched call."""
+    b, k = x0.shape[0], noise.shape[1]
+    if noise.shape[0] != b:
+        raise ValueError(f"need one set of noise draws per image: {noise.shape[0]} sets for {b} images")
     a = float(host.alphas_cumprod[timestep])
-    xs = (a**0.5) * x0[:, None] + ((1 - a) ** 0.5) * noise[None]  # (B, K, C, h, w)
+    xs = (a**0.5) * x0[:, None] + ((1 - a) ** 0.5) * noise  # (B, K, C, h, w)
     xs = xs.reshape(b * k, *x0.shape[1:])
     cond = cond_cat([c for c in conds for _ in range(k)])
     t = torch.full((b * k,), timestep, dtype=torch.long, device=x0.device)

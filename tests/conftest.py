@@ -10,7 +10,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# one thread: the tiny models gain nothing from more, and a shared CPU makes threads thrash
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,203 @@
+"""End-to-end engine checks on the tiny model: identities, reconstruction, counts, errors."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from fgat_core import FGATConfig, FGATInputs, run_fgat
+from fgat_core.diffusers_host import DiffusersDenoiser
+from fgat_core.engine import ddim_sample
+from fgat_core.mask import word_token_indices
+from fgat_core.schedule import Schedule, v_from_eps
+
+SRC_PROMPT, TAR_PROMPT = "a photo of a cat sitting on grass", "a photo of a dog"
+
+
+def make_inputs(pipe, images, **kw):
+    src_img, tar_img = pipe.prepare_images(*images)
+    return FGATInputs(
+        source_latent=pipe.encode_image(src_img), target_latent=pipe.encode_image(tar_img),
+        source_cond=pipe.encode_prompt(SRC_PROMPT), target_cond=pipe.encode_prompt(TAR_PROMPT),
+        uncond=pipe.encode_prompt(""), mask_tokens=word_token_indices(SRC_PROMPT, "cat", pipe.tokens), **kw,
+    )
+
+
+def rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.fixture(scope="module")
+def inputs(tiny_pipe, example_images):
+    return make_inputs(tiny_pipe, example_images)
+
+
+def test_direct_inversion_reconstructs_at_cfg_7_5(tiny_pipe, inputs):
+    """50 steps, CFG 7.5, sampled from step 0: the source latent comes back to 1e-4 (plain DDIM does not)."""
+    cfg = FGATConfig(steps=50, guidance_scale=7.5)
+    out = run_fgat(tiny_pipe.host, inputs, cfg, transfer=False, first_step=0)
+    assert rel(out.latent, inputs.source_latent) <= 1e-4
+    ddim = run_fgat(tiny_pipe.host, inputs, cfg.replace(inversion="ddim"), transfer=False)
+    assert rel(ddim.latent, inputs.source_latent) > 100 * rel(out.latent, inputs.source_latent)
+
+
+def test_null_text_reconstructs_better_than_ddim(tiny_pipe, inputs):
+    cfg = FGATConfig(steps=10, guidance_scale=7.5, null_text_steps=10)
+    nti = run_fgat(tiny_pipe.host, inputs, cfg.replace(inversion="null-text"), transfer=False)
+    ddim = run_fgat(tiny_pipe.host, inputs, cfg.replace(inversion="ddim"), transfer=False)
+    e_nti, e_ddim = rel(nti.latent, inputs.source_latent), rel(ddim.latent, inputs.source_latent)
+    assert e_nti < 0.5 * e_ddim, (e_nti, e_ddim)
+
+
+def test_negative_prompt_inversion_equals_guidance_one(tiny_pipe, inputs):
+    """With the source prompt as the unconditional embedding, CFG reduces to the conditional eps, so
+    negative-prompt inversion reconstructs exactly like guidance-1 DDIM (up to float rounding)."""
+    cfg = FGATConfig(steps=20, guidance_scale=7.5)
+    npi = run_fgat(tiny_pipe.host, inputs, cfg.replace(inversion="negative-prompt"), transfer=False)
+    g1 = run_fgat(tiny_pipe.host, inputs, cfg.replace(inversion="ddim", guidance_scale=1.0), transfer=False)
+    assert rel(npi.latent, g1.latent) < 1e-5
+
+
+@pytest.mark.parametrize("inversion", ["direct", "ddim"])
+def test_no_transfer_identities(tiny_pipe, inputs, inversion):
+    """delta = 0, M = 0 and lambda = gamma = 1 each give the no-transfer result, bit-exactly.
+
+    Bit-exact because T = 0 exactly (Eq. 3 is evaluated as x0 + M d (C - x0)), the mixes of Eqs. 6-7
+    as x + (1-l)(x' - x), and eps(x'_t) comes from a call of the same batch layout as eps(x_t) (on
+    this CPU backend equal inputs in equal layouts give equal bits)."""
+    cfg = FGATConfig(steps=12, inversion=inversion)
+    ref = run_fgat(tiny_pipe.host, inputs, cfg, transfer=False).latent
+    full = run_fgat(tiny_pipe.host, inputs, cfg).latent
+    assert rel(full, ref) > 1e-2  # the transfer does change the result
+    assert torch.equal(run_fgat(tiny_pipe.host, inputs, cfg.replace(lam=1.0, gamma=1.0)).latent, ref)
+    assert torch.equal(run_fgat(tiny_pipe.host, inputs, cfg.replace(delta=0.0)).latent, ref)
+    zero_mask = FGATInputs(**{**inputs.__dict__, "user_mask": torch.zeros(16, 16)})
+    assert torch.equal(run_fgat(tiny_pipe.host, zero_mask, cfg.replace(mask_source="user")).latent, ref)
+
+
+def test_same_seed_bit_identical_and_seed_matters(tiny_pipe, inputs):
+    cfg = FGATConfig(steps=10, dift_ensemble=2)
+    a = run_fgat(tiny_pipe.host, inputs, cfg)
+    b = run_fgat(tiny_pipe.host, inputs, cfg)
+    assert torch.equal(a.latent, b.latent) and torch.equal(a.correspondence, b.correspondence)
+    c = run_fgat(tiny_pipe.host, inputs, cfg.replace(seed=123))
+    assert not torch.equal(a.correspondence, c.correspondence)
+
+
+class _VUNet(torch.nn.Module):
+    """Wraps an eps UNet so it predicts v = sqrt(a) eps - sqrt(1-a) x0 = (eps - sqrt(1-a) x)/sqrt(a)."""
+
+    def __init__(self, unet, alphas_cumprod):
+        super().__init__()
+        self.inner, self.ac = unet, alphas_cumprod
+        self.up_blocks = unet.up_blocks
+
+    def forward(self, x, t, encoder_hidden_states=None, added_cond_kwargs=None):
+        eps = self.inner(x, t, encoder_hidden_states=encoder_hidden_states).sample
+        a = self.ac[t].view(-1, 1, 1, 1).float()
+        return type("Out", (), {"sample": v_from_eps(x, eps, a)})()
+
+
+def test_v_prediction_host_equals_eps_host(tiny_pipe, inputs):
+    eps_host = tiny_pipe.host
+    v_host = DiffusersDenoiser(_VUNet(tiny_pipe.unet, eps_host.alphas_cumprod), eps_host.alphas_cumprod, "v_prediction")
+    cfg = FGATConfig(steps=10)
+    a = run_fgat(eps_host, inputs, cfg)
+    b = run_fgat(v_host, inputs, cfg)
+    assert rel(b.latent, a.latent) < 1e-4
+    assert torch.equal(a.mask, b.mask)
+
+
+@pytest.mark.parametrize("steps,inversion", [(50, "direct"), (20, "ddim")])
+def test_unet_call_counts_follow_the_cost_model(tiny_pipe, inputs, steps, inversion):
+    """DESIGN.md §1 'Cost': direct inversion skips sampling before the window and batches every pair."""
+    cfg = FGATConfig(steps=steps, inversion=inversion)
+    st = run_fgat(tiny_pipe.host, inputs, cfg).stats
+    n, (s, e) = steps, cfg.window(steps)
+    w = e - s
+    assert st["inversion"].calls == n  # source levels N..1; the target rides in the same calls
+    assert st["inversion"].rows == n + (n - s + 1)
+    if inversion == "direct":
+        assert st["sampling"].calls == (n - s) + w
+        # cond, uncond, source-trajectory uncond; at the first window step x is still the trajectory,
+        # so its source row is skipped
+        assert st["sampling"].rows == 3 * (n - s) + 2 * w - 1
+    else:
+        assert st["sampling"].calls == n + w
+        assert st["sampling"].rows == 2 * n + 2 * w
+    assert st["matching"].feature_calls == w and st["matching"].feature_rows == 2 * w
+    plain_rows = 2 * n
+    if inversion == "direct" and n == 50:
+        work = (st["inversion"].rows + st["sampling"].rows) / plain_rows
+        assert work < 2.35  # the floor in UNet work quoted by DESIGN.md, before DIFT's partial calls
+
+
+def test_initial_matching_matches_once(tiny_pipe, inputs):
+    st = run_fgat(tiny_pipe.host, inputs, FGATConfig(steps=10, matching="initial")).stats
+    assert st["matching"].feature_calls == 1
+
+
+def test_errors_say_what_to_change(tiny_pipe, inputs):
+    bad = FGATInputs(**{**inputs.__dict__, "target_latent": torch.zeros(1, 4, 8, 16)})
+    with pytest.raises(ValueError, match="resize the target"):
+        run_fgat(tiny_pipe.host, bad, FGATConfig(steps=10))
+    with pytest.raises(ValueError, match="window is empty"):
+        run_fgat(tiny_pipe.host, inputs, FGATConfig(steps=2, window_start=0.1, window_end=0.4))
+    with pytest.raises(ValueError, match="no mask was given"):
+        run_fgat(tiny_pipe.host, inputs, FGATConfig(steps=10, mask_source="user"))
+    with pytest.raises(ValueError, match="not in the source prompt"):
+        word_token_indices(SRC_PROMPT, "dog", tiny_pipe.tokens)
+
+
+@pytest.mark.parametrize(
+    "field,value,pattern",
+    [
+        ("delta", 1.5, r"delta must be in \[0.0, 1.0\]"),
+        ("lam", -0.1, r"lam must be in"),
+        ("steps", 0, r"steps must be in \[1, 1000\]"),
+        ("inversion", "magic", r"inversion must be one of direct, null-text"),
+        ("window_end", 0.1, r"window_end \(0.1\) must be greater than window_start"),
+        ("gamma", True, r"gamma must be a number"),
+        ("dift_ensemble", 2.5, r"dift_ensemble must be an integer"),
+    ],
+)
+def test_config_validation_names_field_and_range(field, value, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        FGATConfig(**{field: value})
+
+
+def test_config_dict_and_infotext_round_trip():
+    cfg = FGATConfig(delta=0.45, mask_word='cat; "x"', inversion="null-text", seed=7)
+    assert FGATConfig.from_dict(cfg.to_dict()) == cfg
+    assert FGATConfig.from_infotext(cfg.to_infotext()) == cfg
+    with pytest.raises(ValueError, match="unknown FGAT setting.*colour"):
+        FGATConfig.from_dict({"colour": 1})
+
+
+def test_fgat_core_imports_no_webui_gradio_or_diffusers():
+    code = (
+        "import pkgutil, importlib, sys, fgat_core\n"
+        "for m in pkgutil.walk_packages(fgat_core.__path__, 'fgat_core.'):\n"
+        "    if m.name != 'fgat_core.__main__':\n"
+        "        importlib.import_module(m.name)\n"
+        "bad = sorted(k for k in sys.modules if k.split('.')[0] in ('modules', 'gradio', 'diffusers'))\n"
+        "print(bad)\n"
+        "assert not bad, bad\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
+    assert r.returncode == 0, r.stderr + r.stdout
+
+
+def test_plain_ddim_sampling_is_cfg_ddim(tiny_pipe, inputs):
+    """The benchmark baseline: CFG DDIM from noise; one step checked against an explicit formula."""
+    sched = Schedule.ddim(tiny_pipe.host.alphas_cumprod, 1)
+    x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    out = ddim_sample(tiny_pipe.host, x, inputs.source_cond, inputs.uncond, sched, 7.5)
+    t = torch.tensor([int(sched.timesteps[0])])
+    ec = tiny_pipe.host.eps(x, t, inputs.source_cond)
+    eu = tiny_pipe.host.eps(x, t, inputs.uncond)
+    e = eu + 7.5 * (ec - eu)
+    a, an = sched.a(0), sched.a(1)
+    ref = an**0.5 * (x - (1 - a) ** 0.5 * e) / a**0.5 + (1 - an) ** 0.5 * e
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)

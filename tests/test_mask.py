@@ -1,0 +1,121 @@
+"""The attention mask: a synthetic attention blob, thresholding, token positions, user masks."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from fgat_core.host import AttentionLayer
+from fgat_core.mask import (
+    AttentionRecorder,
+    downsampled_size,
+    prepare_user_mask,
+    threshold_mask,
+    word_token_indices,
+)
+
+
+def _blob(h, w, cy, cx, r):
+    ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+    return ((ys - cy) ** 2 + (xs - cx) ** 2 <= r * r).float()
+
+
+def _iou(a, b):
+    return float((a * b).sum() / ((a + b) > 0).float().sum())
+
+
+def test_mask_of_synthetic_attention_blob():
+    """An attention layer at 1/4 of a 64x64 latent whose queries inside a disc attend to token 3.
+
+    q and k are identity projections; the query features put mass on the object token inside the disc,
+    so the recomputed softmax is high there. The thresholded, dilated mask must match the disc."""
+    latent = (64, 64)
+    gh, gw = downsampled_size(latent, 4)
+    assert (gh, gw) == (16, 16)
+    dim, heads, tokens = 8, 2, 6
+    blob = _blob(gh, gw, 8.0, 7.5, 6.0)
+    hidden = torch.zeros(2, gh * gw, dim)  # rows: 0 = source cond, 1 = another row that must be ignored
+    hidden[0, :, 1] = 2.0
+    hidden[0, blob.flatten() > 0, 0] = 6.0
+    hidden[1, :, 0] = 6.0
+    context = torch.zeros(2, tokens, dim)
+    context[:, 3, 0] = 2.0  # the object token: aligned with feature 0
+    context[:, [1, 2, 4, 5], 1] = 2.0
+    to_q, to_k = nn.Identity(), nn.Identity()
+    off_grid_q, off_grid_k = nn.Identity(), nn.Identity()  # a layer at 1/2 resolution: not recorded
+    layers = [AttentionLayer("a.attn2", to_q, to_k, heads), AttentionLayer("b.attn2", off_grid_q, off_grid_k, heads)]
+    with AttentionRecorder(layers, [3], latent, "quarter") as rec:
+        rec.active, rec.rows = True, [0]
+        for _ in range(3):  # three steps
+            to_q(hidden), to_k(context)
+            off_grid_q(torch.ones(2, 32 * 32, dim)), off_grid_k(context)
+        m = rec.mean_map()
+    assert rec.counts == {(16, 16): 3}
+    mask = threshold_mask(m, 0.3, dilate=1)
+    truth = torch.nn.functional.interpolate(blob[None, None], size=latent, mode="nearest")[0, 0]
+    assert _iou(mask, truth) >= 0.9
+    assert not to_q._forward_hooks and not to_k._forward_hooks  # hooks removed on exit
+
+
+def test_recorder_ignores_inactive_calls_and_other_rows():
+    to_q, to_k = nn.Identity(), nn.Identity()
+    rec = AttentionRecorder([AttentionLayer("x", to_q, to_k, 1)], [1], (8, 8), "quarter")
+    with rec:
+        rec.active, rec.rows = False, [0]
+        to_q(torch.randn(1, 4, 4)), to_k(torch.randn(1, 3, 4))
+        assert rec.sums == {}
+    with pytest.raises(RuntimeError, match="no cross-attention map"):
+        rec.mean_map()
+
+
+def test_recorder_softmax_matches_explicit_attention():
+    """The recorded map equals softmax(q k^T / sqrt(d)) of the token, averaged over heads (explicit)."""
+    g = torch.Generator().manual_seed(0)
+    heads, d, nq, nk = 2, 4, 16, 5
+    q_lin, k_lin = nn.Linear(6, heads * d, bias=False), nn.Linear(7, heads * d, bias=False)
+    hs, ctx = torch.randn(1, nq, 6, generator=g), torch.randn(1, nk, 7, generator=g)
+    with AttentionRecorder([AttentionLayer("l", q_lin, k_lin, heads)], [2, 3], (16, 16), "quarter") as rec:
+        rec.active, rec.rows = True, [0]
+        q, k = q_lin(hs), k_lin(ctx)
+    qh, kh = q.view(nq, heads, d).transpose(0, 1), k.view(nk, heads, d).transpose(0, 1)
+    p = torch.softmax(qh @ kh.transpose(1, 2) / math.sqrt(d), dim=-1)
+    ref = p[:, :, [2, 3]].sum(-1).mean(0).view(4, 4)
+    torch.testing.assert_close(rec.sums[(4, 4)], ref.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_threshold_and_dilation():
+    m = torch.zeros(9, 9)
+    m[4, 4], m[1, 1], m[7, 2] = 1.0, 0.29, 0.31
+    out = threshold_mask(m, 0.3, dilate=0)
+    assert out.sum() == 2 and out[4, 4] == 1 and out[7, 2] == 1
+    dil = threshold_mask(m, 0.3, dilate=1)
+    assert dil[3:6, 3:6].sum() == 9 and dil.sum() == 9 + 9 - 0  # two 3x3 squares, not touching
+    assert threshold_mask(torch.zeros(4, 4)).sum() == 0
+
+
+def test_user_mask_resize_and_errors():
+    m = torch.zeros(64, 32)
+    m[:32] = 1.0
+    out = prepare_user_mask(m, (16, 8))
+    assert out.shape == (16, 8) and out[:8].min() == 1 and out[8:].max() == 0
+    with pytest.raises(ValueError, match="aspect ratio"):
+        prepare_user_mask(torch.ones(10, 40), (16, 16))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        prepare_user_mask(torch.full((8, 8), 255.0), (8, 8))
+
+
+def test_word_token_indices_with_a_real_bpe_tokenizer(tiny_pipe):
+    tok = tiny_pipe.tokens
+    assert word_token_indices("a photo of a cat", "cat", tok) == [5]
+    assert word_token_indices("a photo of a cat", "", tok) == [5]  # empty: the last word
+    assert word_token_indices("A Cat on the grass", "CAT", tok) == [2]
+    # a word outside the tiny vocabulary splits into several BPE tokens: all of them are used
+    n = len(tok("zebra"))
+    assert n > 1
+    assert word_token_indices("a zebra on grass", "zebra", tok) == list(range(2, 2 + n))
+    assert word_token_indices("a cat, a red cat", "cat", tok) == [2, 6]
+    with pytest.raises(ValueError, match="not in the source prompt.*a, photo, of, cat"):
+        word_token_indices("a photo of a cat", "dog", tok)
+    with pytest.raises(ValueError, match="source prompt is empty"):
+        word_token_indices("  ", "", tok)
