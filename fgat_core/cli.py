@@ -77,7 +77,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         default = getattr(defaults, f.name)
         group.add_argument(
             flag_name(f.name), dest=f"cfg_{f.name}", type=kind, default=None, choices=CHOICES.get(f.name),
-            metavar=None if f.name in CHOICES else kind.__name__.upper(),
+            metavar=None if f.name in CHOICES else {"float": "X", "int": "N", "str": "TEXT"}[str(f.type)],
             help=f"{FIELD_HELP.get(f.name, f.name)} (default: {default!r})",
         )
 

@@ -10,9 +10,10 @@ from PIL import Image
 
 from .config import FGATConfig
 from .diffusers_host import DiffusersDenoiser
-from .engine import FGATInputs, FGATResult, Progress, run_fgat
+from .engine import FGATInputs, FGATResult, InversionStore, Progress, run_fgat
 from .host import CONTEXT, Cond
 from .images import fit_to, mask_from_image, snap_size, to_pil, to_rgb, to_tensor
+from .infotext import image_hash
 from .mask import word_token_indices
 from .schedule import scaled_linear_alphas_cumprod
 
@@ -116,8 +117,12 @@ class FGATPipeline:
         self, source: Image.Image, target: Image.Image, source_prompt: str, target_prompt: str,
         config: FGATConfig | None = None, *, negative_prompt: str = "", mask: Image.Image | None = None,
         progress: Progress | None = None, transfer: bool = True, latents: dict | None = None,
+        cache: InversionStore | None = None,
     ) -> TransferOutput:
-        """Run FGAT on two images. `latents` may carry cached {'source': z, 'target': z} encodings."""
+        """Run FGAT on two images. `latents` may carry cached {'source': z, 'target': z} encodings.
+
+        `cache` (e.g. `fgat_core.cache.InversionCache`) lets runs share inversions: an image already
+        inverted with the same prompt, model and settings is not inverted again."""
         cfg = config or FGATConfig()
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -144,8 +149,12 @@ class FGATPipeline:
             empty_cond=self.encode_prompt("", size_hw),
             mask_tokens=tokens, user_mask=user_mask,
         )
+        if cache is not None and not cached:  # keys identify the images only when we encoded them
+            model = (self.name, id(self.unet), str(self.device), str(self.dtype), self.prediction_type)
+            inputs.source_key = (*model, image_hash(src_img), source_prompt, negative_prompt)
+            inputs.target_key = (*model, image_hash(tar_img), target_prompt)
         timings["encode"] = time.perf_counter() - t0
-        result = run_fgat(self.host, inputs, cfg, transfer=transfer, progress=progress)
+        result = run_fgat(self.host, inputs, cfg, transfer=transfer, progress=progress, cache=cache)
         for k, s in result.stats.items():
             timings[k] = s.seconds
         t1 = time.perf_counter()

@@ -21,9 +21,19 @@ from fgat_core.pnginfo import parse_generation_parameters, quote, read_png_setti
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-SOURCE, TARGET = EXAMPLES / "source.png", EXAMPLES / "target.png"
+EXAMPLE_PAIR = (EXAMPLES / "source.png", EXAMPLES / "target.png")  # 128 px, as in the README
 PROMPT = "a photo of a cat"
-STEPS = 10  # window [ceil(2.4), ceil(4.4)) = [3, 5)
+STEPS = 6  # window [ceil(0.24 * 6), ceil(0.44 * 6)) = [2, 3)
+SIZE = 64  # in-process runs use 64 px copies of the examples (8x8 latents) to stay fast
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("small")
+    for name in ("source", "target"):
+        Image.open(EXAMPLES / f"{name}.png").convert("RGB").resize((SIZE, SIZE), Image.LANCZOS).save(
+            folder / f"{name}.png")
+    return folder / "source.png", folder / "target.png"
 
 
 @pytest.fixture(autouse=True)
@@ -40,8 +50,9 @@ def use_tiny(monkeypatch, tiny_pipe):
     return tiny_pipe
 
 
-def transfer_args(out, *extra):
-    return ["transfer", "--source", str(SOURCE), "--target", str(TARGET), "--source-prompt", PROMPT,
+def transfer_args(out, images, *extra):
+    source, target = images
+    return ["transfer", "--source", str(source), "--target", str(target), "--source-prompt", PROMPT,
             "--target-prompt", PROMPT, "--out", str(out), "--quiet", *extra]
 
 
@@ -51,20 +62,20 @@ def test_readme_command_runs_end_to_end_as_a_module(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("FGAT_MODEL", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "fgat_core", *transfer_args(out, "--steps", str(STEPS))],
+        [sys.executable, "-m", "fgat_core", *transfer_args(out, EXAMPLE_PAIR, "--steps", str(STEPS))],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     assert "tiny demo model" in proc.stderr and "only demonstrates the wiring" in proc.stderr
     assert "Traceback" not in proc.stderr
     with Image.open(out) as img:
-        assert img.size == Image.open(SOURCE).size and img.mode == "RGB"
+        assert img.size == (128, 128) and img.mode == "RGB"
     side = json.loads(out.with_suffix(".json").read_text())
     assert side["model"] == "tiny-sd" and side["device"] == "cpu" and side["dtype"] == "float32"
     assert side["config"] == FGATConfig(steps=STEPS).to_dict()
-    # direct inversion: source levels N..1 (N calls) batched with the target's N..start (start = 3)
+    # direct inversion: source levels N..1 (N calls) batched with the target's N..start (start = 2)
     assert side["stats"]["inversion"]["calls"] == STEPS
-    assert side["stats"]["inversion"]["rows"] == STEPS + (STEPS - 3 + 1)
+    assert side["stats"]["inversion"]["rows"] == STEPS + (STEPS - 2 + 1)
     # timing summary: one line per stage and a total
     lines = proc.stdout.splitlines()
     for stage in ("encode", "inversion", "matching", "sampling", "decode", "total"):
@@ -72,14 +83,14 @@ def test_readme_command_runs_end_to_end_as_a_module(tmp_path):
     assert read_png_settings(out)[0] == FGATConfig(steps=STEPS)
 
 
-def test_png_text_round_trips_into_an_identical_config(tmp_path, use_tiny):
+def test_png_text_round_trips_into_an_identical_config(tmp_path, small, use_tiny):
     out = tmp_path / "r.png"
     flags = ["--delta", "0.55", "--lam", "0.3", "--gamma", "0.25", "--window-start", "0.2", "--window-end", "0.5",
              "--steps", str(STEPS), "--guidance-scale", "5", "--matching", "initial", "--mask-word", "cat",
              "--mask-threshold", "0.4", "--seed", "7", "--mask-dilate", "0", "--dift-prompt", "empty",
              "--dift-ensemble", "2", "--gamma-on", "uncond", "--match-chunk", "64", "--mask-layers", "all",
              "--negative-prompt", "blurry, dark"]
-    assert cli.main(transfer_args(out, *flags)) == 0
+    assert cli.main(transfer_args(out, small, *flags)) == 0
     expected = FGATConfig(
         delta=0.55, lam=0.3, gamma=0.25, window_start=0.2, window_end=0.5, steps=STEPS, guidance_scale=5.0,
         matching="initial", mask_word="cat", mask_threshold=0.4, seed=7, mask_dilate=0, dift_prompt="empty",
@@ -87,17 +98,17 @@ def test_png_text_round_trips_into_an_identical_config(tmp_path, use_tiny):
     )
     cfg, extras = read_png_settings(out)
     assert cfg == expected
-    assert extras == {"target_prompt": PROMPT, "target_hash": image_hash(Image.open(TARGET))}
+    assert extras == {"target_prompt": PROMPT, "target_hash": image_hash(Image.open(small[1]))}
     # the A1111 "parameters" chunk alone carries the same settings (what the WebUI's PNG Info reads)
     params = Image.open(out).text["parameters"]
     assert params.startswith(f"{PROMPT}\nNegative prompt: blurry, dark\nSteps: {STEPS}, Sampler: DDIM, CFG scale: 5.0")
     parsed = parse_generation_parameters(params)
     assert parsed["Prompt"] == PROMPT and parsed["Negative prompt"] == "blurry, dark"
-    assert parsed["Size"] == "128x128" and parsed["Seed"] == "7" and parsed["Model"] == "tiny-sd"
+    assert parsed["Size"] == f"{SIZE}x{SIZE}" and parsed["Seed"] == "7" and parsed["Model"] == "tiny-sd"
     assert parse_infotext(parsed["FGAT"]) == (expected, extras)
     side = json.loads(out.with_suffix(".json").read_text())
     assert side["config"] == expected.to_dict() and side["negative_prompt"] == "blurry, dark"
-    assert side["window"] == [2, 5]  # ceil(0.2 * 10), ceil(0.5 * 10)
+    assert side["window"] == [2, 3]  # ceil(0.2 * 6), ceil(0.5 * 6)
 
 
 def test_a1111_quoting_of_values_with_commas():
@@ -156,11 +167,11 @@ def test_presets_command_lists_and_shows(tmp_path, capsys):
         ({"--steps": "2"}, "the FGAT window is empty at 2 steps"),
     ],
 )
-def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, use_tiny, capsys, change, message):
+def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, small, use_tiny, capsys, change, message):
     bad = tmp_path / "bad.png"
     bad.write_text("this is not a PNG")
     out = tmp_path / "out.png"
-    args = transfer_args(out, "--steps", str(STEPS))
+    args = transfer_args(out, small, "--steps", str(STEPS))
     for flag, value in change.items():
         value = str(bad) if value == "NOT_AN_IMAGE" else value
         if flag in args:
@@ -174,42 +185,41 @@ def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, use_tiny,
     assert not out.exists() and not out.with_suffix(".json").exists()
 
 
-def test_no_transfer_inverts_only_the_source(tmp_path, use_tiny):
+def test_no_transfer_runs_without_matching_and_records_it(tmp_path, small, use_tiny):
     out = tmp_path / "rec.png"
-    assert cli.main(transfer_args(out, "--steps", str(STEPS), "--no-transfer")) == 0
+    assert cli.main(transfer_args(out, small, "--steps", str(STEPS), "--no-transfer")) == 0
     side = json.loads(out.with_suffix(".json").read_text())
     assert side["transfer"] is False
-    assert side["stats"]["inversion"]["rows"] == STEPS  # no target rows
-    assert side["stats"]["matching"]["feature_calls"] == 0
+    assert side["stats"]["matching"]["feature_calls"] == 0  # no matching without transfer
     assert read_png_settings(out)[1]["transfer"] is False
 
 
-def test_user_mask_flag_implies_mask_source_user(tmp_path, use_tiny):
+def test_user_mask_flag_implies_mask_source_user(tmp_path, small, use_tiny):
     mask = tmp_path / "mask.png"
-    Image.fromarray(np.tile(np.array([0, 255], np.uint8).repeat(64), (128, 1))).save(mask)
+    Image.fromarray(np.tile(np.array([0, 255], np.uint8).repeat(SIZE), (2 * SIZE, 1))).save(mask)
     out = tmp_path / "m.png"
-    assert cli.main(transfer_args(out, "--steps", str(STEPS), "--mask", str(mask))) == 0
+    assert cli.main(transfer_args(out, small, "--steps", str(STEPS), "--mask", str(mask))) == 0
     cfg, _ = read_png_settings(out)
     assert cfg == FGATConfig(steps=STEPS, mask_source="user")
     assert json.loads(out.with_suffix(".json").read_text())["mask"] == str(mask)
 
 
-def test_diagnostics_sheet_layout_and_panels(tmp_path, use_tiny):
+def test_diagnostics_sheet_layout_and_panels(tmp_path, small, use_tiny):
     out = tmp_path / "d.png"
-    assert cli.main(transfer_args(out, "--steps", str(STEPS), "--diagnostics")) == 0
+    assert cli.main(transfer_args(out, small, "--steps", str(STEPS), "--diagnostics")) == 0
     sheet = Image.open(tmp_path / "d-diagnostics.png").convert("RGB")
-    # panels: source, target, mask, warped target, result, then x0 at window steps 3 and 4 -> 7 panels
-    cell_w, cell_h = 128, 128 + LABEL_HEIGHT
+    # panels: source, target, mask, warped target, result, then x0 at window step 2 -> 6 panels
+    cell_w, cell_h = SIZE, SIZE + LABEL_HEIGHT
     assert sheet.size == (COLUMNS * cell_w, 2 * cell_h)
     arr = np.asarray(sheet)
-    src = np.asarray(Image.open(SOURCE).convert("RGB"))
+    src = np.asarray(Image.open(small[0]).convert("RGB"))
     result = np.asarray(Image.open(out).convert("RGB"))
-    np.testing.assert_array_equal(arr[LABEL_HEIGHT:cell_h, 0:128], src)
-    np.testing.assert_array_equal(arr[LABEL_HEIGHT:cell_h, 4 * cell_w : 4 * cell_w + 128], result)
+    np.testing.assert_array_equal(arr[LABEL_HEIGHT:cell_h, 0:SIZE], src)
+    np.testing.assert_array_equal(arr[LABEL_HEIGHT:cell_h, 4 * cell_w : 4 * cell_w + SIZE], result)
     # x0 panels are images, not blank cells; the cells after the last panel are blank
-    x0_panel = arr[cell_h + LABEL_HEIGHT : 2 * cell_h, 0:128]
+    x0_panel = arr[cell_h + LABEL_HEIGHT : 2 * cell_h, 0:SIZE]
     assert x0_panel.std() > 1.0
-    assert (arr[cell_h:, 2 * cell_w :] == 255).all()
+    assert (arr[cell_h:, cell_w:] == 255).all()
 
 
 def test_mask_overlay_tints_only_inside_the_mask():
