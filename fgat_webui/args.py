@@ -23,6 +23,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from fgat_core import images as core_images
 from fgat_core.config import DIFT_PROMPTS, GAMMA_ON, INVERSIONS, MASK_LAYERS, MATCHINGS, FGATConfig
 
 # UI label of each FGATConfig.mask_source value
@@ -128,10 +129,19 @@ def decode_image(value: Any, what: str) -> Image.Image | None:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ValueError(f"{what} is not valid base64: send the PNG or JPEG file's bytes, base64-encoded") from None
+    limit = core_images.MAX_PIXELS
     try:
         img = Image.open(io.BytesIO(raw))
-        img.load()
+    except Image.DecompressionBombError:
+        raise ValueError(f"{what} is far larger than the limit of {limit / 1e6:.1f} MP: downscale it") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise ValueError(f"{what} decodes from base64 but is not a readable PNG or JPEG image") from None
+    w, h = img.size
+    if w * h > limit:  # checked on the header, before the pixels are decoded into memory
+        raise ValueError(f"{what} is {w}x{h} ({w * h / 1e6:.1f} MP); the limit is {limit / 1e6:.1f} MP: downscale it")
+    try:
+        img.load()
+    except (OSError, ValueError, SyntaxError):
         raise ValueError(f"{what} decodes from base64 but is not a readable PNG or JPEG image") from None
     return img
 

@@ -29,6 +29,7 @@ from fgat_core.config import FGATConfig
 from fgat_core.engine import FGATInputs, FGATInterrupted, run_fgat
 from fgat_core.images import fit_to, mask_from_image, to_rgb
 from fgat_core.infotext import INFOTEXT_KEY, format_infotext, image_hash
+from fgat_core.mask import prepare_user_mask
 
 from .args import FGATSettings, apply_overrides, settings_from_script_args
 from .backend import SamplerTakeover, WebUIBackend, detect_backend, replace_sample_img2img
@@ -132,6 +133,9 @@ class FGATRun:
                 "mask source 'inpaint mask' needs a mask: draw one in img2img's Inpaint tab (API: 'mask' or "
                 "FGAT 'mask_image'), or choose mask source 'attention' or 'none'"
             )
+        if cfg.mask_source == "user" and settings.mask_image is not None:  # its size and values, before sampling
+            f = backend.latent_factor
+            prepare_user_mask(mask_from_image(settings.mask_image), (p.height // f, p.width // f))
         prompts = getattr(p, "all_prompts", None) or [p.prompt]
         if cfg.mask_source == "attention":
             for prompt in dict.fromkeys(prompts):
@@ -186,6 +190,8 @@ class FGATRun:
         try:
             if self.error is not None:
                 raise FGATError(f"Fine-grained Appearance Transfer: {self.error}") from self.error
+            # a Skip ends this batch only: the WebUI resets it before the next batch, and so do we
+            self.interrupted = False
             with torch.no_grad():
                 rows = [self._transfer_row(p, x, i) for i in range(x.shape[0])]
             return torch.cat(rows).to(x.dtype)
