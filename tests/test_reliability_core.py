@@ -255,6 +255,30 @@ def test_sdxl_and_v_prediction_take_odd_targets(example_images, gray_target, tin
     assert (np.asarray(out.target) == np.asarray(fit_to(gray_target[0], (128, 64)))).all()
 
 
+def test_an_inversion_cache_shared_across_checkpoints_is_never_stale(tiny_pipe, example_images):
+    """Switching models between runs that share one cache: nothing of the other model is reused, the cache
+    serves only the model that filled it, and it never holds more than its limit."""
+    from fgat_core.cache import InversionCache
+    from fgat_core.pipeline import tiny_pipeline
+
+    other = tiny_pipeline(seed=1)
+    src, tar = (im.resize((64, 64)) for im in example_images)
+    cache = InversionCache(max_entries=3)
+    on_a = tiny_pipe.transfer(src, tar, SRC_PROMPT, TAR_PROMPT, CFG, cache=cache)
+    hits = cache.hits
+    on_b = other.transfer(src, tar, SRC_PROMPT, TAR_PROMPT, CFG, cache=cache)
+    assert cache.hits == hits  # B found nothing of A's
+    # a hit skips a batched UNet call, so it matches a miss to float rounding, not bit for bit
+    gap = lambda a, b: float((a.latent - b.latent).abs().max())  # noqa: E731
+    assert gap(on_b, other.transfer(src, tar, SRC_PROMPT, TAR_PROMPT, CFG)) < 1e-5
+    again_a = tiny_pipe.transfer(src, tar, SRC_PROMPT, TAR_PROMPT, CFG, cache=cache)
+    assert cache.hits > hits and gap(again_a, on_a) < 1e-5
+    assert gap(on_a, on_b) > 1e-2  # the two models really differ
+    for word in ("dog", "bird", "fish"):
+        tiny_pipe.transfer(src, tar, f"a photo of a {word}", TAR_PROMPT, CFG, cache=cache)
+    assert len(cache) <= 3
+
+
 # ============================================================================ prompts and the mask word
 @pytest.mark.parametrize("prompt", ["", "   ", " , ! "])
 def test_empty_source_prompt_with_attention_mask_says_what_to_do(tiny_pipe, example_images, prompt):
