@@ -240,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, FGATInterrupted):
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except OSError as e:  # a file that cannot be written, a full disk
         print(f"error: {e}", file=sys.stderr)
         return 1

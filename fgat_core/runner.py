@@ -121,7 +121,10 @@ def run_job(
     t0 = time.perf_counter()
     files = {"image": output_path(job.out)}
     files["image"].parent.mkdir(parents=True, exist_ok=True)
+    # the same extras as the WebUI extension's infotext (fgat_webui/run.py)
     extras: dict[str, Any] = {"target_prompt": job.target_prompt, "target_hash": image_hash(target)}
+    if job.diagnostics:
+        extras["diagnostics"] = True
     if not job.transfer:
         extras["transfer"] = False
     value = format_infotext(job.config, **extras)

@@ -207,6 +207,7 @@ def test_user_mask_flag_implies_mask_source_user(tmp_path, small, use_tiny):
 def test_diagnostics_sheet_layout_and_panels(tmp_path, small, use_tiny):
     out = tmp_path / "d.png"
     assert cli.main(transfer_args(out, small, "--steps", str(STEPS), "--diagnostics")) == 0
+    assert read_png_settings(out)[1]["diagnostics"] is True  # recorded as the WebUI records it
     sheet = Image.open(tmp_path / "d-diagnostics.png").convert("RGB")
     # panels: source, target, mask, warped target, result, then x0 at window step 2 -> 6 panels
     cell_w, cell_h = SIZE, SIZE + LABEL_HEIGHT
