@@ -46,8 +46,8 @@ class PresetStore:
     def path(self) -> Path | None:
         return None if self.folder is None else self.folder / self.FILE
 
-    def _read_user(self) -> dict[str, dict[str, Any]]:
-        self.errors = []
+    def _read_raw(self) -> dict[str, Any]:
+        """The file's JSON object as written (missing file: empty); ValueError saying why it is unusable."""
         if self.path is None or not self.path.exists():
             return {}
         try:
@@ -55,10 +55,17 @@ class PresetStore:
                 raise ValueError(f"it is larger than {self.MAX_BYTES // 1_000_000} MB")
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError included
-            self.errors.append(f"the presets file {self.path} cannot be read ({e}); it was ignored")
-            return {}
+            raise ValueError(f"the presets file {self.path} cannot be read ({e})") from None
         if not isinstance(data, dict):
-            self.errors.append(f"the presets file {self.path} is not a JSON object; it was ignored")
+            raise ValueError(f"the presets file {self.path} is not a JSON object")
+        return data
+
+    def _read_user(self) -> dict[str, dict[str, Any]]:
+        self.errors = []
+        try:
+            data = self._read_raw()
+        except ValueError as e:
+            self.errors.append(f"{e}; it was ignored")
             return {}
         good: dict[str, dict[str, Any]] = {}
         for name, settings in data.items():
@@ -68,6 +75,14 @@ class PresetStore:
             except (ValueError, TypeError) as e:
                 self.errors.append(f"preset {name!r} in {self.path} is invalid ({e}); it was ignored")
         return good
+
+    def _raw_for_update(self) -> dict[str, Any]:
+        """What save/delete rewrite: every entry as it is, invalid ones included (never lost by a save);
+        an unreadable file is an error rather than overwritten."""
+        try:
+            return self._read_raw()
+        except ValueError as e:
+            raise ValueError(f"{e}: fix it or move it away, then save again (nothing was changed)") from None
 
     def names(self) -> list[str]:
         return list(BUILTIN) + [n for n in self._read_user() if n not in BUILTIN]
@@ -86,20 +101,20 @@ class PresetStore:
             raise ValueError(f"{name!r} is a built-in preset and cannot be overwritten: choose another name")
         if self.folder is None:
             raise ValueError("no presets folder is configured")
-        user = self._read_user()
-        user[name] = config.to_dict()
-        self._write(user)
+        raw = self._raw_for_update()
+        raw[name] = config.to_dict()
+        self._write(raw)
 
     def delete(self, name: str) -> None:
         if name in BUILTIN:
             raise ValueError(f"{name!r} is a built-in preset and cannot be deleted")
-        user = self._read_user()
-        if name not in user:
+        if name not in self._read_user():
             raise ValueError(f"there is no user preset named {name!r}")
-        del user[name]
-        self._write(user)
+        raw = self._raw_for_update()
+        del raw[name]
+        self._write(raw)
 
-    def _write(self, user: dict[str, dict[str, Any]]) -> None:
+    def _write(self, user: dict[str, Any]) -> None:
         assert self.folder is not None
         self.folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".presets-", suffix=".json")

@@ -644,3 +644,26 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypat
         store.save("second", FGATConfig())
     assert (tmp_path / "presets.json").read_bytes() == old
     assert _files(tmp_path) == {"presets.json"}
+
+
+def test_saving_keeps_hand_edited_entries_it_cannot_use(tmp_path):
+    text = json.dumps({"typo": {"delta": "0.5"}, "kept": {"lam": 0.4}})
+    (tmp_path / "presets.json").write_text(text, encoding="utf-8")
+    store = PresetStore(tmp_path)
+    store.save("new", FGATConfig(gamma=0.3))
+    stored = json.loads((tmp_path / "presets.json").read_text(encoding="utf-8"))
+    assert stored["typo"] == {"delta": "0.5"}  # left for the user to fix, not dropped
+    assert stored["kept"] == {"lam": 0.4}
+    assert store.names()[-2:] == ["kept", "new"] and "preset 'typo'" in store.errors[0]
+    store.delete("new")
+    assert json.loads((tmp_path / "presets.json").read_text(encoding="utf-8")) == json.loads(text)
+
+
+def test_an_unreadable_presets_file_is_never_overwritten(tmp_path):
+    (tmp_path / "presets.json").write_text('{"mine": {"delta": 0.5},', encoding="utf-8")  # a missing brace
+    store = PresetStore(tmp_path)
+    with pytest.raises(ValueError, match=r"cannot be read .*fix it or move it away, then save again"):
+        store.save("new", FGATConfig())
+    with pytest.raises(ValueError, match="no user preset named 'mine'"):
+        store.delete("mine")
+    assert (tmp_path / "presets.json").read_text(encoding="utf-8") == '{"mine": {"delta": 0.5},'
