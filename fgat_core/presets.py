@@ -48,9 +48,11 @@ class PresetStore:
 
     def _read_raw(self) -> dict[str, Any]:
         """The file's JSON object as written (missing file: empty); ValueError saying why it is unusable."""
-        if self.path is None or not self.path.exists():
+        if self.path is None:
             return {}
         try:
+            if not self.path.exists():  # raises where the folder may not be read
+                return {}
             if self.path.stat().st_size > self.MAX_BYTES:
                 raise ValueError(f"it is larger than {self.MAX_BYTES // 1_000_000} MB")
             data = json.loads(self.path.read_text(encoding="utf-8"))

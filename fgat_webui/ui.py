@@ -8,6 +8,7 @@ keyword arguments, `gr.update(...)` results, `.change` / `.click` events without
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -36,6 +37,12 @@ class PresetActions:
     def names(self) -> list[str]:
         return self.store_factory().names()
 
+    def file_status(self) -> str:
+        """What is wrong with the presets file (unreadable, invalid entries), or "" when nothing is."""
+        store = self.store_factory()
+        store.names()
+        return _problems(store)
+
     def load(self, name: str | None) -> tuple[dict[str, Any] | None, str]:
         """UI values (by control name) of every config control for preset `name`, and a status line."""
         if not name:
@@ -58,7 +65,8 @@ class PresetActions:
         except (ValueError, OSError) as e:
             return store.names(), None, f"Preset not saved: {e}"
         saved = name.strip()
-        return store.names(), saved, f"Saved preset {saved!r}."
+        names = store.names()
+        return names, saved, f"Saved preset {saved!r}." + _problems(store, " ")
 
     def delete(self, name: str | None) -> tuple[list[str], str | None, str]:
         store = self.store_factory()
@@ -69,6 +77,11 @@ class PresetActions:
         except (ValueError, OSError) as e:
             return store.names(), name, f"Preset not deleted: {e}"
         return store.names(), None, f"Deleted preset {name!r}."
+
+
+def _problems(store, lead: str = "") -> str:
+    """The store's complaints about the presets file as one status line (after a read)."""
+    return lead + "Presets file: " + "; ".join(store.errors) if store.errors else ""
 
 
 @dataclass
@@ -130,32 +143,33 @@ def build_ui(actions: PresetActions) -> FGATUI:
             preset_name = gr.Textbox(label="New preset name", lines=1, elem_id="fgat_preset_name")
             save = gr.Button(value="Save preset", elem_id="fgat_preset_save")
             delete = gr.Button(value="Delete preset", elem_id="fgat_preset_delete")
-        status = gr.HTML(value="", elem_id="fgat_preset_status")
+        status = gr.HTML(value=html.escape(actions.file_status()), elem_id="fgat_preset_status")
 
     controls = [by_name[c.name] for c in CONTROLS]
     config_components = [by_name[c.name] for c in CONFIG_CONTROLS]
 
+    # the status is HTML: escape messages, which quote preset names and the presets file's own text
     def on_load(name):
         values, message = actions.load(name)
         if values is None:
-            return [gr.update() for _ in config_components] + [message]
-        return [gr.update(value=values[c.name]) for c in CONFIG_CONTROLS] + [message]
+            return [gr.update() for _ in config_components] + [html.escape(message)]
+        return [gr.update(value=values[c.name]) for c in CONFIG_CONTROLS] + [html.escape(message)]
 
     def on_save(name, *values):
         names, selected, message = actions.save(name, values)
-        return gr.update(choices=names, value=selected), message
+        return gr.update(choices=names, value=selected), html.escape(message)
 
     def on_delete(name):
         names, selected, message = actions.delete(name)
-        return gr.update(choices=names, value=selected), message
+        return gr.update(choices=names, value=selected), html.escape(message)
 
     def on_refresh():
-        return gr.update(choices=actions.names())
+        return gr.update(choices=actions.names()), html.escape(actions.file_status())
 
     preset.change(fn=on_load, inputs=[preset], outputs=[*config_components, status])
     save.click(fn=on_save, inputs=[preset_name, *controls], outputs=[preset, status])
     delete.click(fn=on_delete, inputs=[preset], outputs=[preset, status])
-    refresh.click(fn=on_refresh, inputs=[], outputs=[preset])
+    refresh.click(fn=on_refresh, inputs=[], outputs=[preset, status])
 
     infotext_fields = [(by_name[c.name], partial(paste_value, c)) for c in CONTROLS if c.kind != "image"]
     return FGATUI(

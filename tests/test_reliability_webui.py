@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import gc
+import html
 import io
 from collections import Counter
 
@@ -22,6 +23,8 @@ from test_webui_generation import PROMPT, TARGET_PROMPT, _b64, _payload
 
 import fgat_webui.run as fgat_run
 from fgat_core import images as core_images
+from fgat_core.presets import BUILTIN
+from fgat_webui import PRESETS_ENV
 from fgat_webui.backend import A1111Backend
 from fgat_webui.ldm_host import LDMDenoiser
 from fgat_webui.run import FGATError, FGATRun
@@ -36,10 +39,19 @@ def images(example_images):
     return src.resize((64, 64), Image.BOX), tar.resize((64, 64), Image.BOX)
 
 
+HAND_EDITED_PRESETS = '{"mine": {"delta": 0.5}, "typo": {"delta": "high"}, "<b>x</b>": {}}'
+
+
 @pytest.fixture(scope="module")
-def webui(tiny_pipe):
-    with fake_webui(tiny_pipe) as w:
-        yield w
+def webui(tiny_pipe, tmp_path_factory):
+    """The fake WebUI, its user presets in a temporary folder holding a hand-edited presets file."""
+    presets = tmp_path_factory.mktemp("presets")
+    (presets / "presets.json").write_text(HAND_EDITED_PRESETS, encoding="utf-8")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(PRESETS_ENV, str(presets))
+        with fake_webui(tiny_pipe) as w:
+            w.presets_dir = presets
+            yield w
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -162,6 +174,29 @@ def test_oversized_image_is_refused_before_it_is_decoded(monkeypatch):
     small = _png_b64(Image.new("RGB", (64, 64)))
     with pytest.raises(ValueError, match="64x64 .* the limit is 0.0 MP"):
         decode_image(small, "FGAT 'target_image'")
+
+
+# ---------------------------------------------------------------------------------------------- presets
+def test_a_hand_edited_presets_file_is_reported_in_the_ui_and_ignored(webui):
+    """The UI built (the file did not crash it), offers the valid entries, and says what is wrong, as text."""
+    by_id = {c.elem_id: c for c in webui.demo.blocks.values() if getattr(c, "elem_id", None)}
+    dropdown, status = by_id["fgat_preset"], by_id["fgat_preset_status"]
+    assert dropdown.choices[-1] in ("mine", ("mine", "mine")) and len(dropdown.choices) == len(BUILTIN) + 1
+    text = html.unescape(status.value)
+    assert "preset 'typo'" in text and "delta must be a number, got 'high'" in text and "'<b>x</b>'" in text
+    assert "<b>" not in status.value  # shown as text, never rendered
+    choices, refreshed = webui.event_handler(by_id["fgat_preset_refresh"], "click")()
+    assert refreshed == status.value
+    (webui.presets_dir / "presets.json").write_text("{broken", encoding="utf-8")
+    try:
+        choices, refreshed = webui.event_handler(by_id["fgat_preset_refresh"], "click")()
+        assert choices["choices"] == list(BUILTIN) and "cannot be read" in refreshed
+        save = webui.event_handler(by_id["fgat_preset_save"], "click")
+        _, message = save("new", *webui.fgat_args())
+        assert "Preset not saved" in message and "fix it or move it away" in html.unescape(message)
+        assert (webui.presets_dir / "presets.json").read_text(encoding="utf-8") == "{broken"
+    finally:
+        (webui.presets_dir / "presets.json").write_text(HAND_EDITED_PRESETS, encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------------------------- faults
