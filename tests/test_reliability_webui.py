@@ -14,6 +14,7 @@ import html
 import io
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 from fake_webui.harness import fake_webui
@@ -174,6 +175,46 @@ def test_oversized_image_is_refused_before_it_is_decoded(monkeypatch):
     small = _png_b64(Image.new("RGB", (64, 64)))
     with pytest.raises(ValueError, match="64x64 .* the limit is 0.0 MP"):
         decode_image(small, "FGAT 'target_image'")
+
+
+# ---------------------------------------------------------------------------------------------- odd targets
+def _grey_target_in_modes(tar: Image.Image) -> tuple[Image.Image, dict[str, str]]:
+    """One grey picture (with a white patch) as RGB, and as base64 files in other modes that all mean it."""
+    g = np.asarray(tar.convert("L")).copy()
+    g[10:30, 20:40] = 255
+    rgba = np.zeros((*g.shape, 4), np.uint8)
+    rgba[..., :3], rgba[..., 3] = g[..., None], 255
+    rgba[10:30, 20:40] = [200, 10, 10, 0]  # transparent over white
+    wide = np.full((g.shape[0], 2 * g.shape[1]), 7, np.uint8)  # a 2:1 target; its centre is the picture
+    wide[:, g.shape[1] // 2 : g.shape[1] // 2 + g.shape[1]] = g
+    files = {
+        "L": _png_b64(Image.fromarray(g, "L")),
+        "RGBA": _png_b64(Image.fromarray(rgba, "RGBA")),
+        "I;16": _png_b64(Image.fromarray(g.astype(np.uint16) * 257)),  # a 16-bit greyscale PNG
+        "wide": _png_b64(Image.fromarray(wide, "L")),
+    }
+    return Image.fromarray(np.repeat(g[..., None], 3, axis=-1), "RGB"), files
+
+
+def test_api_targets_in_any_mode_or_aspect_transfer_like_their_rgb_picture(webui, images):
+    src, tar = images
+    reference, files = _grey_target_in_modes(tar)
+    status, body = webui.api_img2img(_payload(src, [{"target_image": _b64(reference), "target_prompt": ""}]))
+    assert status == 200, body
+    expected = webui.latents[-1]
+    for mode, data in files.items():
+        status, body = webui.api_img2img(_payload(src, [{"target_image": data, "target_prompt": ""}]))
+        assert status == 200, (mode, body)
+        assert torch.equal(webui.latents[-1], expected), mode
+
+
+def test_an_attention_mask_that_thresholds_to_nothing_is_said_under_the_image(webui, images, monkeypatch):
+    from fgat_core.mask import AttentionRecorder
+
+    src, tar = images
+    monkeypatch.setattr(AttentionRecorder, "mean_map", lambda self: torch.zeros(self.latent_size))
+    gen = webui.img2img(src, PROMPT, _fgat_args(webui, tar), steps=STEPS, seed=3)
+    assert "thresholded to nothing; the whole image was used as the mask" in gen.processed.comments
 
 
 # ---------------------------------------------------------------------------------------------- presets
