@@ -3,7 +3,7 @@
 import torch
 
 from fgat_core.host import CONTEXT
-from fgat_core.matching import correspondence, dift_features, dift_noise, gather_matched, upsample_features
+from fgat_core.matching import correspondence, dift_features, dift_noise, gather_matched
 
 
 def _shifted_pair(seed: int, c: int, h: int, w: int, dy: int, dx: int):
@@ -57,7 +57,8 @@ def test_correspondence_is_cosine_argmax():
     corr = correspondence(src, tar, chunk_size=4)
     for p in range(30):
         a = src[:, p // 6, p % 6]
-        best = max(range(28), key=lambda q: float(torch.nn.functional.cosine_similarity(a, tar[:, q // 7, q % 7], dim=0)))
+        cos = [float(torch.nn.functional.cosine_similarity(a, tar[:, q // 7, q % 7], dim=0)) for q in range(28)]
+        best = max(range(28), key=cos.__getitem__)
         assert int(corr[p]) == best
 
 
