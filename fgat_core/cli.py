@@ -14,16 +14,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from .config import DIFT_PROMPTS, GAMMA_ON, INVERSIONS, MASK_LAYERS, MASK_SOURCES, MATCHINGS, FGATConfig
+from .config import CHOICES, FGATConfig
 
-CHOICES = {
-    "inversion": INVERSIONS,
-    "matching": MATCHINGS,
-    "mask_source": MASK_SOURCES,
-    "gamma_on": GAMMA_ON,
-    "mask_layers": MASK_LAYERS,
-    "dift_prompt": DIFT_PROMPTS,
-}
 FIELD_HELP = {
     "delta": "transfer weight (delta, Eq. 3)",
     "lam": "balance between x_t and the deviated x'_t (lambda, Eq. 6)",

@@ -37,7 +37,7 @@ _INT_RANGES = {
     "null_text_steps": (1, 100),
     "match_chunk": (1, 1 << 20),
 }
-_CHOICES = {
+CHOICES = {
     "inversion": INVERSIONS,
     "matching": MATCHINGS,
     "mask_source": MASK_SOURCES,
@@ -94,7 +94,7 @@ class FGATConfig:
             if not lo <= v <= hi:
                 raise ValueError(f"FGATConfig.{name} must be in [{lo}, {hi}], got {v!r}")
             setattr(self, name, v)
-        for name, allowed in _CHOICES.items():
+        for name, allowed in CHOICES.items():
             v = getattr(self, name)
             if v not in allowed:
                 raise ValueError(f"FGATConfig.{name} must be one of {', '.join(allowed)}; got {v!r}")

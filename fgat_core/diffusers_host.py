@@ -5,13 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .host import CONTEXT, AttentionLayer, Cond
+from .host import CONTEXT, AttentionLayer, Cond, output_of
 from .schedule import eps_from_v
-
-
-class _StopForward(Exception):
-    def __init__(self, value: Tensor) -> None:
-        self.value = value
 
 
 class DiffusersDenoiser:
@@ -50,18 +45,7 @@ class DiffusersDenoiser:
 
     def features(self, x: Tensor, t: Tensor, cond: Cond) -> Tensor:
         """Output of up_blocks[1]; the rest of the UNet is skipped."""
-
-        def hook(_m, _i, out):
-            raise _StopForward(out)
-
-        handle = self.unet.up_blocks[1].register_forward_hook(hook)
-        try:
-            self._forward(x, t, cond)
-        except _StopForward as stop:
-            return stop.value
-        finally:
-            handle.remove()
-        raise RuntimeError("the UNet never reached up_blocks[1]")
+        return output_of(self.unet.up_blocks[1], lambda: self._forward(x, t, cond))
 
     def attention_layers(self) -> list[AttentionLayer]:
         return [

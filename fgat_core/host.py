@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -58,3 +59,27 @@ def cond_select(cond: Cond, rows: list[int] | slice) -> Cond:
 
 def cond_detach(cond: Cond) -> Cond:
     return {k: v.detach().clone() for k, v in cond.items()}
+
+
+class _StopForward(Exception):
+    def __init__(self, value: Tensor) -> None:
+        self.value = value
+
+
+def output_of(module: nn.Module, forward: Callable[[], object]) -> Tensor:
+    """Run `forward()` only until `module` has produced its output, and return that output.
+
+    A forward hook raises when `module` returns, so the rest of the network is skipped (DIFT needs the
+    UNet only up to up_blocks[1] / output_blocks[5]); the hook is always removed."""
+
+    def hook(_module, _inputs, output):
+        raise _StopForward(output)
+
+    handle = module.register_forward_hook(hook)
+    try:
+        forward()
+    except _StopForward as stop:
+        return stop.value
+    finally:
+        handle.remove()
+    raise RuntimeError(f"the network never ran {type(module).__name__}, so its output could not be captured")

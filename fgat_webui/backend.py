@@ -95,6 +95,14 @@ class WebUIBackend(ABC):
     def is_active(cls) -> bool:
         """True when this backend's WebUI is the one running."""
 
+    def _model(self):
+        from modules import shared
+
+        model = shared.sd_model
+        if model is None:
+            raise ValueError("no Stable Diffusion checkpoint is loaded: load one in the checkpoint menu")
+        return model
+
     # ------------------------------------------------------------------------------------------ model
     @abstractmethod
     def check_model(self, p) -> None: ...
@@ -162,14 +170,6 @@ class A1111Backend(WebUIBackend):
         from modules import shared
 
         return not hasattr(shared.sd_model, "forge_objects")
-
-    def _model(self):
-        from modules import shared
-
-        model = shared.sd_model
-        if model is None:
-            raise ValueError("no Stable Diffusion checkpoint is loaded: load one in the checkpoint menu")
-        return model
 
     def check_model(self, p) -> None:
         model = self._model()

@@ -38,10 +38,10 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from fgat_core.host import CONTEXT, AttentionLayer, Cond, Denoiser
+from fgat_core.host import CONTEXT, AttentionLayer, Cond, Denoiser, output_of
 
 from .backend import SamplerTakeover, WebUIBackend, replace_sample_img2img
-from .ldm_host import DIFT_BLOCK, VECTOR, LDMDenoiser, _StopForward
+from .ldm_host import DIFT_BLOCK, VECTOR, LDMDenoiser
 
 
 @contextmanager
@@ -117,19 +117,9 @@ class ForgeDenoiser:
 
     def features(self, x: Tensor, t: Tensor, cond: Cond) -> Tensor:
         """Output of the diffusion model's `output_blocks[5]`; a forward hook stops the UNet there."""
-
-        def hook(_module, _inputs, output):
-            raise _StopForward(output)
-
         sqrt_a, sigma = self._scales(t, x)
-        handle = self.unet.output_blocks[DIFT_BLOCK].register_forward_hook(hook)
-        try:
-            self._x0(x.float() / sqrt_a, sigma, cond)
-        except _StopForward as stop:
-            return stop.value.float()
-        finally:
-            handle.remove()
-        raise RuntimeError("the UNet never reached output_blocks[5], so no DIFT features were captured")
+        block = self.unet.output_blocks[DIFT_BLOCK]
+        return output_of(block, lambda: self._x0(x.float() / sqrt_a, sigma, cond)).float()
 
     def attention_layers(self) -> list[AttentionLayer]:
         return LDMDenoiser.attention_layers(self)
@@ -145,14 +135,6 @@ class ForgeBackend(WebUIBackend):
         from modules import shared
 
         return hasattr(shared.sd_model, "forge_objects")
-
-    def _model(self):
-        from modules import shared
-
-        model = shared.sd_model
-        if model is None:
-            raise ValueError("no Stable Diffusion checkpoint is loaded: load one in the checkpoint menu")
-        return model
 
     # ------------------------------------------------------------------------------------------ model
     def check_model(self, p) -> None:

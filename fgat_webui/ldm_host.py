@@ -28,19 +28,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from fgat_core.host import CONTEXT, AttentionLayer, Cond
+from fgat_core.host import CONTEXT, AttentionLayer, Cond, output_of
 from fgat_core.schedule import eps_from_v
 
 DIFT_BLOCK = 5  # ldm/sgm output_blocks index whose output is DIFT's up_ft_index=1
 VECTOR = "vector"  # SDXL's second conditioning (pooled text + size embeddings), sgm's / Forge's `y`
-
-
-class _StopForward(Exception):
-    """Raised by the DIFT feature hook to skip the rest of the UNet."""
-
-    def __init__(self, value: Tensor) -> None:
-        super().__init__("DIFT features captured")
-        self.value = value
 
 
 class LDMDenoiser:
@@ -75,18 +67,7 @@ class LDMDenoiser:
 
     def features(self, x: Tensor, t: Tensor, cond: Cond) -> Tensor:
         """Output of `output_blocks[5]`; a forward hook stops the UNet there and is always removed."""
-
-        def hook(_module, _inputs, output):
-            raise _StopForward(output)
-
-        handle = self.unet.output_blocks[DIFT_BLOCK].register_forward_hook(hook)
-        try:
-            self._apply(x, t, cond)
-        except _StopForward as stop:
-            return stop.value.float()
-        finally:
-            handle.remove()
-        raise RuntimeError("the UNet never reached output_blocks[5], so no DIFT features were captured")
+        return output_of(self.unet.output_blocks[DIFT_BLOCK], lambda: self._apply(x, t, cond)).float()
 
     def attention_layers(self) -> list[AttentionLayer]:
         return [
