@@ -89,6 +89,9 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
                    "(default: $FGAT_MODEL, else the bundled tiny demo model)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
     p.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), help="default: fp16 on CUDA, fp32 on CPU")
+    p.add_argument("--prediction-type", choices=("epsilon", "v_prediction"),
+                   help="override the detected prediction type of the model (default: detected; "
+                   "$FGAT_PREDICTION_TYPE)")
     p.add_argument("--preset", help="start from this preset (see `python -m fgat_core presets`)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -147,7 +150,7 @@ def _load(args: argparse.Namespace):
     from .loading import load_pipeline, pick_device
 
     pick_device(args.device, args.dtype)  # a bad device or dtype fails here, before loading anything
-    return load_pipeline(args.model, args.device, args.dtype)
+    return load_pipeline(args.model, args.device, args.dtype, prediction_type=args.prediction_type)
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:

@@ -68,7 +68,9 @@ def load_pipeline(
             "its output only demonstrates the wiring",
             file=sys.stderr,
         )
-        return tiny_pipeline()
+        # the demo model runs on the CPU in fp32 unless a device or dtype is asked for
+        tiny_dev, tiny_dt = pick_device(device or "cpu", dtype)
+        return tiny_pipeline(device=tiny_dev, dtype=tiny_dt)
     dev, dt = pick_device(device, dtype)
     pred = _normalize_prediction_type(prediction_type or os.environ.get("FGAT_PREDICTION_TYPE"))
     path = Path(model).expanduser()

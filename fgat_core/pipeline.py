@@ -164,7 +164,10 @@ class FGATPipeline:
         return TransferOutput(image, result.latent, result, cfg, src_img, tar_img, timings)
 
 
-def tiny_pipeline(seed: int = 0, prediction_type: str = "epsilon", sdxl: bool = False) -> FGATPipeline:
+def tiny_pipeline(
+    seed: int = 0, prediction_type: str = "epsilon", sdxl: bool = False,
+    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+) -> FGATPipeline:
     """The bundled demo model: tiny SD-architecture networks with seeded random weights, built in code."""
     from .tiny import tiny_text_encoder, tiny_tokenizer, tiny_unet, tiny_vae
 
@@ -175,8 +178,9 @@ def tiny_pipeline(seed: int = 0, prediction_type: str = "epsilon", sdxl: bool = 
         return FGATPipeline(
             tiny_unet(seed, cross_attention_dim=32, sdxl=True), tiny_vae(seed + 3), te, tok,
             text_encoder_2=te2, tokenizer_2=tok, prediction_type=prediction_type, name="tiny-sdxl",
+            device=device, dtype=dtype,
         )
     return FGATPipeline(
         tiny_unet(seed), tiny_vae(seed + 3), tiny_text_encoder(len(tok), seed + 1), tok,
-        prediction_type=prediction_type, name="tiny-sd",
+        prediction_type=prediction_type, name="tiny-sd", device=device, dtype=dtype,
     )
