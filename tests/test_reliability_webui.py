@@ -431,10 +431,15 @@ def _census() -> tuple[int, int]:
     return counts[FGATRun], counts[torch.Tensor] + counts[torch.nn.Parameter]
 
 
-def test_fifty_alternating_generations_grow_nothing(webui, images, plain_reference):
+def test_fifty_alternating_generations_grow_nothing(webui, images, plain_reference, monkeypatch):
     """25 FGAT and 25 plain generations through the API, alternating: no callback, hook, script attribute,
     FGAT run, tensor or swallowed error accumulates (bench/bench_load.py measures the memory itself)."""
     from modules import errors
+    from modules.api import api
+
+    # A1111 builds the scripts' default args once (api.py `default_script_arg_img2img`); the fake, per request
+    defaults = api.init_default_script_args(webui.runner)
+    monkeypatch.setattr(api, "init_default_script_args", lambda runner: defaults)
 
     from fgat_webui.infotext import settings_from_infotext
 
