@@ -47,3 +47,12 @@ def example_images():
     tar = np.stack([255 - yy * 2, (xx * 3) % 256, np.full_like(xx, 90)], -1)
     tar = (tar + rng.integers(0, 30, tar.shape)).clip(0, 255).astype(np.uint8)
     return Image.fromarray(src), Image.fromarray(tar)
+
+
+@pytest.fixture(scope="session")
+def images(example_images):
+    """The example pair at 64 px (8x8 latents), for the WebUI harness tests."""
+    from PIL import Image
+
+    src, tar = example_images
+    return src.resize((64, 64), Image.BOX), tar.resize((64, 64), Image.BOX)

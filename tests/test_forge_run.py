@@ -6,19 +6,12 @@ next plain generation identical to one made before."""
 import pytest
 import torch
 from fake_forge.harness import fake_forge
-from PIL import Image
 
 from fgat_webui.run import FGATError
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # gradio 3.41 on new FastAPI
 PROMPT, TARGET_PROMPT = "a photo of a cat", "a photo of a dog"
 STEPS = 8
-
-
-@pytest.fixture(scope="module")
-def images(example_images):
-    src, tar = example_images
-    return src.resize((64, 64), Image.BOX), tar.resize((64, 64), Image.BOX)
 
 
 @pytest.fixture(scope="module")

@@ -34,12 +34,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # gradio 
 STEPS = 6
 
 
-@pytest.fixture(scope="module")
-def images(example_images):
-    src, tar = example_images
-    return src.resize((64, 64), Image.BOX), tar.resize((64, 64), Image.BOX)
-
-
 HAND_EDITED_PRESETS = '{"mine": {"delta": 0.5}, "typo": {"delta": "high"}, "<b>x</b>": {}}'
 
 

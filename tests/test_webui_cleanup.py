@@ -6,18 +6,11 @@ class or sampler attribute, no state on the script, no gradient, no changed atte
 import pytest
 import torch
 from fake_webui.harness import fake_webui
-from PIL import Image
 
 import fgat_core.engine
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 PROMPT = "a photo of a cat"
-
-
-@pytest.fixture(scope="module")
-def images(example_images):
-    src, tar = example_images
-    return src.resize((64, 64), Image.BOX), tar.resize((64, 64), Image.BOX)
 
 
 def _webui_state(w):

@@ -9,18 +9,11 @@ the mask word, the whole FGAT run) is computed independently by each path."""
 import pytest
 import torch
 from fake_webui.harness import fake_webui
-from PIL import Image
 
 from fgat_core.config import FGATConfig
 from fgat_core.pipeline import FGATPipeline
 
 PROMPT, TARGET_PROMPT = "a photo of a cat", "a photo of a dog"
-
-
-@pytest.fixture(scope="module")
-def images(example_images):
-    src, tar = example_images
-    return src.resize((64, 64), Image.BOX), tar.resize((64, 64), Image.BOX)
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor) -> float:

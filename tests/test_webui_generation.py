@@ -23,12 +23,6 @@ STEPS = 8
 
 
 @pytest.fixture(scope="module")
-def images(example_images):
-    src, tar = example_images
-    return src.resize((64, 64), Image.BOX), tar.resize((64, 64), Image.BOX)
-
-
-@pytest.fixture(scope="module")
 def webui(tiny_pipe):
     with fake_webui(tiny_pipe) as w:
         yield w
