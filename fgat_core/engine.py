@@ -76,10 +76,6 @@ class FGATResult:
     messages: list[str] = field(default_factory=list)
     stats: dict[str, StageStats] = field(default_factory=dict)
 
-    def unet_work(self) -> float:
-        """UNet rows in full-forward units (feature rows count as `feature_fraction` of a row)."""
-        return sum(s.rows for s in self.stats.values())
-
 
 class _Meter:
     """Counts UNet calls and time per stage. Nested stages pause the outer one."""
