@@ -341,12 +341,13 @@ def _sample(
             if recorder is not None and not direct:
                 recorder.active, recorder.rows = i < start, [0]
             in_window = transfer and start <= i < end
-            if direct and not in_window and torch.equal(x, src_traj[i]):
+            on_trajectory = direct and torch.equal(x, src_traj[i])
+            if on_trajectory and not in_window:
                 # still on the inverted trajectory: direct inversion's step returns X[i+1] exactly
                 x = src_traj[i + 1]
                 report("sampling", i - first + 1, n - first)
                 continue
-            if direct and torch.equal(x, src_traj[i]):
+            if on_trajectory:
                 # on the trajectory (a window step before any change): x's eps is the trajectory's eps
                 eps2 = h.eps(torch.cat([x, x]), t1.repeat(2), cond_cat([cond, u]))
                 eps_c, eps_u = eps2[:1], eps2[1:2]
