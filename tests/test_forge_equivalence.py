@@ -11,7 +11,7 @@ paths see the same source latent (the WebUI's `p.init_latent`) and the same sche
 import pytest
 import torch
 from fake_forge.harness import fake_forge
-from test_webui_equivalence import PROMPT, TARGET_PROMPT, _relative, images  # noqa: F401 (fixture)
+from test_webui_equivalence import PROMPT, TARGET_PROMPT, _relative
 
 from fgat_core.config import FGATConfig
 from fgat_core.pipeline import FGATPipeline

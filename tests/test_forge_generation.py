@@ -8,7 +8,7 @@ import inspect
 import pytest
 import test_webui_generation as _a1111
 from fake_forge.harness import fake_forge
-from test_webui_generation import _fgat, images  # noqa: F401 (fixture)
+from test_webui_generation import _fgat
 
 from fgat_webui.run import FGATError
 
