@@ -128,6 +128,21 @@ class WebUIBackend(ABC):
 
         return extra_networks.parse_prompt(prompt)[0]
 
+    def generation_frame(self, p, image: Image.Image) -> Image.Image:
+        """`image`, given in the img2img source's frame, as the generation sees the source: with *Inpaint area:
+        Only masked* the WebUI crops the region around the mask (`p.paste_to`) and resizes it to the
+        generation size (processing.py l.1636-1645, l.1690-1693; Forge l.1718-1727); otherwise unchanged."""
+        region = getattr(p, "paste_to", None)
+        if not region or not getattr(p, "inpaint_full_res", False):
+            return image
+        from modules import images
+
+        x, y, w, h = region
+        frame = p.init_images[0].size
+        if image.size != frame:
+            image = image.resize(frame, Image.BILINEAR)
+        return images.resize_image(2, image.crop((x, y, x + w, y + h)), p.width, p.height)
+
     # ------------------------------------------------------------------------------------------ sampling
     def take_over_sampling(self, p, fn: Callable[..., Tensor]) -> SamplerTakeover | None:
         return replace_sample_img2img(p, fn)

@@ -79,6 +79,11 @@ def mask_token_positions(backend: WebUIBackend, p, prompt: str, word: str) -> li
     return sorted(set(hits))
 
 
+def only_masked(p) -> bool:
+    """Inpainting with *Inpaint area: Only masked*: the WebUI generates a crop around the mask."""
+    return getattr(p, "image_mask", None) is not None and bool(getattr(p, "inpaint_full_res", False))
+
+
 def sampler_note(p, steps: int) -> str:
     """What FGAT did instead of the WebUI's sampler, for the infotext and the UI."""
     ignored = []
@@ -135,7 +140,12 @@ class FGATRun:
             )
         if cfg.mask_source == "user" and settings.mask_image is not None:  # its size and values, before sampling
             f = backend.latent_factor
-            prepare_user_mask(mask_from_image(settings.mask_image), (p.height // f, p.width // f))
+            mask = mask_from_image(settings.mask_image)
+            if only_masked(p):  # the mask is in the source's frame; it is cropped with the source
+                w, h = p.init_images[0].size
+                prepare_user_mask(mask, (max(1, h // f), max(1, w // f)))
+            else:
+                prepare_user_mask(mask, (p.height // f, p.width // f))
         prompts = getattr(p, "all_prompts", None) or [p.prompt]
         if cfg.mask_source == "attention":
             for prompt in dict.fromkeys(prompts):
@@ -245,7 +255,7 @@ class FGATRun:
     def user_mask(self, p, i: int) -> Tensor:
         """The API's `mask_image`, else the WebUI's inpaint mask at latent size (`p.nmask`, 1 = inpaint)."""
         if self.settings.mask_image is not None:
-            return mask_from_image(self.settings.mask_image)
+            return mask_from_image(self.backend.generation_frame(p, self.settings.mask_image))
         nmask = getattr(p, "nmask", None)
         if nmask is None:
             raise ValueError("mask source 'inpaint mask' found no inpaint mask on this generation")
@@ -258,7 +268,7 @@ class FGATRun:
 
         out: list[Image.Image] = []
         target = to_rgb(self.settings.target_image, "target image")
-        source = to_rgb(p.init_images[0], "source image")
+        source = self.backend.generation_frame(p, to_rgb(p.init_images[0], "source image"))
         for row in self.results:
             f = self.backend.latent_factor
             size = (row.latent_size[1] * f, row.latent_size[0] * f)

@@ -14,6 +14,7 @@ from PIL import Image
 
 import fgat_webui.run as fgat_run
 from fgat_core.infotext import INFOTEXT_KEY, parse_infotext
+from fgat_core.mask import prepare_user_mask
 from fgat_webui.args import CONTROLS
 from fgat_webui.run import FGATError
 
@@ -226,6 +227,63 @@ def test_api_mask_image_is_the_transfer_mask(webui, images, monkeypatch):
     assert status == 200, body
     (inputs, _), = seen
     assert torch.equal(inputs.user_mask, torch.from_numpy(np.asarray(mask, dtype=np.float32) / 255.0))
+
+
+def _square_mask(size: int, box: tuple[int, int, int, int]) -> Image.Image:
+    mask = Image.new("L", (size, size), 0)
+    mask.paste(255, box)
+    return mask
+
+
+# "Inpaint area: Only masked": a 16-px square at (8, 8) with padding 8 -> the WebUI generates the crop (0, 0, 32, 32)
+# at 64 px (x2), where the mask covers pixels 16-48, i.e. latent cells 2-5
+ONLY_MASKED = dict(inpaint_full_res=True, inpaint_full_res_padding=8, mask_blur=0, inpainting_fill=1)
+
+
+def _only_masked_expected() -> torch.Tensor:
+    expected = torch.zeros(8, 8)
+    expected[2:6, 2:6] = 1
+    return expected
+
+
+def test_only_masked_inpaint_transfers_inside_the_crop_and_pastes_it_back(webui, images, monkeypatch):
+    src, tar = images
+    seen = _spy_run_fgat(monkeypatch)
+    mask = _square_mask(64, (8, 8, 24, 24))
+    gen = webui.img2img(src, PROMPT, _fgat(webui, tar, mask_source="inpaint mask", diagnostics=True), steps=STEPS,
+                        seed=6, mask=mask, **ONLY_MASKED)
+    assert gen.p.paste_to == (0, 0, 32, 32)
+    (inputs, _), = seen
+    # FGAT works on the crop the WebUI generates, with the inpaint mask in the crop's frame
+    assert torch.equal(inputs.source_latent, gen.init_latents[0][:1].float())
+    assert torch.equal(inputs.user_mask, _only_masked_expected())
+    out = np.asarray(gen.processed.images[0].convert("RGB"), dtype=np.int16)
+    source = np.asarray(src.convert("RGB"), dtype=np.int16)
+    assert out.shape == source.shape  # pasted back at the source's size
+    outside = np.ones((64, 64), bool)
+    outside[8:24, 8:24] = False
+    assert np.array_equal(out[outside], source[outside])  # the source, untouched, outside the inpaint mask
+    assert np.abs(out[8:24, 8:24] - source[8:24, 8:24]).mean() > 2  # the transfer shows inside it
+    # the diagnostics mask overlay is drawn on the crop FGAT saw, not on the whole source
+    overlay = np.asarray(gen.processed.images[1].convert("RGB"), dtype=np.int16)
+    crop = np.asarray(src.convert("RGB").crop((0, 0, 32, 32)).resize((64, 64), Image.LANCZOS), dtype=np.int16)
+    untinted = np.ones((64, 64), bool)
+    untinted[16:48, 16:48] = False
+    assert np.abs(overlay[untinted] - crop[untinted]).max() <= 1
+    assert np.abs(overlay[untinted] - source[untinted]).mean() > 5
+
+
+def test_only_masked_api_mask_image_is_cropped_with_the_source(webui, images, monkeypatch):
+    """An API `mask_image` is given in the source image's frame (any size of its aspect ratio) and is cropped
+    with it: the same square as a 128-px mask image gives the same transfer mask as the inpaint mask itself."""
+    src, tar = images
+    seen = _spy_run_fgat(monkeypatch)
+    mask = _square_mask(64, (8, 8, 24, 24))
+    fgat = {"target_image": _b64(tar), "mask_source": "user", "mask_image": _b64(_square_mask(128, (16, 16, 48, 48)))}
+    status, body = webui.api_img2img(_payload(src, [fgat], mask=_b64(mask), **ONLY_MASKED))
+    assert status == 200, body
+    (inputs, _), = seen
+    assert torch.equal(prepare_user_mask(inputs.user_mask, (8, 8)).round(), _only_masked_expected())
 
 
 # ---------------------------------------------------------------------------------------------- errors

@@ -108,6 +108,7 @@ def process_images_inner(p):  # Forge l.852-1156
                     pp = scripts.PostprocessImageArgs(image)  # noqa: F821
                     p.scripts.postprocess_image(p, pp)
                     image = pp.image
+                image = inpaint_overlay(p, i, image)  # noqa: F821  (Forge l.1058-1082)
                 text = infotext(i)
                 infotexts.append(text)
                 if opts.enable_pnginfo:  # noqa: F821

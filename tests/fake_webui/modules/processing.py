@@ -8,11 +8,13 @@
   batch: before_process_batch, extra networks, process_batch, setup_conds, the infotext for params.txt,
   alpha-schedule override, p.sample, post_sample, VAE decode, postprocess_batch(_list), postprocess_image,
   infotext per image; and postprocess at the very end (not reached when anything raises).
-- `StableDiffusionProcessingImg2Img.init` (l.1602-1757, "Whole picture" inpainting only) and `sample`
+- `StableDiffusionProcessingImg2Img.init` (l.1602-1757; inpainting "Whole picture" and "Only masked") and `sample`
   (l.1759-1789): noise from p.rng, process_before_every_sampling(x=init_latent, noise=...), then
   `self.sampler.sample_img2img(self, self.init_latent, x, ...)`, then the inpaint blend.
 - `create_infotext` (l.705-816, reduced key set) and `Processed` (l.516-611).
-Not mirrored: hires fix, refiner, face restoration, colour correction, saving, grids, overlays."""
+- The inpaint overlay (`apply_overlay`, `uncrop`, l.63-88, used at l.1053-1077): the result is pasted back
+  into the source ("Only masked") and the source outside the mask laid over it.
+Not mirrored: hires fix, refiner, face restoration, colour correction, saving, grids."""
 from __future__ import annotations
 
 import json
@@ -27,8 +29,8 @@ from PIL import Image, ImageFilter, ImageOps
 
 import modules.shared as shared
 from modules import (
-    devices, extra_networks, images, infotext_utils, paths, prompt_parser, rng, scripts, sd_models, sd_samplers,
-    sd_samplers_common,
+    devices, extra_networks, images, infotext_utils, masking, paths, prompt_parser, rng, scripts, sd_models,
+    sd_samplers, sd_samplers_common,
 )
 from modules.sd_hijack import model_hijack
 from modules.sd_samplers_common import approximation_indexes, decode_first_stage, images_tensor_to_samples
@@ -36,6 +38,32 @@ from modules.shared import opts, state
 
 opt_C = 4
 opt_f = 8
+
+
+def uncrop(image, dest_size, paste_loc):  # l.63-72
+    x, y, w, h = paste_loc
+    base_image = Image.new("RGBA", dest_size)
+    base_image.paste(images.resize_image(1, image, w, h), (x, y))
+    return base_image
+
+
+def apply_overlay(image, paste_loc, overlay):  # l.75-88: the result pasted back into the source
+    if overlay is None:
+        return image, image.copy()
+    if paste_loc is not None:
+        image = uncrop(image, (overlay.width, overlay.height), paste_loc)
+    original_denoised_image = image.copy()
+    image = image.convert("RGBA")
+    image.alpha_composite(overlay)
+    return image.convert("RGB"), original_denoised_image
+
+
+def inpaint_overlay(p, i, image):
+    """What process_images_inner does to a decoded image after postprocess_image (l.1053-1077, without the
+    colour correction and the postprocess_maskoverlay callback): paste it back and lay the source over it."""
+    overlay_images = getattr(p, "overlay_images", None)
+    overlay = overlay_images[i] if opts.overlay_inpaint and overlay_images and i < len(overlay_images) else None
+    return apply_overlay(image, p.paste_to, overlay)[0]
 
 
 def create_binary_mask(image, round=True):  # l.90-98
@@ -115,6 +143,7 @@ class StableDiffusionProcessing:
     sampler: Any = field(default=None, init=False)
     is_using_inpainting_conditioning: bool = field(default=False, init=False)
     paste_to: tuple = field(default=None, init=False)
+    overlay_images: list = field(default=None, init=False)
     is_hr_pass: bool = field(default=False, init=False)
     c: tuple = field(default=None, init=False)
     uc: tuple = field(default=None, init=False)
@@ -414,6 +443,7 @@ def process_images_inner(p):  # l.863-1150
                     pp = scripts.PostprocessImageArgs(image)
                     p.scripts.postprocess_image(p, pp)
                     image = pp.image
+                image = inpaint_overlay(p, i, image)
                 text = infotext(i)
                 infotexts.append(text)
                 if opts.enable_pnginfo:
@@ -465,25 +495,53 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):  # l.1556-179
     def init(self, all_prompts, all_seeds, all_subseeds):
         self.extra_generation_params["Denoising strength"] = self.denoising_strength
         self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
+        crop_region = None
         image_mask = self.image_mask
         if image_mask is not None:
-            if self.inpaint_full_res:
-                raise NotImplementedError("the fake WebUI mirrors 'Inpaint area: Whole picture' only")
             image_mask = create_binary_mask(image_mask, round=self.mask_round)
             if self.inpainting_mask_invert:
                 image_mask = ImageOps.invert(image_mask)
             if self.mask_blur_x > 0 or self.mask_blur_y > 0:  # real: cv2 Gaussian blur per axis (l.1621-1634)
                 image_mask = image_mask.filter(ImageFilter.GaussianBlur(max(self.mask_blur_x, self.mask_blur_y)))
                 self.extra_generation_params["Mask blur"] = self.mask_blur_x
-            image_mask = images.resize_image(self.resize_mode, image_mask, self.width, self.height)
-            np_mask = np.clip(np.array(image_mask).astype(np.float32) * 2, 0, 255).astype(np.uint8)
-            self.mask_for_overlay = Image.fromarray(np_mask)
+            if self.inpaint_full_res:  # 'Inpaint area: Only masked' (l.1636-1654)
+                self.mask_for_overlay = image_mask
+                mask = image_mask.convert("L")
+                crop_region = masking.get_crop_region_v2(mask, self.inpaint_full_res_padding)
+                if crop_region:
+                    crop_region = masking.expand_crop_region(crop_region, self.width, self.height, mask.width,
+                                                             mask.height)
+                    x1, y1, x2, y2 = crop_region
+                    image_mask = images.resize_image(2, mask.crop(crop_region), self.width, self.height)
+                    self.paste_to = (x1, y1, x2 - x1, y2 - y1)
+                    self.extra_generation_params["Inpaint area"] = "Only masked"
+                    self.extra_generation_params["Masked area padding"] = self.inpaint_full_res_padding
+                else:  # a blank mask: plain img2img, with a comment
+                    crop_region = image_mask = self.mask_for_overlay = None
+                    self.inpaint_full_res = False
+                    model_hijack.comments.append(
+                        'Unable to perform "Inpaint Only mask" because mask is blank, switch to img2img mode.')
+            else:
+                image_mask = images.resize_image(self.resize_mode, image_mask, self.width, self.height)
+                np_mask = np.clip(np.array(image_mask).astype(np.float32) * 2, 0, 255).astype(np.uint8)
+                self.mask_for_overlay = Image.fromarray(np_mask)
             self.overlay_images = []
         latent_mask = self.latent_mask if self.latent_mask is not None else image_mask
         imgs = []
-        for img in self.init_images:
+        for img in self.init_images:  # l.1668-1705
             image = images.flatten(img, opts.img2img_background_color)
-            image = images.resize_image(self.resize_mode, image, self.width, self.height)
+            if crop_region is None:
+                image = images.resize_image(self.resize_mode, image, self.width, self.height)
+            if image_mask is not None:  # the source outside the mask, pasted over the result (l.1682-1688)
+                if self.mask_for_overlay.size != image.size:
+                    self.mask_for_overlay = images.resize_image(self.resize_mode, self.mask_for_overlay,
+                                                                image.width, image.height)
+                image_masked = Image.new("RGBa", image.size)
+                image_masked.paste(image.convert("RGBA").convert("RGBa"),
+                                   mask=ImageOps.invert(self.mask_for_overlay.convert("L")))
+                self.overlay_images.append(image_masked.convert("RGBA"))
+            if crop_region is not None:
+                image = images.resize_image(2, image.crop(crop_region), self.width, self.height)
             if image_mask is not None and self.inpainting_fill != 1:  # real: masking.fill (l.1695-1700)
                 blurred = image.filter(ImageFilter.GaussianBlur(16))
                 image = Image.composite(blurred, image, latent_mask.convert("L"))
@@ -491,6 +549,8 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):  # l.1556-179
             imgs.append(image)
         if len(imgs) == 1:
             batch_images = np.expand_dims(imgs[0], axis=0).repeat(self.batch_size, axis=0)
+            if self.overlay_images is not None:
+                self.overlay_images = self.overlay_images * self.batch_size
         elif len(imgs) <= self.batch_size:
             self.batch_size = len(imgs)
             batch_images = np.array(imgs)
