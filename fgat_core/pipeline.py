@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import torch
@@ -48,10 +49,17 @@ class FGATPipeline:
         ac = alphas_cumprod if alphas_cumprod is not None else scaled_linear_alphas_cumprod()
         self.host = DiffusersDenoiser(unet, ac, prediction_type)
         self.prediction_type = prediction_type
+        self.weights_changed()
         for m in self._modules():
             m.to(self.device).eval().requires_grad_(False)
             if next(m.parameters()).dtype != self.dtype:
                 m.to(dtype=self.dtype)
+
+    def weights_changed(self) -> None:
+        """Call after changing the networks' weights in place (a LoRA merged, a checkpoint loaded into them):
+        inversions cached under the old weights are never reused. Each pipeline has its own token, so two
+        pipelines never share cache entries (object ids can be reused after a model is freed; tokens are not)."""
+        self.cache_token = uuid.uuid4().hex
 
     def _modules(self):
         return [m for m in (self.unet, self.vae, self.text_encoder, self.text_encoder_2) if m is not None]
@@ -150,7 +158,7 @@ class FGATPipeline:
             mask_tokens=tokens, user_mask=user_mask,
         )
         if cache is not None and not cached:  # keys identify the images only when we encoded them
-            model = (self.name, id(self.unet), str(self.device), str(self.dtype), self.prediction_type)
+            model = (self.name, self.cache_token, str(self.device), str(self.dtype), self.prediction_type)
             inputs.source_key = (*model, image_hash(src_img), source_prompt, negative_prompt)
             inputs.target_key = (*model, image_hash(tar_img), target_prompt)
         timings["encode"] = time.perf_counter() - t0

@@ -13,6 +13,7 @@ from fgat_core import cli
 from fgat_core.batch import read_pairs
 from fgat_core.cache import InversionCache
 from fgat_core.config import FGATConfig
+from fgat_core.pipeline import tiny_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -102,6 +103,27 @@ def test_cache_keys_follow_what_the_inversion_depends_on(tiny_pipe, images):
     # another target prompt: the target is inverted again (the source is reused)
     out = tiny_pipe.transfer(s1, t, PROMPT, "a photo of a dog", cfg, cache=cache)
     assert out.result.stats["inversion"].rows == STEPS - START + 1
+
+
+def test_cache_is_never_shared_across_pipelines_or_weight_changes(images):
+    """Two pipelines with the same name and the same weights keep apart in one cache, and so does one pipeline
+    before and after `weights_changed()`: a cache entry stands for the weights it was computed with."""
+    s1, t = Image.open(images / "s1.png"), Image.open(images / "t.png")
+    cfg = FGATConfig(steps=STEPS)
+    cache = InversionCache()
+    first, second = tiny_pipeline(seed=0), tiny_pipeline(seed=0)
+    assert first.name == second.name
+    first.transfer(s1, t, PROMPT, PROMPT, cfg, cache=cache)
+    out = second.transfer(s1, t, PROMPT, PROMPT, cfg, cache=cache)
+    assert out.result.stats["inversion"].calls > 0 and cache.hits == 0
+    assert first.transfer(s1, t, PROMPT, PROMPT, cfg, cache=cache).result.stats["inversion"].calls == 0
+    with torch.no_grad():
+        first.unet.conv_out.weight.mul_(2.0)  # in place, as merging a LoRA would
+    first.weights_changed()
+    changed = first.transfer(s1, t, PROMPT, PROMPT, cfg, cache=cache)
+    assert changed.result.stats["inversion"].calls > 0
+    # and what it computed is the new weights' result, not the old one
+    assert (changed.latent - out.latent).abs().max() > 1e-3
 
 
 def test_null_text_embeddings_are_reused(tiny_pipe, images):
