@@ -78,12 +78,12 @@ def test_images(size: int) -> tuple[Image.Image, Image.Image]:
 
 def build(name: str, device: torch.device, dtype: torch.dtype, tiny: bool):
     if tiny:
-        from fgat_core.pipeline import tiny_pipeline
+        from fgat_core.pipeline import cast, tiny_pipeline
 
         pipe = tiny_pipeline(seed=0, prediction_type="v_prediction" if name == "sd2" else "epsilon",
                              sdxl=name == "sdxl")
         for m in pipe._modules():
-            m.to(device=device, dtype=dtype)
+            cast(m.to(device), dtype)
         pipe.device, pipe.dtype = device, dtype
         return pipe
     from fgat_core.loading import random_pipeline

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .pipeline import FGATPipeline, tiny_pipeline
+from .pipeline import FGATPipeline, cast, tiny_pipeline
 from .schedule import scaled_linear_alphas_cumprod
 
 CONFIG_ROOT = Path(__file__).resolve().parent / "model_configs"
@@ -389,7 +389,7 @@ def random_pipeline(
         te2 = None
         if base == "sdxl":
             te2 = _text_encoder_cls(conf / "text_encoder_2", True)(_text_config(conf / "text_encoder_2"))
-    unet.to(dtype=dtype)
+    cast(unet, dtype)
     pred = _read_json(conf / "scheduler" / "scheduler_config.json").get("prediction_type", "epsilon")
     return _assemble(unet, vae, te, te2, conf, conf, pred, device, dtype, f"random-{family}")
 

@@ -19,6 +19,12 @@ from .mask import word_token_indices
 from .schedule import scaled_linear_alphas_cumprod
 
 
+def cast(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """`module` in `dtype`, through torch's own `Module.to`: diffusers' override warns about 'modules that should
+    be kept in float32' even when its list of them is empty, which alarms users for nothing."""
+    return torch.nn.Module.to(module, dtype=dtype)
+
+
 @dataclass
 class TransferOutput:
     image: Image.Image
@@ -53,7 +59,7 @@ class FGATPipeline:
         for m in self._modules():
             m.to(self.device).eval().requires_grad_(False)
             if next(m.parameters()).dtype != self.dtype:
-                m.to(dtype=self.dtype)
+                cast(m, self.dtype)
 
     def weights_changed(self) -> None:
         """Call after changing the networks' weights in place (a LoRA merged, a checkpoint loaded into them):
