@@ -147,6 +147,12 @@ class WebUIBackend(ABC):
     def take_over_sampling(self, p, fn: Callable[..., Tensor]) -> SamplerTakeover | None:
         return replace_sample_img2img(p, fn)
 
+    def prepare_unet(self, p, latent: Tensor, rows: int) -> None:
+        """Called right before FGAT's UNet calls for one image, after its prompts and target were encoded
+        (which may have moved other models in and the UNet out); `rows` is the largest batch FGAT will run.
+        A1111 keeps the UNet where it is (its lowvram hooks move modules on each forward)."""
+        return None
+
     # ------------------------------------------------------------------------------------------ progress
     def report_progress(self, stage: str, done: int, total: int) -> None:
         from modules import shared
@@ -253,11 +259,28 @@ class A1111Backend(WebUIBackend):
                 # its parent AutoencoderKL.encode returns the posterior itself (l.304-311)
                 from sgm.models.autoencoder import AutoencoderKL
 
+                vae_to_device(model)
                 posterior = AutoencoderKL.encode(model.first_stage_model, x)
                 return (model.scale_factor * posterior.mode()).float()
             posterior = model.encode_first_stage(x)
             mean = posterior.mode() if hasattr(posterior, "mode") else posterior
             return model.get_first_stage_encoding(mean).float()
+
+
+def vae_to_device(model) -> None:
+    """Under --medvram / --medvram-sdxl / --lowvram the VAE waits on the CPU until its `encode` wrapper moves it
+    (`modules/lowvram.py:62-70`, and the text encoder FGAT ran just before sent it back). Calling the
+    class's `encode` (for the posterior, not a sample) skips that wrapper, so move it the way it does."""
+    if not getattr(model, "lowvram", False):
+        return
+    from modules import devices, lowvram
+
+    vae = model.first_stage_model
+    if lowvram.module_in_gpu is not vae:
+        if lowvram.module_in_gpu is not None:
+            lowvram.module_in_gpu.to(lowvram.cpu)
+        vae.to(devices.device)
+        lowvram.module_in_gpu = vae
 
 
 def backend_classes() -> list[type[WebUIBackend]]:

@@ -10,7 +10,8 @@ What differs from A1111 (research notes §6) and how this backend handles it:
   x_ve = x / sqrt(a), sigma = sqrt((1 - a) / a), eps = (x_ve - x0) / sigma, with a = 1 / (1 + sigma^2) from
   the predictor's sigma table (`predictor.sigmas`, which also follows a Zero-Terminal-SNR rescale).
 - The UNet is loaded through Forge's memory management (`sampling_prepare`, which also applies LoRA
-  weights) before FGAT runs it, and `sampling_cleanup` follows, as Forge's own sampler does
+  weights) before FGAT runs it, for each image *after* its prompts and target are encoded (loading CLIP
+  or the VAE can unload the UNet), and `sampling_cleanup` follows the run, as in Forge's own sampler
   (`modules/sd_samplers_kdiffusion.py:136-194`).
 - Generation runs under `torch.inference_mode()` (`processing.py:911`) and Forge builds its models under it
   too (`backend/loader.py:497`, `modules/sd_models.py:472`), so every weight is an inference tensor, which
@@ -196,15 +197,25 @@ class ForgeBackend(WebUIBackend):
 
     # ------------------------------------------------------------------------------------------ sampling
     def take_over_sampling(self, p, fn: Callable[..., Tensor]) -> SamplerTakeover | None:
-        """As A1111, plus Forge's model loading around the run (`sampling_prepare` / `sampling_cleanup`)."""
-        from backend.sampling.sampling_function import sampling_cleanup, sampling_prepare
+        """As A1111, plus Forge's `sampling_cleanup` after the run (the loading is `prepare_unet`'s)."""
+        from backend.sampling.sampling_function import sampling_cleanup
 
         def forge_sample_img2img(p, x, noise, *args, **kwargs):
             unet = p.sd_model.forge_objects.unet
-            sampling_prepare(unet, x)
             try:
                 return fn(p, x, noise, *args, **kwargs)
             finally:
                 sampling_cleanup(unet)
 
         return replace_sample_img2img(p, forge_sample_img2img)
+
+    def prepare_unet(self, p, latent: Tensor, rows: int) -> None:
+        """Forge's `sampling_prepare` (memory management loads the UNet and applies LoRA), for each image
+        right before FGAT's UNet calls: encoding its prompts and target loads CLIP and the VAE, which on a
+        card short of VRAM (or with --always-offload-from-vram) unloads the UNet (`memory_management.py`
+        l.562-612); Forge's own sampler encodes before its `sampling_prepare` and so never meets this.
+        `sampling_prepare` sizes its memory for 2 x the batch it is shown."""
+        from backend.sampling.sampling_function import sampling_prepare
+
+        shape = (max(1, (rows + 1) // 2), *latent.shape[1:])
+        sampling_prepare(p.sd_model.forge_objects.unet, torch.empty(shape, device="meta"))

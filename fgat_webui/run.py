@@ -233,6 +233,7 @@ class FGATRun:
                 if cfg.mask_source == "attention" else None,
                 user_mask=self.user_mask(p, i) if cfg.mask_source == "user" else None,
             )
+            backend.prepare_unet(p, src, rows=max(4, 2 * cfg.dift_ensemble))  # the engine's largest batch
             result = run_fgat(backend.denoiser(p), inputs, cfg, progress=backend.report_progress)
         except FGATInterrupted:
             self.interrupted = True

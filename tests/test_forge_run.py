@@ -63,6 +63,22 @@ def test_fgat_runs_between_forge_sampling_prepare_and_cleanup(forge, images, mon
     assert gen.latent.shape == gen.init_latents[0].shape and not torch.equal(gen.latent, gen.init_latents[0])
 
 
+def test_fgat_reloads_the_unet_that_encoding_offloaded(forge, images, monkeypatch):
+    """With --always-offload-from-vram (or too little VRAM), loading CLIP or the VAE unloads the UNet; FGAT
+    encodes each image's prompts and target after Forge's own prompts, so it must load the UNet again before
+    its UNet calls. The fake's KModel raises on an unloaded UNet, as the real one would (device mismatch)."""
+    from backend import memory_management
+
+    src, tar = images
+    reference = forge.img2img(src, PROMPT, _fgat(forge, tar), steps=STEPS, seed=1, batch_size=2)
+    monkeypatch.setattr(memory_management, "always_offload_from_vram", True)
+    monkeypatch.setattr(memory_management, "current_loaded_models", [])
+    plain = forge.img2img(src, PROMPT, steps=STEPS, seed=1, batch_size=2)  # Forge's own path meets no offloaded UNet
+    assert plain.latent.shape == reference.latent.shape
+    gen = forge.img2img(src, PROMPT, _fgat(forge, tar), steps=STEPS, seed=1, batch_size=2)
+    assert torch.equal(gen.latent, reference.latent)  # where the weights live changes nothing else
+
+
 def test_failed_and_interrupted_runs_leave_forge_as_it_was(forge, images):
     src, tar = images
     plain = forge.img2img(src, PROMPT, None, steps=STEPS, seed=7).latent

@@ -340,3 +340,27 @@ def test_sdxl_webui_path_matches_core_path(xl, example_images, webui_name):
     recon = core.transfer(src, tar, prompt, target_prompt, config, latents={"source": gen.init_latents[0]},
                           transfer=False)
     assert rel(out.latent, recon.latent) > 1e-3
+
+
+@pytest.mark.parametrize("model", ["sd1", "sdxl"])
+def test_a1111_medvram_runs_fgat_with_the_modules_it_moves(tiny_pipe, xl, example_images, model):
+    """--medvram / --medvram-sdxl keep one of text encoder, VAE and UNet on the GPU at a time (modules/lowvram.py):
+    FGAT encodes its prompts right before the target image, so the VAE must be moved back through the WebUI's
+    own `encode` wrapper. In the fake a layer of an offloaded module raises the device-mismatch error when it runs;
+    the result equals the same generation without medvram."""
+    from fake_webui.harness import fake_webui
+    from PIL import Image
+
+    src, tar = (im.resize((64, 64), Image.BOX) for im in example_images)
+    with fake_webui(xl if model == "sdxl" else tiny_pipe) as webui:
+        from modules import lowvram
+
+        args = webui.fgat_args({"enabled": True, "target_image": tar, "target_prompt": "a photo of a dog"})
+        reference = webui.img2img(src, "a photo of a cat", args, steps=8, seed=3)
+        lowvram.setup_for_low_vram(webui.sd_model, use_medvram=True)
+        try:
+            assert lowvram.module_in_gpu is None
+            gen = webui.img2img(src, "a photo of a cat", args, steps=8, seed=3)
+        finally:
+            lowvram.undo(webui.sd_model)
+    assert torch.equal(gen.latent, reference.latent)

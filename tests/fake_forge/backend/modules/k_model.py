@@ -5,6 +5,7 @@ k-diffusion (VE) latent and a *sigma*: xc = x / sqrt(sigma^2 + 1), t = predictor
 so a sigma from the table maps back to its integer timestep), extra conds such as SDXL's `y` are cast to
 the computation dtype, and the result is `calculate_denoised` = x0 in VE space. memory_required l.48-59."""
 import torch
+from backend import memory_management
 from backend.modules.k_prediction import k_prediction_from_diffusers_scheduler
 
 
@@ -19,6 +20,7 @@ class KModel(torch.nn.Module):
             diffusers_scheduler)
 
     def apply_model(self, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
+        memory_management.check_loaded(self)  # fake: see memory_management's residency note
         sigma = t
         xc = self.predictor.calculate_input(sigma, x)
         if c_concat is not None:
