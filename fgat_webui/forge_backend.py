@@ -100,7 +100,10 @@ class ForgeDenoiser:
         if VECTOR in cond:
             kwargs["y"] = cond[VECTOR]
         options = dict(self.patcher.model_options.get("transformer_options", {}))
-        options.update(cond_or_uncond=[0], sigmas=sigma, cond_indices=list(range(sigma.shape[0])), uncond_indices=[])
+        # as Forge's sampler sets them per call (sampling_function.py:253-257), every row one conditional chunk
+        rows = sigma.shape[0]
+        options.update(cond_or_uncond=[0], sigmas=sigma, cond_mark=torch.zeros(rows).to(sigma),
+                       cond_indices=list(range(rows)), uncond_indices=[])
         kwargs["transformer_options"] = options
         return kwargs
 

@@ -79,6 +79,35 @@ def test_fgat_reloads_the_unet_that_encoding_offloaded(forge, images, monkeypatc
     assert torch.equal(gen.latent, reference.latent)  # where the weights live changes nothing else
 
 
+def test_block_modifiers_of_other_extensions_see_forge_transformer_options(forge, images):
+    """A block modifier (as Forge's built-in ControlNet tile_colorfix preprocessor installs) reads the
+    per-call `transformer_options` Forge's sampler sets, `cond_mark` among them (sampling_function.py:256):
+    FGAT's own UNet calls set the same keys, every row marked conditional."""
+    src, tar = images
+    objects = forge.sd_model.forge_objects_after_applying_lora
+    original = objects.unet
+    seen = []
+
+    def modifier(h, flag, options):
+        mark = options["cond_mark"]  # KeyError here is what a real extension would raise
+        seen.append((mark.shape[0] == h.shape[0], sorted(set(mark.tolist())), options["cond_or_uncond"]))
+        return h
+
+    patched = original.clone()
+    patched.add_block_modifier(modifier)
+    objects.unet = patched
+    try:
+        reference = forge.img2img(src, PROMPT, steps=STEPS, seed=1)
+        forge_calls = len(seen)
+        gen = forge.img2img(src, PROMPT, _fgat(forge, tar), steps=STEPS, seed=1)
+    finally:
+        objects.unet = original
+    assert forge_calls > 0 and len(seen) > forge_calls  # Forge's sampler and FGAT both ran the modifier
+    assert all(rows_match for rows_match, _, _ in seen)
+    assert all(marks == [0.0] and cu == [0] for _, marks, cu in seen[forge_calls:])
+    assert gen.latent.shape == reference.latent.shape
+
+
 def test_failed_and_interrupted_runs_leave_forge_as_it_was(forge, images):
     src, tar = images
     plain = forge.img2img(src, PROMPT, None, steps=STEPS, seed=7).latent

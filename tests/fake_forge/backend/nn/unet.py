@@ -4,8 +4,9 @@
 - `IntegratedUNet2DConditionModel.forward(x, timesteps, context, y, control, transformer_options)`
   l.696-763: `y` (SDXL's vector: pooled text embedding + size/crop embeddings) goes through `label_emb`
   and is added to the time embedding (l.705-707). Here `label_emb` is diffusers' `add_embedding`, fed `y`
-  directly by a forward pre-hook that lives only during the call. `transformer_options` is accepted and
-  `original_shape` set (l.697); patches and block modifiers are not mirrored.
+  directly by a forward pre-hook that lives only during the call. `transformer_options` is accepted,
+  `original_shape` and `transformer_index` set (l.697-698); of the block modifiers (l.700-763) only the
+  last call is mirrored, `("last", 0)`, `'after'`, on the output (l.753-762); patches are not mirrored.
 - `output_blocks`: ldm's layout of three blocks per level, index 3*i+2 being the level's last block,
   which ends with the level's upsampler (l.636-688). As in the fake A1111's ldm UNetModel, index 3*i+2 is
   diffusers `up_blocks[i]` itself, so `output_blocks[5]` outputs the same tensor as the real block
@@ -56,6 +57,8 @@ class IntegratedUNet2DConditionModel(nn.Module):
 
     def forward(self, x, timesteps=None, context=None, y=None, control=None, transformer_options={}, **kwargs):
         transformer_options["original_shape"] = list(x.shape)
+        transformer_options["transformer_index"] = 0
+        block_modifiers = transformer_options.get("block_modifiers", [])
         assert (y is not None) == (self.num_classes is not None)
         added = None
         handle = None
@@ -66,7 +69,11 @@ class IntegratedUNet2DConditionModel(nn.Module):
             pooled = y.shape[1] - n_ids * self.unet.config.addition_time_embed_dim
             added = {"text_embeds": y.new_zeros(y.shape[0], pooled), "time_ids": y.new_zeros(y.shape[0], n_ids)}
         try:
-            return self.unet(x, timesteps, encoder_hidden_states=context, added_cond_kwargs=added).sample
+            h = self.unet(x, timesteps, encoder_hidden_states=context, added_cond_kwargs=added).sample
         finally:
             if handle is not None:
                 handle.remove()
+        transformer_options["block"] = ("last", 0)
+        for block_modifier in block_modifiers:
+            h = block_modifier(h, "after", transformer_options)
+        return h

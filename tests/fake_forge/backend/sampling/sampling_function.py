@@ -2,7 +2,7 @@
 
 - `calc_cond_uncond_batch` (l.154-289): cond and uncond entries are batched in *reversed* order, so the
   UNet batch is usually [uncond, cond]; `transformer_options["cond_or_uncond"]` (1 = uncond, 0 = cond),
-  `["sigmas"]`, `["cond_indices"]`, `["uncond_indices"]` are set per call (l.253-257); a
+  `["sigmas"]`, `["cond_mark"]`, `["cond_indices"]`, `["uncond_indices"]` are set per call (l.253-257); a
   `model_function_wrapper` receives (apply_model, {input, timestep, c, cond_or_uncond}) (l.270-273).
   Area / mask conditioning and ControlNet are not mirrored.
 - `sampling_function_inner` (l.292-322): CFG 1 skips the uncond branch; the CFG combine; post-CFG functions.
@@ -30,6 +30,11 @@ def get_area_and_mult(conds, x_in, timestep_in):
     conditioning = {c: v.process_cond(batch_size=x_in.shape[0], device=x_in.device, area=area)
                     for c, v in conds["model_conds"].items()}
     return dict(input_x=input_x, mult=mult, conditioning=conditioning, area=area)
+
+
+def compute_cond_mark(cond_or_uncond, sigmas):  # l.129-137: one 0 (cond) / 1 (uncond) per batch row
+    cl = int(sigmas.shape[0])
+    return torch.Tensor([cx for cx in cond_or_uncond for _ in range(cl)]).to(sigmas)
 
 
 def compute_cond_indices(cond_or_uncond, sigmas):
@@ -84,6 +89,7 @@ def calc_cond_uncond_batch(model, cond, uncond, x_in, timestep, model_options):
         transformer_options = dict(model_options.get("transformer_options", {}))
         transformer_options["cond_or_uncond"] = cond_or_uncond[:]
         transformer_options["sigmas"] = timestep
+        transformer_options["cond_mark"] = compute_cond_mark(cond_or_uncond, timestep)
         transformer_options["cond_indices"], transformer_options["uncond_indices"] = compute_cond_indices(
             cond_or_uncond, timestep)
         c["transformer_options"] = transformer_options
