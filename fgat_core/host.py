@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -13,6 +14,18 @@ from torch import Tensor, nn
 # SD1/2: {"context": (B, 77, D)}; SDXL adds {"text_embeds": (B, 1280), "time_ids": (B, 6)}.
 Cond = dict[str, Tensor]
 CONTEXT = "context"
+
+
+@contextmanager
+def full_precision(device: torch.device) -> Iterator[None]:
+    """Leave any autocast region (A1111 samples under `torch.autocast` in fp16) so that the math inside runs in
+    the dtype of its inputs: cosine similarities and attention probabilities, whose near-ties fp16 blurs."""
+    try:
+        ctx = torch.autocast(device_type=device.type, enabled=False)
+    except (RuntimeError, ValueError):  # a device type autocast does not know: nothing to leave
+        ctx = nullcontext()
+    with ctx:
+        yield
 
 
 @dataclass(frozen=True)

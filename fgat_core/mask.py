@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .host import AttentionLayer
+from .host import AttentionLayer, full_precision
 
 
 def downsampled_size(size: tuple[int, int], factor: int) -> tuple[int, int]:
@@ -90,7 +90,8 @@ class AttentionRecorder:
             d = inner // heads
             qh = qq.reshape(b, nq, heads, d).transpose(1, 2)
             kh = kk.reshape(b, kk.shape[1], heads, d).transpose(1, 2)
-            probs = torch.softmax(qh @ kh.transpose(-1, -2) / math.sqrt(d), dim=-1)  # (b, H, nq, nk)
+            with full_precision(qh.device):  # float32 even inside the WebUI's fp16 autocast
+                probs = torch.softmax(qh @ kh.transpose(-1, -2) / math.sqrt(d), dim=-1)  # (b, H, nq, nk)
             m = probs[..., self.tokens].sum(-1).mean(dim=(0, 1))  # mean over rows and heads
             m = m.reshape(grid).cpu()
             self.sums[grid] = self.sums.get(grid, torch.zeros(grid)) + m

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .host import Cond, Denoiser, cond_cat
+from .host import Cond, Denoiser, cond_cat, full_precision
 
 
 def dift_noise(shape: tuple[int, ...], ensemble: int, seed: int, device, dtype, images: int = 2) -> Tensor:
@@ -50,7 +50,7 @@ def correspondence(feat_src: Tensor, feat_tar: Tensor, chunk_size: int | None = 
     """C[p] = argmax_q <F_src[p], F_tar[q]> of L2-normalised features (C, h, w); flat target indices.
 
     The similarity matrix is built `chunk_size` source rows at a time, so memory stays
-    O(chunk_size * h_tar * w_tar)."""
+    O(chunk_size * h_tar * w_tar); in float32 even inside a WebUI's fp16 autocast region."""
     if feat_src.dim() != 3 or feat_tar.dim() != 3:
         raise ValueError(f"features must be (C, h, w); got {tuple(feat_src.shape)} and {tuple(feat_tar.shape)}")
     if feat_src.shape[0] != feat_tar.shape[0]:
@@ -62,8 +62,9 @@ def correspondence(feat_src: Tensor, feat_tar: Tensor, chunk_size: int | None = 
     n = src.shape[0]
     step = n if chunk_size is None else max(1, int(chunk_size))
     out = torch.empty(n, dtype=torch.long, device=src.device)
-    for i in range(0, n, step):
-        out[i : i + step] = (src[i : i + step] @ tar).argmax(dim=1)
+    with full_precision(src.device):
+        for i in range(0, n, step):
+            out[i : i + step] = (src[i : i + step] @ tar).argmax(dim=1)
     return out
 
 

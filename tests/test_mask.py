@@ -84,6 +84,26 @@ def test_recorder_softmax_matches_explicit_attention():
     torch.testing.assert_close(rec.sums[(4, 4)], ref.detach(), rtol=1e-5, atol=1e-6)
 
 
+def test_recorder_keeps_float32_inside_an_autocast_region():
+    """A1111 samples under fp16 autocast: the projections come out in half precision, but the probabilities
+    are still computed from them in float32 (bf16 autocast on the CPU stands in for CUDA fp16)."""
+    g = torch.Generator().manual_seed(1)
+    heads, d, nq, nk = 2, 32, 16, 5
+    q_lin, k_lin = nn.Linear(64, heads * d, bias=False), nn.Linear(64, heads * d, bias=False)
+    hs, ctx = torch.randn(1, nq, 64, generator=g) * 3, torch.randn(1, nk, 64, generator=g) * 3
+    with AttentionRecorder([AttentionLayer("l", q_lin, k_lin, heads)], [2, 3], (16, 16), "quarter") as rec:
+        rec.active, rec.rows = True, [0]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            q, k = q_lin(hs), k_lin(ctx)
+    assert q.dtype == torch.bfloat16
+    qh, kh = q.float().view(nq, heads, d).transpose(0, 1), k.float().view(nk, heads, d).transpose(0, 1)
+    ref = torch.softmax(qh @ kh.transpose(1, 2) / math.sqrt(d), dim=-1)[:, :, [2, 3]].sum(-1).mean(0).view(4, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # what the math would give without leaving autocast
+        blurred = torch.softmax(qh @ kh.transpose(1, 2) / math.sqrt(d), dim=-1)[:, :, [2, 3]].sum(-1).mean(0)
+    assert (blurred.float().view(4, 4) - ref).abs().max() > 1e-4
+    torch.testing.assert_close(rec.sums[(4, 4)], ref.detach(), rtol=1e-6, atol=1e-7)
+
+
 def test_threshold_and_dilation():
     m = torch.zeros(9, 9)
     m[4, 4], m[1, 1], m[7, 2] = 1.0, 0.29, 0.31

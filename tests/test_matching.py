@@ -62,6 +62,21 @@ def test_correspondence_is_cosine_argmax():
         assert int(corr[p]) == best
 
 
+def test_correspondence_keeps_float32_inside_an_autocast_region():
+    """Under the WebUI's half-precision autocast the similarities stay float32: near-ties are decided as in
+    full precision (bf16 autocast on the CPU stands in for CUDA fp16, which blurs them as the check shows)."""
+    g = torch.Generator().manual_seed(0)
+    fs, ft = torch.randn(64, 32, 32, generator=g), torch.randn(64, 32, 32, generator=g)
+    exact = correspondence(fs, ft, chunk_size=100)
+    src = torch.nn.functional.normalize(fs.flatten(1).t(), dim=1)
+    tar = torch.nn.functional.normalize(ft.flatten(1), dim=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        blurred = (src @ tar).argmax(dim=1)
+        got = correspondence(fs, ft, chunk_size=100)
+    assert (blurred != exact).sum() > 10
+    assert torch.equal(got, exact)
+
+
 def test_gather_moves_target_vectors_to_source_grid():
     x0_tar = torch.arange(2 * 3 * 4, dtype=torch.float32).view(1, 2, 3, 4)
     corr = torch.tensor([11, 0, 5, 6, 7, 1])  # source grid 2x3
