@@ -129,19 +129,26 @@ class WebUIBackend(ABC):
         return extra_networks.parse_prompt(prompt)[0]
 
     def generation_frame(self, p, image: Image.Image) -> Image.Image:
-        """`image`, given in the img2img source's frame, as the generation sees the source: with *Inpaint area:
-        Only masked* the WebUI crops the region around the mask (`p.paste_to`) and resizes it to the
-        generation size (processing.py l.1636-1645, l.1690-1693; Forge l.1718-1727); otherwise unchanged."""
-        region = getattr(p, "paste_to", None)
-        if not region or not getattr(p, "inpaint_full_res", False):
-            return image
+        """`image`, given in the img2img source's frame, as the generation sees the source.
+
+        - *Inpaint area: Only masked*: the WebUI crops the region around the mask (`p.paste_to`) and resizes
+          it to the generation size (processing.py l.1636-1645, l.1690-1693; Forge l.1718-1727).
+        - Otherwise, an image whose aspect ratio is not the generation's (the source's own, say) is resized as
+          the WebUI resizes the source, by the request's resize mode (l.1679-1680); one with the generation's
+          aspect ratio is returned unchanged."""
         from modules import images
 
-        x, y, w, h = region
-        frame = p.init_images[0].size
-        if image.size != frame:
-            image = image.resize(frame, Image.BILINEAR)
-        return images.resize_image(2, image.crop((x, y, x + w, y + h)), p.width, p.height)
+        region = getattr(p, "paste_to", None)
+        if region and getattr(p, "inpaint_full_res", False):
+            x, y, w, h = region
+            frame = p.init_images[0].size
+            if image.size != frame:
+                image = image.resize(frame, Image.BILINEAR)
+            return images.resize_image(2, image.crop((x, y, x + w, y + h)), p.width, p.height)
+        if same_aspect(image.size, (p.width, p.height)):
+            return image
+        mode = getattr(p, "resize_mode", 0)
+        return images.resize_image(0 if mode == 3 else mode, image, p.width, p.height)  # 3: latent upscale
 
     # ------------------------------------------------------------------------------------------ sampling
     def take_over_sampling(self, p, fn: Callable[..., Tensor]) -> SamplerTakeover | None:
@@ -265,6 +272,11 @@ class A1111Backend(WebUIBackend):
             posterior = model.encode_first_stage(x)
             mean = posterior.mode() if hasattr(posterior, "mode") else posterior
             return model.get_first_stage_encoding(mean).float()
+
+
+def same_aspect(a: tuple[int, int], b: tuple[int, int], tolerance: float = 0.02) -> bool:
+    """Two (width, height) sizes of the same aspect ratio, within `tolerance` of height/width (the user-mask rule)."""
+    return abs(a[1] / a[0] - b[1] / b[0]) <= tolerance
 
 
 def vae_to_device(model) -> None:

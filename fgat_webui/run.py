@@ -32,7 +32,7 @@ from fgat_core.infotext import INFOTEXT_KEY, format_infotext, image_hash
 from fgat_core.mask import prepare_user_mask
 
 from .args import FGATSettings, apply_overrides, settings_from_script_args
-from .backend import SamplerTakeover, WebUIBackend, detect_backend, replace_sample_img2img
+from .backend import SamplerTakeover, WebUIBackend, detect_backend, replace_sample_img2img, same_aspect
 
 RUN_ATTR = "fgat_run"  # the run of a generation, on its `p`
 XYZ_ATTR = "fgat_xyz"  # X/Y/Z plot overrides, on `p` (see xyz.py)
@@ -139,13 +139,19 @@ class FGATRun:
                 "FGAT 'mask_image'), or choose mask source 'attention' or 'none'"
             )
         if cfg.mask_source == "user" and settings.mask_image is not None:  # its size and values, before sampling
-            f = backend.latent_factor
-            mask = mask_from_image(settings.mask_image)
-            if only_masked(p):  # the mask is in the source's frame; it is cropped with the source
-                w, h = p.init_images[0].size
-                prepare_user_mask(mask, (max(1, h // f), max(1, w // f)))
-            else:
-                prepare_user_mask(mask, (p.height // f, p.width // f))
+            mask = mask_from_image(settings.mask_image)  # its values
+            size, source = settings.mask_image.size, p.init_images[0].size
+            # the source's frame (resized or cropped with the source), or, except for 'Only masked', the
+            # generation's
+            frames = [source] if only_masked(p) else [source, (p.width, p.height)]
+            if not any(same_aspect(size, frame) for frame in frames):
+                raise ValueError(
+                    f"the FGAT mask image is {size[0]}x{size[1]}, an aspect ratio neither of the source image "
+                    f"({source[0]}x{source[1]})" + ("" if only_masked(p) else f" nor of the generation "
+                                                    f"({p.width}x{p.height})")
+                    + ": draw the mask over the source image, at any size of its aspect ratio"
+                )
+            prepare_user_mask(mask, (max(1, size[1] // 8), max(1, size[0] // 8)))
         prompts = getattr(p, "all_prompts", None) or [p.prompt]
         if cfg.mask_source == "attention":
             for prompt in dict.fromkeys(prompts):

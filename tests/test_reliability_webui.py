@@ -124,7 +124,8 @@ BAD_REQUESTS = {
     "positional delta": ([True, T, "", "", "attention", "high"], r"FGAT argument 5 \(delta\) must be a number"),
     # a mask of another aspect ratio than the image
     "mask aspect": ([{"target_image": T, "mask_source": "user", "mask_image": "WIDE_MASK"}],
-                    r"other aspect ratio.*same aspect ratio as the source"),
+                    r"mask image is 64x32, an aspect ratio neither of the source image \(64x64\) nor of the "
+                    r"generation \(64x64\): draw the mask over the source image"),
 }
 
 

@@ -286,6 +286,27 @@ def test_only_masked_api_mask_image_is_cropped_with_the_source(webui, images, mo
     assert torch.equal(prepare_user_mask(inputs.user_mask, (8, 8)).round(), _only_masked_expected())
 
 
+def test_api_mask_image_in_the_source_frame_is_resized_as_the_source(webui, images, monkeypatch):
+    """A 96x64 source generated at 64x64 ("Just resize" stretches it): a mask image drawn over the source
+    (its aspect ratio, any size) is stretched the same way, and the diagnostics overlay shows the stretched
+    source; neither is rejected or centre-cropped."""
+    src, tar = images
+    wide = src.resize((96, 64), Image.BOX)
+    seen = _spy_run_fgat(monkeypatch)
+    mask = _square_mask(96, (0, 0, 48, 96)).resize((192, 128), Image.NEAREST)  # left half, at twice the size
+    status, body = webui.api_img2img(_payload(wide, [{"target_image": _b64(tar), "mask_source": "user",
+                                                       "mask_image": _b64(mask), "diagnostics": True}],
+                                              resize_mode=0))
+    assert status == 200, body
+    (inputs, _), = seen
+    expected = torch.zeros(8, 8)
+    expected[:, :4] = 1  # the left half of the source is the left half of the generation
+    assert torch.equal(prepare_user_mask(inputs.user_mask, (8, 8)).round(), expected)
+    overlay = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["images"][1]))).convert("RGB"), dtype=np.int16)
+    stretched = np.asarray(wide.resize((64, 64), Image.LANCZOS), dtype=np.int16)
+    assert np.abs(overlay[:, 40:] - stretched[:, 40:]).max() <= 1  # untinted right part: the stretched source
+
+
 # ---------------------------------------------------------------------------------------------- errors
 @pytest.mark.parametrize(
     ("values", "kwargs", "message"),
