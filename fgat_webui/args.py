@@ -65,8 +65,10 @@ CONTROLS: tuple[Control, ...] = (
     Control("delta", "δ transfer strength", "float", _D.delta, 0.0, 1.0, 0.01),
     Control("lam", "λ latent balance", "float", _D.lam, 0.0, 1.0, 0.01),
     Control("gamma", "γ noise balance", "float", _D.gamma, 0.0, 1.0, 0.01),
-    Control("window_start", "Window start (% of steps)", "percent", round(_D.window_start * 100), 0, 99, 1),
-    Control("window_end", "Window end (% of steps)", "percent", round(_D.window_end * 100), 1, 100, 1),
+    # float defaults: the API's infotext path coerces a pasted value to the type of the component's value
+    # (modules/api/api.py:392-397), and an int there would truncate a recorded 24.5 % to 24 %
+    Control("window_start", "Window start (% of steps)", "percent", float(round(_D.window_start * 100)), 0, 99, 1),
+    Control("window_end", "Window end (% of steps)", "percent", float(round(_D.window_end * 100)), 1, 100, 1),
     Control("matching", "Matching", "choice", _D.matching, choices=MATCHINGS),
     Control("inversion", "Inversion", "choice", _D.inversion, choices=INVERSIONS),
     Control("dift_ensemble", "DIFT ensemble", "int", _D.dift_ensemble, 1, 8, 1),

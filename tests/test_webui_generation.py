@@ -58,6 +58,23 @@ def _fgat_infotext(processed) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- API / args
+def test_api_infotext_request_rebuilds_the_same_settings(webui, images):
+    """An API request with `infotext` (a previous image's) and only the target image as args gets every
+    recorded FGAT setting back, fractional window percentages included (the API coerces each value to its
+    component's type: an int slider would truncate 24.5 % to 24 %)."""
+    src, tar = images
+    first = {"target_image": _b64(tar), "target_prompt": TARGET_PROMPT, "delta": 0.45, "lam": 0.3,
+             "window_start": 0.245, "window_end": 0.555, "mask_threshold": 0.35, "dift_ensemble": 2}
+    status, body = webui.api_img2img(_payload(src, [first]))
+    assert status == 200, body
+    recorded = json.loads(body["info"])["infotexts"][0]
+    status, again = webui.api_img2img(_payload(src, [True, _b64(tar)], infotext=recorded))
+    assert status == 200, again
+    fgat = [json.loads(b["info"])["extra_generation_params"][INFOTEXT_KEY] for b in (body, again)]
+    assert parse_infotext(fgat[1]) == parse_infotext(fgat[0])
+    assert parse_infotext(fgat[1])[0].window_start == 0.245
+
+
 def test_api_dict_positional_and_ui_args_give_the_same_image(webui, images):
     src, tar = images
     ui = webui.img2img(src, PROMPT, _fgat(webui, tar, delta=0.5, window_end=50), steps=STEPS, seed=11)

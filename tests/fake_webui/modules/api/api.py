@@ -6,6 +6,10 @@
   components' `.value` as the defaults;
 - `init_script_args` l.335-361: alwayson_scripts[title]["args"] copied by position into args_from..args_to;
   extra args ignored, missing ones keep the defaults; no gradio preprocessing (raw JSON values);
+- `apply_infotext` l.363-429, the part that reads script args: each script infotext field's value, coerced to
+  the type of its component's value (`target_type(value)`: an int slider truncates a float), becomes the
+  script arg at that component's index; `init_script_args` puts them in before the alwayson args. The
+  request's own fields (prompt, steps, ...) are not read from the infotext here.
 - `img2imgapi` l.492-565, and the middleware's error response `handle_exception` l.167-182.
 """
 import base64
@@ -15,7 +19,7 @@ import json
 import gradio as gr
 from PIL import Image
 
-from modules import processing, scripts, shared
+from modules import infotext_utils, processing, scripts, shared
 
 
 class HTTPException(Exception):
@@ -72,8 +76,32 @@ def init_default_script_args(script_runner):
     return script_args
 
 
-def init_script_args(alwayson_scripts, default_script_args, script_runner):
+def apply_infotext(infotext, script_runner, mentioned_script_args):
+    if not infotext:
+        return {}
+    params = infotext_utils.parse_generation_parameters(infotext)
+    indexes = {v: i for i, v in enumerate(script_runner.inputs)}
+    for component, key in script_runner.infotext_fields:
+        if component not in indexes:
+            continue
+        value = key(params) if callable(key) else params.get(key)
+        if value is None:
+            continue
+        target_type = type(component.value)
+        if target_type is type(None):
+            continue
+        if isinstance(value, dict) and value.get("__type__") == "generic_update":
+            value = value.get("value")
+        if value is not None and not isinstance(value, target_type):
+            value = target_type(value)
+        mentioned_script_args[indexes[component]] = value
+    return params
+
+
+def init_script_args(alwayson_scripts, default_script_args, script_runner, input_script_args=None):
     script_args = default_script_args.copy()
+    for index, value in (input_script_args or {}).items():
+        script_args[index] = value
     for name in (alwayson_scripts or {}).keys():
         script = get_script(name, script_runner)
         if script is None:
@@ -98,7 +126,10 @@ def img2imgapi(payload):
     req.pop("send_images", None)
     req.pop("save_images", None)
     script_runner = scripts.scripts_img2img
-    script_args = init_script_args(alwayson, init_default_script_args(script_runner), script_runner)
+    infotext_script_args = {}
+    apply_infotext(req.pop("infotext", None), script_runner, infotext_script_args)
+    script_args = init_script_args(alwayson, init_default_script_args(script_runner), script_runner,
+                                   input_script_args=infotext_script_args)
     p = processing.StableDiffusionProcessingImg2Img(mask=decode_base64_to_image(mask) if mask else None, **req)
     p.init_images = [decode_base64_to_image(x) for x in init_images]
     p.is_api = True
