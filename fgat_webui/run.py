@@ -74,7 +74,8 @@ def mask_token_positions(backend: WebUIBackend, p, prompt: str, word: str) -> li
     if not hits:
         raise ValueError(
             f"the object word {word!r} is not in the prompt {prompt!r}: type a word that appears in the img2img "
-            "prompt (it names the object whose appearance changes), or choose mask source 'inpaint mask' or 'none'"
+            "prompt as plain text (it names the object whose appearance changes; a textual-inversion embedding "
+            "or a LoRA tag has no word tokens to find), or choose mask source 'inpaint mask' or 'none'"
         )
     return sorted(set(hits))
 
