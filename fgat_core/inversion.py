@@ -7,6 +7,7 @@ sampling would make at X[k]: it yields x0 of the target at tau_k and the source'
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -80,6 +81,19 @@ def direct_correction(
     return x_next_level - ddim_step(x_level, eps_guided, a_t, a_next)
 
 
+def loss_scale(loss: Tensor, ceiling: float = 2.0**24) -> float:
+    """A power of two that brings `loss` near 1 (at most `ceiling`), for the backward pass.
+
+    Null-text losses are ~1e-6, and their gradients underflow to zero in a half-precision UNet (a WebUI's
+    fp16 model, the CLI on CUDA): all of them, measured on the tiny model. Scaling the loss before the
+    backward pass and the gradient back after it keeps them; a power of two scales exactly, so float32
+    results are bit-identical to unscaled ones."""
+    value = float(loss.detach())
+    if not math.isfinite(value) or value <= 0.0:
+        return 1.0
+    return float(2.0 ** min(max(0, round(-math.log2(value))), int(math.log2(ceiling))))
+
+
 def null_text_optimize(
     host: Denoiser,
     trajectory: dict[int, Tensor],
@@ -104,6 +118,7 @@ def null_text_optimize(
         rest = {k: v.detach().clone() for k, v in uncond.items() if k != CONTEXT}
         cond_c = {k: v.detach().clone() for k, v in cond.items()}
         x = trajectory[0].detach().clone()
+        ceiling = 2.0**24  # the largest loss scale; lowered if a scaled backward pass overflows
         for i in range(n):
             t = torch.full((1,), int(sched.timesteps[i]), dtype=torch.long, device=x.device)
             a_t, a_next = sched.a(i), sched.a(i + 1)
@@ -118,7 +133,12 @@ def null_text_optimize(
                 x_prev = ddim_step(x, guided(eps_u, eps_c, guidance_scale), a_t, a_next)
                 loss = F.mse_loss(x_prev.float(), target.float())
                 # grad w.r.t. the embedding only: no weight gradients are formed or kept
-                ctx.grad = torch.autograd.grad(loss, ctx)[0]
+                scale = loss_scale(loss, ceiling)
+                grad = torch.autograd.grad(loss * scale, ctx)[0] / scale
+                if not torch.isfinite(grad).all():  # half-precision overflow: skip this update, scale less
+                    ceiling = max(1.0, scale / 2**4)
+                    continue
+                ctx.grad = grad
                 opt.step()
                 if loss.item() < epsilon + i * 2e-5:
                     break

@@ -51,6 +51,33 @@ def test_null_text_reconstructs_better_than_ddim(tiny_pipe, inputs):
     assert e_nti < 0.5 * e_ddim, (e_nti, e_ddim)
 
 
+def test_null_text_optimises_a_half_precision_unet_like_a_float32_one(tiny_pipe):
+    """Null-text losses are tiny, and a half-precision UNet (a WebUI's fp16 model, the CLI on CUDA) loses their
+    gradients to underflow unless the loss is scaled for the backward pass: the fp16 optimisation must move the
+    embeddings as the fp32 one does (within 5 %; unscaled it is off by ~17 % on this model, and entirely, every
+    gradient zero, at the ~1e-6 losses of a real model). Loss scales are powers of two, so fp32 is unchanged."""
+    from fgat_core.host import CONTEXT
+    from fgat_core.inversion import ddim_invert, loss_scale, null_text_optimize
+    from fgat_core.pipeline import cast, tiny_pipeline
+
+    half = tiny_pipeline(0)
+    for m in half._modules():
+        cast(m, torch.float16)
+    z = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    cond, uncond = tiny_pipe.encode_prompt("a photo of a cat"), tiny_pipe.encode_prompt("")
+    sched = Schedule.ddim(tiny_pipe.host.alphas_cumprod, 4)
+    moved = {}
+    for pipe, dtype in ((tiny_pipe, torch.float32), (half, torch.float16)):
+        c, u = ({k: v.to(dtype) for k, v in d.items()} for d in (cond, uncond))
+        with torch.no_grad():
+            trajectory = ddim_invert(pipe.host, [z.to(dtype)], [c], sched, [1]).latents[0]
+        out = null_text_optimize(pipe.host, trajectory, c, u, sched, 7.5, inner_steps=3)
+        moved[dtype] = torch.stack([o[CONTEXT].float() - uncond[CONTEXT].float() for o in out])
+    assert moved[torch.float32].abs().max() > 1e-2  # Adam moved the embeddings
+    assert rel(moved[torch.float16], moved[torch.float32]) < 0.05
+    assert loss_scale(torch.tensor(1e-6)) == 2.0**20 and loss_scale(torch.tensor(3.0)) == 1.0
+
+
 def test_negative_prompt_inversion_equals_guidance_one(tiny_pipe, inputs):
     """With the source prompt as the unconditional embedding, CFG reduces to the conditional eps, so
     negative-prompt inversion reconstructs exactly like guidance-1 DDIM (up to float rounding)."""
