@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import torch
@@ -141,6 +141,10 @@ def _check_inputs(inp: FGATInputs) -> None:
             raise ValueError(f"{name} must be a one-row conditioning dict")
 
 
+def _full(latent: Tensor) -> Tensor:
+    return latent.float() if latent.dtype in (torch.float16, torch.bfloat16) else latent
+
+
 def run_fgat(
     host: Denoiser,
     inputs: FGATInputs,
@@ -162,8 +166,14 @@ def run_fgat(
     `cache`: reuse inversions across runs. The source's trace (latents, eps, null-text embeddings and
     the attention maps its inversion recorded) and the target's x0 trajectory are stored under keys
     made of `inputs.source_key` / `inputs.target_key` and the settings they depend on; an image found
-    there is not inverted again (its UNet calls are absent from `stats`)."""
+    there is not inverted again (its UNet calls are absent from `stats`).
+
+    Half-precision latents are taken to float32 first: the steps' arithmetic (x0 divides by sqrt(a_t)) runs in
+    float32 whatever the UNet's dtype, as in the WebUIs; the result is float32."""
     _check_inputs(inputs)
+    half = (torch.float16, torch.bfloat16)
+    if inputs.source_latent.dtype in half or inputs.target_latent.dtype in half:
+        inputs = replace(inputs, source_latent=_full(inputs.source_latent), target_latent=_full(inputs.target_latent))
     cfg = config
     sched = schedule or Schedule.ddim(host.alphas_cumprod, cfg.steps)
     n = sched.steps

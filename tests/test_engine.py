@@ -51,6 +51,20 @@ def test_null_text_reconstructs_better_than_ddim(tiny_pipe, inputs):
     assert e_nti < 0.5 * e_ddim, (e_nti, e_ddim)
 
 
+def test_half_precision_latents_are_stepped_in_float32(tiny_pipe, inputs):
+    """The CLI on CUDA encodes fp16 latents: the engine's arithmetic still runs in float32 (x0 divides by
+    sqrt(a_t) ~ 0.2 in the window, which multiplies fp16 rounding), so the result equals the run on the same
+    latents given in float32."""
+    cfg = FGATConfig(steps=10)
+    halves = FGATInputs(**{**inputs.__dict__, "source_latent": inputs.source_latent.half(),
+                           "target_latent": inputs.target_latent.half()})
+    widened = FGATInputs(**{**inputs.__dict__, "source_latent": halves.source_latent.float(),
+                            "target_latent": halves.target_latent.float()})
+    got = run_fgat(tiny_pipe.host, halves, cfg)
+    assert got.latent.dtype == torch.float32
+    assert torch.equal(got.latent, run_fgat(tiny_pipe.host, widened, cfg).latent)
+
+
 def test_null_text_optimises_a_half_precision_unet_like_a_float32_one(tiny_pipe):
     """Null-text losses are tiny, and a half-precision UNet (a WebUI's fp16 model, the CLI on CUDA) loses their
     gradients to underflow unless the loss is scaled for the backward pass: the fp16 optimisation must move the
