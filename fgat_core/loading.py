@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .pipeline import FGATPipeline, cast, tiny_pipeline
-from .schedule import scaled_linear_alphas_cumprod
+from .schedule import rescale_zero_terminal_snr, scaled_linear_alphas_cumprod
 
 CONFIG_ROOT = Path(__file__).resolve().parent / "model_configs"
 CLIP_BPE = CONFIG_ROOT / "clip_tokenizer" / "bpe_simple_vocab_16e6.txt.gz"
@@ -119,9 +119,10 @@ def load_single_file(
     path = Path(path)
     shapes = read_safetensors_shapes(path)
     family = detect_family(shapes, path.name)
-    pred = _normalize_prediction_type(prediction_type) or prediction_type_from_yaml(path)
-    if pred is None and "v_pred" in shapes:  # the marker ComfyUI / Forge read for v-prediction SDXL models
-        pred = "v_prediction"
+    # the `v_pred` / `ztsnr` marker keys ComfyUI and Forge read in v-prediction (zero terminal SNR) SDXL files
+    pred = _normalize_prediction_type(prediction_type) or ("v_prediction" if "v_pred" in shapes else None)
+    pred = pred or prediction_type_from_yaml(path)
+    ztsnr = "ztsnr" in shapes
     conf = Path(config_dir) if config_dir is not None else config_folder(family, pred)
     _check_config_folder(conf, family)
     sd = read_safetensors(path, dtype)
@@ -148,7 +149,7 @@ def load_single_file(
         pred = "v_prediction" if unet_predicts_v(unet) else "epsilon"
     pred = pred or "epsilon"
     sched_dir = conf if config_dir is not None else config_folder(family, pred)
-    return _assemble(unet, vae, te, te2, conf, sched_dir, pred, device, dtype, path.stem)
+    return _assemble(unet, vae, te, te2, conf, sched_dir, pred, device, dtype, path.stem, zero_terminal_snr=ztsnr)
 
 
 def read_safetensors_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
@@ -235,6 +236,12 @@ def detect_family(shapes: Mapping[str, tuple[int, ...]], name: str = "checkpoint
             f"{name}: its UNet takes {conv_in[1]} input channels (an inpainting, instruct-pix2pix or depth "
             "model); FGAT needs a plain text-to-image checkpoint (4 channels)"
         )
+    if "edm_mean" in shapes or "edm_std" in shapes or any(k.startswith("edm_vpred") for k in shapes):
+        kind, keys = ("Playground v2.5", "edm_mean/edm_std") if "edm_mean" in shapes else ("CosXL", "edm_vpred")
+        raise ValueError(
+            f"{name}: an EDM-schedule model ({kind}: SDXL layout with {keys} keys), which FGAT's DDIM schedule "
+            "does not fit, so its output would be wrong: use an SDXL base checkpoint (or a finetune of it)"
+        )
     if has(SDXL_OPENCLIP_PREFIX):
         if not has(SDXL_CLIP_PREFIX):
             raise ValueError(f"{name}: SDXL checkpoint without its first text encoder "
@@ -248,6 +255,10 @@ def detect_family(shapes: Mapping[str, tuple[int, ...]], name: str = "checkpoint
         return "sd2"
     if has(SD1_CLIP_PREFIX):
         return "sd15"
+    if has(UNET_PREFIX + "joint_blocks") or has(UNET_PREFIX + "double_blocks"):
+        kind = "an SD3 (MMDiT)" if has(UNET_PREFIX + "joint_blocks") else "a Flux"
+        raise ValueError(f"{name}: {kind} model, a transformer rather than a UNet, which FGAT does not support: "
+                         "use an SD 1.x, SD 2.x or SDXL checkpoint")
     if UNET_PREFIX + "label_emb.0.0.weight" in shapes:
         raise ValueError(f"{name}: an SDXL UNet without its text encoders (no conditioner.embedders.*): FGAT "
                          "needs the full checkpoint")
@@ -268,8 +279,9 @@ def config_folder(family: str, prediction_type: str | None = None) -> Path:
 
 
 def prediction_type_from_yaml(path: str | os.PathLike) -> str | None:
-    """The prediction type of `model.yaml` beside `model.safetensors` (the WebUI's convention):
-    'v_prediction' where `model.params.parameterization` is "v", else 'epsilon'; None without a yaml."""
+    """The prediction type of `model.yaml` beside `model.safetensors` (the WebUI's convention): 'v_prediction'
+    where `model.params.parameterization` is "v" (ldm) or the denoiser's scaling is a `VScaling` (sgm: SDXL,
+    SD 2.1 in Stability's configs), else 'epsilon'; None without a yaml."""
     path = Path(path)
     for cand in (path.with_suffix(".yaml"), path.with_suffix(".yml")):
         if cand.is_file():
@@ -283,7 +295,11 @@ def prediction_type_from_yaml(path: str | os.PathLike) -> str | None:
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ValueError(f"{cand.name}: not a readable YAML file ({e}): fix or remove it") from None
     params = ((conf.get("model") or {}).get("params") or {}) if isinstance(conf, dict) else {}
-    return "v_prediction" if params.get("parameterization") == "v" else "epsilon"
+    if params.get("parameterization") == "v":
+        return "v_prediction"
+    scaling = ((params.get("denoiser_config") or {}).get("params") or {}).get("scaling_config") or {}
+    target = str(scaling.get("target", "")) if isinstance(scaling, dict) else ""
+    return "v_prediction" if target.rsplit(".", 1)[-1].startswith("VScaling") else "epsilon"
 
 
 @torch.no_grad()
@@ -418,15 +434,17 @@ def clip_tokenizer(pad_token: str = "<|endoftext|>", model_max_length: int = 77)
 
 
 def alphas_cumprod_from_config(config: Mapping) -> Tensor:
-    """a_t of a diffusers scheduler config (scaled_linear or linear betas), float64."""
+    """a_t of a diffusers scheduler config (scaled_linear or linear betas; `rescale_betas_zero_snr`), float64."""
     n = int(config.get("num_train_timesteps", 1000))
     b0, b1 = float(config.get("beta_start", 0.00085)), float(config.get("beta_end", 0.012))
     kind = config.get("beta_schedule", "scaled_linear")
     if kind == "scaled_linear":
-        return scaled_linear_alphas_cumprod(b0, b1, n)
-    if kind == "linear":
-        return torch.cumprod(1.0 - torch.linspace(b0, b1, n, dtype=torch.float64), dim=0)
-    raise ValueError(f"unsupported beta_schedule {kind!r} in the scheduler config: use scaled_linear or linear")
+        ac = scaled_linear_alphas_cumprod(b0, b1, n)
+    elif kind == "linear":
+        ac = torch.cumprod(1.0 - torch.linspace(b0, b1, n, dtype=torch.float64), dim=0)
+    else:
+        raise ValueError(f"unsupported beta_schedule {kind!r} in the scheduler config: use scaled_linear or linear")
+    return rescale_zero_terminal_snr(ac) if config.get("rescale_betas_zero_snr") else ac
 
 
 # ---------------------------------------------------------------------------------------------- internals
@@ -521,8 +539,11 @@ def _tokenizer(folder: Path, default_pad: str):
     return clip_tokenizer(pad, int(conf.get("model_max_length", 77)))
 
 
-def _assemble(unet, vae, te, te2, conf: Path, sched_dir: Path, pred: str, device, dtype, name: str) -> FGATPipeline:
+def _assemble(unet, vae, te, te2, conf: Path, sched_dir: Path, pred: str, device, dtype, name: str, *,
+              zero_terminal_snr: bool = False) -> FGATPipeline:
     sched = _read_json(sched_dir / "scheduler" / "scheduler_config.json")
+    if zero_terminal_snr:  # a single file's `ztsnr` marker: the schedule it was trained on
+        sched = {**sched, "rescale_betas_zero_snr": True}
     tok = _tokenizer(conf / "tokenizer", "<|endoftext|>")
     tok2 = _tokenizer(conf / "tokenizer_2", "!") if te2 is not None else None
     pipe = FGATPipeline(

@@ -58,6 +58,14 @@ def scaled_linear_alphas_cumprod(
     return torch.cumprod(1.0 - betas, dim=0)
 
 
+def rescale_zero_terminal_snr(alphas_cumprod: Tensor) -> Tensor:
+    """a_t rescaled to zero terminal SNR (Lin et al. 2024, Alg. 1): sqrt(a_t) shifted and scaled so that it keeps
+    its first value and ends at 0 (the schedule ZTSNR v-prediction models are trained on)."""
+    sqrt_a = alphas_cumprod.double().sqrt()
+    first, last = sqrt_a[0].clone(), sqrt_a[-1].clone()
+    return ((sqrt_a - last) * first / (first - last)) ** 2
+
+
 def ddim_timesteps(steps: int, num_train_timesteps: int = 1000) -> Tensor:
     """tau_0 > ... > tau_{N-1}: 'leading' spacing with offset 1 (981, 961, ..., 1 at N = 50).
 

@@ -26,6 +26,7 @@ from fgat_core.loading import (
     unet_predicts_v,
 )
 from fgat_core.pipeline import tiny_pipeline
+from fgat_core.schedule import scaled_linear_alphas_cumprod
 from tests.ldm_layout import clip_to_ldm, open_clip_to_ldm, unet_to_ldm, vae_to_ldm
 
 SD1_CLIP = "cond_stage_model.transformer."
@@ -201,6 +202,44 @@ def test_sd2_single_file_reads_openclip_and_v_prediction_from_sibling_yaml(sd1_p
     assert pipe.prediction_type == "epsilon"
 
 
+def test_sdxl_v_prediction_markers_and_sgm_yaml(sdxl_pipe, tmp_path):
+    """v-prediction SDXL finetunes: the `v_pred` marker key (ComfyUI / Forge) wins even beside a yaml, an sgm-style
+    yaml (Stability's: the denoiser's scaling is a VScaling) says v, and the `ztsnr` marker puts the schedule to
+    zero terminal SNR, as diffusers' DDIMScheduler(rescale_betas_zero_snr=True) computes it (the oracle)."""
+    from diffusers import DDIMScheduler
+
+    conf = _write_configs(sdxl_pipe, tmp_path / "conf")
+    sd = _ldm_state_dict(sdxl_pipe, "sdxl")
+    marked = tmp_path / "vpred.safetensors"
+    save_file({**sd, "v_pred": torch.tensor([]), "ztsnr": torch.tensor([])}, str(marked))
+    marked.with_suffix(".yaml").write_text("model:\n  params:\n    parameterization: eps\n")
+    pipe = load_pipeline(str(marked), "cpu", "fp32", config_dir=conf)
+    assert pipe.prediction_type == "v_prediction"
+    ddim = DDIMScheduler(**SCHED, rescale_betas_zero_snr=True)
+    torch.testing.assert_close(pipe.host.alphas_cumprod, ddim.alphas_cumprod.double(), rtol=1e-5, atol=1e-6)
+    assert pipe.host.alphas_cumprod[-1] < 1e-12 and pipe.host.alphas_cumprod[981] > 0  # DDIM's top step stays finite
+    plain = tmp_path / "sgm.safetensors"
+    save_file(sd, str(plain))
+    plain.with_suffix(".yaml").write_text(
+        "model:\n  target: sgm.models.diffusion.DiffusionEngine\n  params:\n    denoiser_config:\n"
+        "      target: sgm.modules.diffusionmodules.denoiser.DiscreteDenoiser\n      params:\n"
+        "        scaling_config:\n          target: sgm.modules.diffusionmodules.denoiser_scaling.VScaling\n")
+    pipe = load_pipeline(str(plain), "cpu", "fp32", config_dir=conf)
+    assert pipe.prediction_type == "v_prediction"
+    torch.testing.assert_close(pipe.host.alphas_cumprod, scaled_linear_alphas_cumprod())  # no marker: the SD schedule
+
+
+def test_a_diffusers_folder_with_zero_terminal_snr_keeps_it(sdxl_pipe, tmp_path):
+    from diffusers import DDIMScheduler
+
+    folder = _diffusers_folder(sdxl_pipe, tmp_path / "ztsnr")
+    config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps({**config, "rescale_betas_zero_snr": True}))
+    pipe = load_pipeline(str(folder), "cpu", "fp32")
+    ddim = DDIMScheduler(**SCHED, rescale_betas_zero_snr=True)
+    torch.testing.assert_close(pipe.host.alphas_cumprod, ddim.alphas_cumprod.double(), rtol=1e-5, atol=1e-6)
+
+
 def test_prediction_type_from_the_environment(sd1_file, monkeypatch):
     monkeypatch.setenv("FGAT_PREDICTION_TYPE", "v")
     pipe = load_pipeline(str(sd1_file[0]), "cpu", "fp32", config_dir=sd1_file[1])
@@ -257,11 +296,15 @@ def test_v_prediction_check_follows_the_webui_rule():
     assert t.tolist() == [999] and ctx.shape == (1, 2, 8) and torch.all(ctx == 0.5)
 
 
-def test_diffusers_folder_loads(sdxl_pipe, tmp_path, small_images):
-    folder = tmp_path / "xl-diffusers"
+def _diffusers_folder(pipe, folder: Path, prediction_type: str = "v_prediction") -> Path:
     for name in ("unet", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"):
-        getattr(sdxl_pipe, name).save_pretrained(folder / name)
-    _write_scheduler(folder, "v_prediction")
+        getattr(pipe, name).save_pretrained(folder / name)
+    _write_scheduler(folder, prediction_type)
+    return folder
+
+
+def test_diffusers_folder_loads(sdxl_pipe, tmp_path, small_images):
+    folder = _diffusers_folder(sdxl_pipe, tmp_path / "xl-diffusers")
     pipe = load_pipeline(str(folder), "cpu", "fp32")
     assert pipe.is_sdxl and pipe.prediction_type == "v_prediction" and pipe.name == "xl-diffusers"
     _assert_same_weights(pipe.unet, sdxl_pipe.unet, "unet")
@@ -319,6 +362,11 @@ def test_corrupt_files_get_a_clear_error(sd1_file, tmp_path):
           "conditioner.embedders.0.model.ln_final.weight": torch.zeros(2)}, "refiner"),
         ({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 9, 3, 3),
           SD1_CLIP + "text_model.final_layer_norm.weight": torch.zeros(2)}, "9 input channels"),
+        ({"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": torch.zeros(2)}, "an SD3 (MMDiT) model"),
+        ({"model.diffusion_model.double_blocks.0.img_attn.qkv.weight": torch.zeros(2)}, "a Flux model"),
+        ({"model.diffusion_model.out.2.weight": torch.zeros(2), XL_CLIP + "text_model.final_layer_norm.weight":
+          torch.zeros(2), XL_OPENCLIP + "ln_final.weight": torch.zeros(2), "edm_vpred.sigma_max": torch.zeros(1)},
+         "an EDM-schedule model (CosXL"),
     ],
 )
 def test_files_that_are_not_sd_checkpoints_are_named(tmp_path, tensors, expected):
