@@ -143,7 +143,9 @@ def prepare_user_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
     if m.max() > 1.0 + 1e-6 or m.min() < -1e-6:
         raise ValueError("the mask values must lie in [0, 1] (white = transfer, black = keep)")
     src_h, src_w = m.shape
-    if abs(src_h / src_w - size[0] / size[1]) > 0.02:
+    # a grid from sizes that are not multiples of the latent factor is rounded down: allow for that too
+    tolerance = 0.02 + (size[0] / size[1]) * (1 / size[0] + 1 / size[1])
+    if abs(src_h / src_w - size[0] / size[1]) > tolerance:
         raise ValueError(
             f"the mask is {src_w}x{src_h} but the image grid is {size[1]}x{size[0]} (other aspect ratio): "
             f"upload a mask with the same aspect ratio as the source image"

@@ -154,8 +154,8 @@ class FGATRun:
                 )
             prepare_user_mask(mask, (max(1, size[1] // 8), max(1, size[0] // 8)))
         prompts = getattr(p, "all_prompts", None) or [p.prompt]
-        if cfg.mask_source == "attention":
-            for prompt in dict.fromkeys(prompts):
+        if cfg.mask_source == "attention":  # every batch's prompt, as sampling will see it (LoRA tags removed)
+            for prompt in dict.fromkeys(backend.strip_extra_networks(q) for q in prompts):
                 mask_token_positions(backend, p, prompt, cfg.mask_word)
         self.config = cfg
         note = sampler_note(p, cfg.steps)
@@ -212,6 +212,8 @@ class FGATRun:
             with torch.no_grad():
                 rows = [self._transfer_row(p, x, i) for i in range(x.shape[0])]
             return torch.cat(rows).to(x.dtype)
+        except ValueError as e:  # an input only sampling can check: the same prefixed error as the settings'
+            raise FGATError(f"Fine-grained Appearance Transfer: {e}") from e
         finally:
             self.release()
 
@@ -265,6 +267,9 @@ class FGATRun:
         if self.settings.mask_image is not None:
             return mask_from_image(self.backend.generation_frame(p, self.settings.mask_image))
         nmask = getattr(p, "nmask", None)
+        if nmask is None and getattr(p, "image_mask", None) is not None:
+            # the WebUI drops an all-black mask ('Only masked' finds no region): nothing to transfer, said so
+            return torch.zeros(p.height // self.backend.latent_factor, p.width // self.backend.latent_factor)
         if nmask is None:
             raise ValueError("mask source 'inpaint mask' found no inpaint mask on this generation")
         nmask = nmask.float().cpu()

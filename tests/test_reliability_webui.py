@@ -12,6 +12,7 @@ import base64
 import gc
 import html
 import io
+import json
 from collections import Counter
 
 import numpy as np
@@ -210,6 +211,52 @@ def test_an_attention_mask_that_thresholds_to_nothing_is_said_under_the_image(we
     monkeypatch.setattr(AttentionRecorder, "mean_map", lambda self: torch.zeros(self.latent_size))
     gen = webui.img2img(src, PROMPT, _fgat_args(webui, tar), steps=STEPS, seed=3)
     assert "thresholded to nothing; the whole image was used as the mask" in gen.processed.comments
+
+
+def test_an_object_word_only_in_a_lora_tag_is_refused_before_any_batch_runs(webui, images, plain_reference):
+    """The WebUI strips LoRA tags before sampling, so the word check at `process()` does too (it used to pass
+    there and fail in the middle of sampling, after earlier batches, without the prefix)."""
+    src, tar = images
+    status, body = webui.api_img2img(_payload(src, [{"target_image": _b64(tar), "mask_word": "stripes"}],
+                                              prompt="a cat <lora:stripes:1>", n_iter=2))
+    assert status == 500 and body["error"] == "FGATError", body
+    assert body["errors"].startswith("Fine-grained Appearance Transfer: the object word 'stripes' is not in the "
+                                     "prompt 'a cat '"), body["errors"]
+    assert webui.latents == []
+    _assert_untouched(webui, images, plain_reference)
+
+
+def test_an_input_error_found_during_sampling_gets_the_prefix(webui, images, plain_reference, monkeypatch):
+    def bad_encode(self, p, prompts):
+        raise ValueError("this input cannot be used: change it")
+
+    src, tar = images
+    monkeypatch.setattr(A1111Backend, "encode_prompts", bad_encode)
+    status, body = webui.api_img2img(_payload(src, [{"target_image": _b64(tar)}]))
+    monkeypatch.undo()
+    assert status == 500 and body["error"] == "FGATError", body
+    assert body["errors"] == "Fine-grained Appearance Transfer: this input cannot be used: change it"
+    _assert_untouched(webui, images, plain_reference)
+
+
+def test_an_all_black_inpaint_mask_transfers_nothing_and_says_so(webui, images):
+    """'Only masked' (the API default) drops an all-black mask; FGAT then transfers nothing, with its note."""
+    src, tar = images
+    status, body = webui.api_img2img(_payload(src, [{"target_image": _b64(tar), "mask_source": "user"}],
+                                              mask=_png_b64(Image.new("L", (64, 64), 0))))
+    assert status == 200, body
+    assert torch.equal(webui.latents[-1], webui.init_latents[-1])  # the source, unchanged
+    assert "the mask is all black, so nothing was transferred" in json.loads(body["info"])["comments"]
+
+
+def test_masks_for_generation_sizes_off_the_latent_grid(webui):
+    """100x36 px -> a 12x4 latent grid (rounded down): a mask of the image's own 100x36 (or 200x72) is placed."""
+    src = Image.new("RGB", (100, 36), (120, 90, 60))
+    tar = Image.new("RGB", (64, 64), (20, 200, 40))
+    for size in ((100, 36), (200, 72)):
+        fgat = {"target_image": _b64(tar), "mask_source": "user", "mask_image": _png_b64(Image.new("L", size, 255))}
+        status, body = webui.api_img2img(_payload(src, [fgat], width=100, height=36))
+        assert status == 200, (size, body)
 
 
 # ---------------------------------------------------------------------------------------------- presets
