@@ -215,10 +215,11 @@ def run_batch(
         tag = f"[{i}/{n}] {where}"
         try:
             res = run_job(pipe, job, cache=cache, progress=bars)
-        except ValueError as e:
+        except (ValueError, OSError) as e:  # this row's input or output; the other rows still run
             failed += 1
-            print(f"{tag}: error: {e}", file=sys.stderr)
-            summary.append({"row": where, "error": str(e)})
+            message = str(e) if isinstance(e, ValueError) else f"cannot write its output ({e.strerror or e})"
+            print(f"{tag}: error: {message}", file=sys.stderr)
+            summary.append({"row": where, "error": message})
             continue
         finally:
             bars.close()

@@ -161,7 +161,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         settings["mask_source"] = "user"
     cfg = base_config(args.preset, settings)
     source = Path(args.source)
-    out = output_path(args.out or Path("outputs") / f"{source.stem}-fgat.png")
+    out = output_path(args.out or Path("outputs") / f"{source.stem}-fgat.png", source)
     job = Job(
         source=source, target=Path(args.target), source_prompt=args.source_prompt,
         target_prompt=args.source_prompt if args.target_prompt is None else args.target_prompt,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import re
 from dataclasses import dataclass, fields
 from typing import Any
@@ -78,6 +79,8 @@ class FGATConfig:
     def __post_init__(self) -> None:
         for name, (lo, hi, lo_in, hi_in) in _FLOAT_RANGES.items():
             v = getattr(self, name)
+            if isinstance(v, numbers.Real) and not isinstance(v, bool):
+                v = float(v)  # numpy / torch scalars from a sweep
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ValueError(f"FGATConfig.{name} must be a number, got {v!r}")
             ok = (v >= lo if lo_in else v > lo) and (v <= hi if hi_in else v < hi)
@@ -87,7 +90,9 @@ class FGATConfig:
             setattr(self, name, float(v))
         for name, (lo, hi) in _INT_RANGES.items():
             v = getattr(self, name)
-            if isinstance(v, float) and v.is_integer():
+            if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+                v = int(v)
+            elif isinstance(v, numbers.Real) and not isinstance(v, bool) and float(v).is_integer():
                 v = int(v)
             if isinstance(v, bool) or not isinstance(v, int):
                 raise ValueError(f"FGATConfig.{name} must be an integer, got {v!r}")

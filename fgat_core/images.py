@@ -80,9 +80,15 @@ def to_pil(x: torch.Tensor) -> Image.Image:
 
 
 def mask_from_image(img: Image.Image) -> torch.Tensor:
-    """A mask image (white = transfer) to an (h, w) tensor in [0, 1]; alpha is used when present."""
+    """A mask image (white = transfer) to an (h, w) tensor in [0, 1]. Where the image has transparency
+    (an alpha channel, or a palette / greyscale image with a transparent colour) that is not all opaque, the
+    alpha is the mask: strokes painted on a transparent layer. Otherwise its grey level."""
+    if isinstance(img, Image.Image) and (img.mode in ("P", "L", "RGB") and "transparency" in img.info
+                                         or img.mode == "PA"):
+        img = img.convert("RGBA")
+    rgb = to_rgb(img, "mask")  # the type, size and readability checks
     if img.mode in ("RGBA", "LA") and np.asarray(img.getchannel("A")).min() < 255:
         arr = np.asarray(img.getchannel("A"), dtype=np.float32)
     else:
-        arr = np.asarray(to_rgb(img, "mask").convert("L"), dtype=np.float32)
+        arr = np.asarray(rgb.convert("L"), dtype=np.float32)
     return torch.from_numpy(arr / 255.0)

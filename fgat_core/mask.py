@@ -171,10 +171,15 @@ def word_token_indices(
     matches = list(_WORD.finditer(prompt))
     words = [m.group().lower() for m in matches]
     alnum = [w for w in words if re.match(r"\w", w)]
+    named = [w for w in alnum if re.match(r"[^\W\d_]", w)]  # words that start with a letter: "4k", "1.3" do not
     if not alnum:
         raise ValueError("the source prompt is empty, so there is no word to take the attention mask from: "
                          "write a source prompt naming the object, or choose mask source 'user' or 'none'")
-    target = prompt_words(word) if word.strip() else [alnum[-1]]
+    if not word.strip() and not named:
+        raise ValueError("the source prompt has no word with letters to take the attention mask from: write a "
+                         "source prompt naming the object, or choose mask source 'user' or 'none'")
+    word = word if word.strip() else named[-1]  # the default: the prompt's last word (emphasis weights aside)
+    target = prompt_words(word)
     hits: list[int] = []
     for i in range(len(words) - len(target) + 1):
         if words[i : i + len(target)] == target:

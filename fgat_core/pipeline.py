@@ -138,6 +138,13 @@ class FGATPipeline:
         `cache` (e.g. `fgat_core.cache.InversionCache`) lets runs share inversions: an image already
         inverted with the same prompt, model and settings is not inverted again."""
         cfg = config or FGATConfig()
+        for name, text in (("source_prompt", source_prompt), ("target_prompt", target_prompt),
+                           ("negative_prompt", negative_prompt)):
+            if not isinstance(text, str):
+                raise ValueError(f"{name} must be text (\"\" for none), got {type(text).__name__}")
+        if mask is not None and cfg.mask_source != "user":
+            raise ValueError(f"a mask image was given but mask_source is {cfg.mask_source!r}: set "
+                             "FGATConfig(mask_source='user') to use it, or drop the mask")
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         src_img, tar_img = self.prepare_images(source, target)

@@ -7,18 +7,20 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .config import FGATConfig
 from .engine import Progress
+from .images import mask_from_image, to_rgb
 from .infotext import format_infotext, image_hash
-from .mask import word_token_indices
+from .mask import prepare_user_mask, word_token_indices
 from .pipeline import FGATPipeline, TransferOutput
 from .pnginfo import generation_parameters, save_png
 
@@ -58,14 +60,21 @@ def load_image(path: str | Path, what: str) -> Image.Image:
     try:
         img = Image.open(p)
         img.load()
+        # upright as viewers show it: a phone JPEG stores its rotation in EXIF (the WebUI's browser does this)
+        img = ImageOps.exif_transpose(img)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ValueError(f"the {what} {str(p)!r} cannot be read as an image ({e}): use a PNG or JPEG file") from None
     return img
 
 
-def output_path(out: str | Path) -> Path:
-    """`--out` as a .png path (a missing suffix gets .png; another suffix is an error)."""
+def output_path(out: str | Path, source: str | Path | None = None) -> Path:
+    """`--out` as a .png path (a missing suffix gets .png; another suffix is an error). A folder (one that
+    exists, or a path ending in '/') gets `<source stem>-fgat.png` inside it."""
+    text = str(out)
     p = Path(out)
+    if text.endswith(("/", os.sep)) or p.is_dir():
+        stem = Path(source).stem if source is not None else "result"
+        return p / f"{stem}-fgat.png"
     if p.suffix == "":
         return p.with_suffix(".png")
     if p.suffix.lower() != ".png":
@@ -73,6 +82,22 @@ def output_path(out: str | Path) -> Path:
             f"the output {str(p)!r} must be a .png file: the settings are stored in PNG text chunks"
         )
     return p
+
+
+def check_writable(out: Path) -> None:
+    """The output's folder exists or could be made, and takes files: checked before any model work (nothing
+    is created here)."""
+    if out.is_dir():
+        raise ValueError(f"the output {str(out)!r} is a folder: give a .png file name")
+    folder = out.parent
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"cannot create the output folder {str(folder)!r}: {str(probe)!r} is a file; choose "
+                         "another --out")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"the output folder {str(probe)!r} is not writable: choose another --out")
 
 
 def sidecar_path(out: Path) -> Path:
@@ -88,10 +113,15 @@ def check_job(job: Job, pipe: FGATPipeline | None = None) -> None:
 
     Raises ValueError naming what to change."""
     for path, what in ((job.source, "source image"), (job.target, "target image")):
-        load_image(path, what)
+        to_rgb(load_image(path, what), f"{what} {str(path)!r}")  # size and colour-mode checks too
     cfg = job.config
     if job.mask is not None:
-        load_image(job.mask, "mask image")
+        mask = mask_from_image(load_image(job.mask, "mask image"))
+        w, h = load_image(job.source, "source image").size
+        try:
+            prepare_user_mask(mask, (max(1, h // 8), max(1, w // 8)))  # its values and its aspect ratio
+        except ValueError as e:
+            raise ValueError(f"the mask image {str(job.mask)!r}: {e}") from None
         if cfg.mask_source != "user":
             raise ValueError(
                 f"a mask image was given but mask_source is {cfg.mask_source!r}: drop the mask or set "
@@ -102,7 +132,7 @@ def check_job(job: Job, pipe: FGATPipeline | None = None) -> None:
     cfg.window()  # an empty window, or an attention mask without steps before the window
     if pipe is not None and job.transfer and cfg.mask_source == "attention":
         word_token_indices(job.source_prompt, cfg.mask_word, pipe.tokens, pipe.tokenizer.model_max_length)
-    output_path(job.out)
+    check_writable(output_path(job.out))
 
 
 def run_job(

@@ -127,6 +127,7 @@ def decode_image(value: Any, what: str) -> Image.Image | None:
         head, _, text = text.partition(",")
         if not head.startswith("data:image/") or ";base64" not in head:
             raise ValueError(f"{what} is a data URL but not a base64 image (expected 'data:image/png;base64,...')")
+    text = "".join(text.split())  # line-wrapped base64 (`base64 file.png`, MIME) is still base64
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):

@@ -57,7 +57,7 @@ def mask_token_positions(backend: WebUIBackend, p, prompt: str, word: str) -> li
     (empty word: the prompt's last word). Found by searching the word's token ids in the prompt's token ids,
     which stays right with emphasis syntax, BREAK and prompts longer than one 77-token chunk."""
     if not word.strip():
-        words = re.findall(r"[^\W\d_]+", prompt)
+        words = [w for w in re.findall(r"[\w']+", prompt) if re.match(r"[^\W\d_]", w)]  # "4k", "1.3" name nothing
         if not words:
             raise ValueError(
                 "the prompt has no word to take the attention mask from: write a prompt naming the object, "
