@@ -71,6 +71,10 @@ class PresetStore:
             return {}
         good: dict[str, dict[str, Any]] = {}
         for name, settings in data.items():
+            if name in BUILTIN:
+                self.errors.append(f"preset {name!r} in {self.path} has a built-in preset's name, which wins; "
+                                   "rename it to use it")
+                continue
             try:
                 check_name(name)
                 good[name] = FGATConfig.from_dict(settings).to_dict()
@@ -94,6 +98,10 @@ class PresetStore:
             return FGATConfig.from_dict(BUILTIN[name])
         user = self._read_user()
         if name not in user:
+            # the user's own preset may be there but unusable, or the whole file unreadable: say that instead
+            reasons = [e for e in self.errors if e.startswith(f"preset {name!r} ") or e.startswith("the presets file")]
+            if reasons:
+                raise ValueError(f"preset {name!r} cannot be used: {reasons[0]}")
             raise ValueError(f"unknown preset {name!r}; available presets: {', '.join(self.names())}")
         return FGATConfig.from_dict(user[name])
 

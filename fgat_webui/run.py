@@ -126,8 +126,24 @@ class FGATRun:
                     f"({value!r}): FGAT uses the WebUI's sampling steps, CFG scale and seed; drop '{name}' from "
                     "the FGAT args or set it on the request itself"
                 )
-        cfg = settings.config.replace(**owned)
-        cfg.window(cfg.steps)  # an empty window or a mask with no steps before it: a clear error now
+        try:
+            cfg = settings.config.replace(**owned)
+        except ValueError as e:  # the generation's own value is outside FGAT's range: name it as the UI does
+            names = {"guidance_scale": "CFG scale", "steps": "sampling steps", "seed": "seed"}
+            name = next((n for n in names if f"FGATConfig.{n} " in str(e)), None)
+            if name is None:
+                raise
+            bounds = re.search(r"must be in (\S+ \S+)", str(e))
+            raise ValueError(f"the generation's {names[name]} {owned[name]!r} is outside what FGAT takes"
+                             + (f" ({bounds.group(1).rstrip(',')})" if bounds else "")
+                             + f": change the {names[name]}") from None
+        try:
+            cfg.window(cfg.steps)  # an empty window or a mask with no steps before it: a clear error now
+        except ValueError as e:
+            if cfg.window_end <= 0.01:  # 0.24 sent where the UI and positional args take percent (24)
+                raise ValueError(f"{e} (window start and end are percentages in the UI and in positional API "
+                                 "args: 24 means 24 %, 0.24 means 0.24 %)") from None
+            raise
         if settings.target_image is None:
             raise ValueError(
                 "FGAT is enabled but has no target image: add the image whose appearance to transfer "

@@ -559,8 +559,19 @@ def test_corrupt_presets_file_is_reported_and_ignored(tmp_path, content, reason)
     assert store.names() == list(BUILTIN)
     assert len(store.errors) == 1 and reason in store.errors[0] and "ignored" in store.errors[0]
     assert store.get("Paper defaults") == FGATConfig()
-    with pytest.raises(ValueError, match="unknown preset 'x'; available presets: Paper defaults"):
-        store.get("x")
+    with pytest.raises(ValueError, match=f"preset 'x' cannot be used: the presets file .* {reason}"):
+        store.get("x")  # not 'unknown preset': the user's file, where it might be, is unreadable
+
+
+def test_a_requested_preset_that_is_invalid_says_why_and_a_shadowed_one_is_reported(tmp_path):
+    (tmp_path / "presets.json").write_text('{"bad": {"delta": "x"}, "Paper defaults": {"delta": 0.9}}')
+    store = PresetStore(tmp_path)
+    with pytest.raises(ValueError, match=r"preset 'bad' cannot be used: preset 'bad' in .* is invalid \(.*delta"):
+        store.get("bad")
+    assert store.get("Paper defaults") == FGATConfig()  # the built-in wins ...
+    assert any("built-in preset's name" in e for e in store.errors)  # ... and the user is told
+    with pytest.raises(ValueError, match="unknown preset 'other'; available presets"):
+        store.get("other")
 
 
 def test_presets_file_that_is_a_folder_is_reported(tmp_path):

@@ -13,6 +13,7 @@ import gc
 import html
 import io
 import json
+import re
 from collections import Counter
 
 import numpy as np
@@ -237,6 +238,31 @@ def test_an_input_error_found_during_sampling_gets_the_prefix(webui, images, pla
     assert status == 500 and body["error"] == "FGATError", body
     assert body["errors"] == "Fine-grained Appearance Transfer: this input cannot be used: change it"
     _assert_untouched(webui, images, plain_reference)
+
+
+@pytest.mark.parametrize(("fgat", "extra", "message"), [
+    ({}, {"cfg_scale": 60}, r"the generation's CFG scale 60(\.0)? is outside what FGAT takes \(\[0\.0, 50\.0\]\): "
+                            r"change the CFG scale"),
+    ({"window_start": 0.24, "window_end": 0.44}, {}, None),  # the API dict takes fractions: fine
+])
+def test_generation_values_and_unit_slips_are_named_as_the_user_sees_them(webui, images, fgat, extra, message):
+    src, tar = images
+    status, body = webui.api_img2img(_payload(src, [{"target_image": _b64(tar), **fgat}], **extra))
+    if message is None:
+        assert status == 200, body
+        return
+    assert status == 500 and re.search(message, body["errors"]), body
+
+
+def test_positional_window_fractions_get_a_percent_hint(webui, images):
+    from fgat_webui.args import CONTROLS
+
+    src, tar = images
+    positional = [True, _b64(tar), TARGET_PROMPT] + [c.default for c in CONTROLS[3:]]
+    names = [c.name for c in CONTROLS]
+    positional[names.index("window_start")], positional[names.index("window_end")] = 0.24, 0.44
+    status, body = webui.api_img2img(_payload(src, positional))
+    assert status == 500 and "percentages in the UI and in positional API args: 24 means 24 %" in body["errors"]
 
 
 def test_an_all_black_inpaint_mask_transfers_nothing_and_says_so(webui, images):
