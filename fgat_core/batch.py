@@ -21,7 +21,7 @@ from typing import Any
 from .cache import InversionCache
 from .config import FGATConfig, config_fields
 from .pipeline import FGATPipeline
-from .runner import Job, StageBars, check_job, output_path, run_job
+from .runner import Job, StageBars, check_job, output_path, prompt_notes, run_job
 
 JOB_KEYS = ("source", "target", "source_prompt", "target_prompt", "negative_prompt", "mask", "out", "preset",
             "transfer")
@@ -225,7 +225,7 @@ def run_batch(
             bars.close()
         inv = res.output.result.stats["inversion"]
         hits = res.record["inversion_cache"]["hits"]
-        for m in res.output.messages:
+        for m in [*prompt_notes(job, pipe), *res.output.messages]:
             print(f"{tag}: note: {m}", file=sys.stderr)
         print(f"{tag}: {job.source.name} + {job.target.name} -> {res.files['image']} "
               f"({res.timings['total']:.1f} s; inversion: {inv.calls} UNet calls, {hits} from cache)")

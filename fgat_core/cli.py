@@ -154,7 +154,7 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from .runner import Job, StageBars, check_job, output_path, run_job, timing_summary
+    from .runner import Job, StageBars, check_job, output_path, prompt_notes, run_job, timing_summary
 
     settings = explicit_settings(args)
     if args.mask and "mask_source" not in settings:
@@ -171,6 +171,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     check_job(job)  # files and settings, before the (slow) model load
     pipe = _load(args)
     check_job(job, pipe)
+    for note in prompt_notes(job, pipe):
+        print(f"note: {note}", file=sys.stderr)
     bars = StageBars(enabled=not args.quiet)
     try:
         result = run_job(pipe, job, progress=bars)
@@ -190,6 +192,9 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 def cmd_batch(args: argparse.Namespace) -> int:
     from .batch import read_pairs, run_batch
 
+    if args.cache_size < 1:
+        raise ValueError(f"--cache-size must be at least 1 (got {args.cache_size}): it is how many inversions "
+                         "are kept in memory")
     settings = explicit_settings(args)
     pairs_path = Path(args.pairs)
     out_dir = Path(args.out_dir) if args.out_dir else Path("outputs") / pairs_path.stem

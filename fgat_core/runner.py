@@ -135,6 +135,19 @@ def check_job(job: Job, pipe: FGATPipeline | None = None) -> None:
     check_writable(output_path(job.out))
 
 
+def prompt_notes(job: Job, pipe: FGATPipeline) -> list[str]:
+    """Notes for prompts longer than the text encoder reads (CLIP: 75 tokens; the rest is cut off silently)."""
+    limit = pipe.tokenizer.model_max_length - 2
+    notes = []
+    for name, text in (("source", job.source_prompt), ("target", job.target_prompt),
+                       ("negative", job.negative_prompt)):
+        n = len(pipe.tokens(text)) if text else 0
+        if n > limit:
+            notes.append(f"the {name} prompt has {n} tokens; the text encoder reads the first {limit}, the rest "
+                         "is ignored")
+    return notes
+
+
 def run_job(
     pipe: FGATPipeline, job: Job, *, cache=None, progress: Progress | None = None,
 ) -> JobResult:

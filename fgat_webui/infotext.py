@@ -7,6 +7,7 @@ type, None leaves the component as it is. So each control gets `paste_value(cont
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -40,6 +41,14 @@ def paste_value(control: Control, params: Mapping[str, Any]) -> Any:
         return None
     try:
         settings = settings_from_infotext(str(text))
-    except ValueError:
+    except ValueError as e:
+        _report_unreadable(str(text), str(e))
         return None
     return ui_value(control, settings)
+
+
+@lru_cache(maxsize=32)
+def _report_unreadable(text: str, reason: str) -> None:
+    """Once per pasted value, in the WebUI's console: the paste leaves FGAT's controls as they were."""
+    print(f"FGAT: the infotext's {INFOTEXT_KEY} value cannot be read ({reason}); FGAT's settings were left as "
+          "they were", file=sys.stderr)

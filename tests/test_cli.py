@@ -185,6 +185,22 @@ def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, small, us
     assert not out.exists() and not out.with_suffix(".json").exists()
 
 
+def test_a_prompt_longer_than_the_text_encoder_reads_gets_a_note(tmp_path, small, use_tiny, capsys):
+    long_prompt = "a photo of a cat " + "with many stripes and spots " * 20
+    args = transfer_args(tmp_path / "long.png", small, "--steps", str(STEPS), "--mask-word", "cat")
+    args[args.index("--source-prompt") + 1] = long_prompt
+    assert cli.main(args) == 0
+    err = capsys.readouterr().err
+    assert "note: the source prompt has" in err and "reads the first 75, the rest is ignored" in err
+    assert "note: the target prompt" not in err
+
+
+def test_batch_cache_size_below_one_is_refused_before_loading(tmp_path, capsys):
+    (tmp_path / "pairs.csv").write_text("source,target,source_prompt\na.png,b.png,a cat\n")
+    assert cli.main(["batch", "--pairs", str(tmp_path / "pairs.csv"), "--cache-size", "0"]) == 2
+    assert "--cache-size must be at least 1 (got 0)" in capsys.readouterr().err
+
+
 def test_no_transfer_runs_without_matching_and_records_it(tmp_path, small, use_tiny):
     out = tmp_path / "rec.png"
     assert cli.main(transfer_args(out, small, "--steps", str(STEPS), "--no-transfer")) == 0

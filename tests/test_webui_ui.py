@@ -134,6 +134,14 @@ def test_paste_without_fgat_key_turns_the_section_off_and_keeps_the_rest(webui):
     assert pasted == {"enabled": False}
 
 
+def test_paste_of_an_unreadable_fgat_value_is_reported_and_changes_nothing(webui, capsys):
+    pasted = webui.paste('a photo\nSteps: 20, Seed: 5, Size: 64x64, FGAT: "delta=1.7; lam=0.2"')
+    assert pasted == {}  # every control left as it was
+    err = capsys.readouterr().err
+    assert "FGAT: the infotext's FGAT value cannot be read (" in err and "delta" in err
+    assert "FGAT's settings were left as they were" in err
+
+
 def test_xyz_axes_are_registered_once_and_apply_to_the_cell_copy(webui):
     from fgat_webui.run import XYZ_ATTR
     from fgat_webui.xyz import AXES, register_xyz_axes
