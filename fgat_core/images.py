@@ -26,7 +26,10 @@ def to_rgb(img: Image.Image, what: str = "image") -> Image.Image:
         raise ValueError(f"the {what} cannot be read ({e}): save it again as PNG or JPEG") from None
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        if img.mode == "F" and arr.size and np.nanmax(arr) <= 1.0:  # a float image in [0, 1] (TIFF, EXR-like)
+            hi = 1.0
+        else:
+            hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
         arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(arr, "L").convert("RGB")
     if img.mode == "P":

@@ -34,6 +34,14 @@ def test_a_palette_mask_with_a_transparent_colour_is_read_by_its_alpha():
         assert float(m[:, :16].min()) == 1.0 and float(m[:, 16:].max()) == 0.0
 
 
+def test_a_float_image_in_0_1_keeps_its_picture():
+    from fgat_core.images import to_rgb
+
+    grey = np.linspace(0.0, 1.0, 16 * 16, dtype=np.float32).reshape(16, 16)
+    rgb = np.asarray(to_rgb(Image.fromarray(grey, "F")), dtype=np.float64)[..., 0]
+    np.testing.assert_allclose(rgb, grey * 255.0, atol=1.0)  # not black
+
+
 def test_a_mask_smaller_than_8_pixels_is_refused_even_with_alpha():
     with pytest.raises(ValueError, match="at least 8x8"):
         mask_from_image(Image.new("RGBA", (1, 1), (255, 255, 255, 100)))
