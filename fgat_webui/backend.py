@@ -122,6 +122,17 @@ class WebUIBackend(ABC):
     @abstractmethod
     def encode_image(self, p, image: Image.Image) -> Tensor: ...
 
+    def _tokenizer(self):
+        """The CLIP tokenizer behind `prompt_token_ids` (None where it cannot be reached)."""
+        return None
+
+    def token_strings(self, ids: Sequence[int]) -> list[str] | None:
+        """The BPE strings of token ids ('cat</w>' ends a word), or None without a reachable tokenizer."""
+        tokenizer = self._tokenizer()
+        if tokenizer is None or not hasattr(tokenizer, "convert_ids_to_tokens"):
+            return None
+        return [str(t) for t in tokenizer.convert_ids_to_tokens([int(i) for i in ids])]
+
     def strip_extra_networks(self, prompt: str) -> str:
         """Remove `<lora:...>`-style tags, as the WebUI does for the main prompt before encoding it."""
         from modules import extra_networks
@@ -250,6 +261,10 @@ class A1111Backend(WebUIBackend):
 
     def word_token_ids(self, p, word: str) -> list[int]:
         return [int(t) for t in self._text_model().tokenize([word])[0]]
+
+    def _tokenizer(self):
+        model = self._text_model()
+        return getattr(model, "tokenizer", None) or getattr(getattr(model, "wrapped", None), "tokenizer", None)
 
     def encode_image(self, p, image: Image.Image) -> Tensor:
         """The posterior mean through the WebUI's VAE (`encode_first_stage` + `get_first_stage_encoding`),

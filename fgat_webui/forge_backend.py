@@ -187,6 +187,9 @@ class ForgeBackend(WebUIBackend):
     def word_token_ids(self, p, word: str) -> list[int]:
         return [int(t) for t in self._text_engine().tokenize([word])[0]]
 
+    def _tokenizer(self):
+        return getattr(self._text_engine(), "tokenizer", None)
+
     def encode_image(self, p, image: Image.Image) -> Tensor:
         """The posterior mean through Forge's VAE: a clone of its patcher with a mode regulation
         (`backend/patcher/vae.py:165-193`), then `process_in` (scaling / shift factor)."""

@@ -66,11 +66,15 @@ def mask_token_positions(backend: WebUIBackend, p, prompt: str, word: str) -> li
         word = words[-1]
     needle = backend.word_token_ids(p, word.strip())
     haystack = backend.prompt_token_ids(p, prompt)
+    texts = backend.token_strings(haystack)  # to skip matches inside a longer word ('cat' in 'bobcat')
     hits: list[int] = []
     if needle:
         for i in range(len(haystack) - len(needle) + 1):
-            if haystack[i : i + len(needle)] == needle:
-                hits.extend(range(i, i + len(needle)))
+            if haystack[i : i + len(needle)] != needle:
+                continue
+            if texts is not None and i > 0 and not (texts[i - 1].endswith("</w>") or texts[i - 1].startswith("<|")):
+                continue  # the previous token does not end a word: this is the tail of another word
+            hits.extend(range(i, i + len(needle)))
     if not hits:
         raise ValueError(
             f"the object word {word!r} is not in the prompt {prompt!r}: type a word that appears in the img2img "

@@ -246,6 +246,20 @@ def test_api_mask_image_is_the_transfer_mask(webui, images, monkeypatch):
     assert torch.equal(inputs.user_mask, torch.from_numpy(np.asarray(mask, dtype=np.float32) / 255.0))
 
 
+def test_the_object_word_is_not_found_inside_a_longer_word(webui, images, monkeypatch, tiny_pipe):
+    """'cat' in 'a bobcat and a cat' is the second cat only: the BPE splits 'bobcat' as 'b o b cat</w>', whose
+    last token equals the word 'cat', but it does not start a word. Positions as the core finds them."""
+    from fgat_core.mask import word_token_indices
+
+    src, tar = images
+    seen = _spy_run_fgat(monkeypatch)
+    prompt = "a photo of a bobcat and a cat"
+    webui.img2img(src, prompt, _fgat(webui, tar, mask_word="cat"), steps=STEPS, seed=6)
+    (inputs, _), = seen
+    expected = word_token_indices(prompt, "cat", tiny_pipe.tokens)
+    assert len(expected) == 1 and inputs.mask_tokens == expected
+
+
 def _square_mask(size: int, box: tuple[int, int, int, int]) -> Image.Image:
     mask = Image.new("L", (size, size), 0)
     mask.paste(255, box)
