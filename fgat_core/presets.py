@@ -17,7 +17,7 @@ BUILTIN: dict[str, dict[str, Any]] = {
     "Fast (initial matching)": FGATConfig(matching="initial").to_dict(),
     "Strong transfer": FGATConfig(delta=0.8, window_end=0.5).to_dict(),
 }
-_NAME = re.compile(r"^[\w][\w .()+\-]{0,63}$", re.UNICODE)
+_NAME = re.compile(r"^[^\W_][\w .()+\-]{0,63}$", re.UNICODE)
 
 
 def check_name(name: str) -> str:
