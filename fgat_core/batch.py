@@ -99,11 +99,20 @@ def read_rows(path: Path) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, A
     rows: list[tuple[str, dict[str, Any]]] = []
     defaults: dict[str, Any] = {}
     if suffix == ".csv":
-        reader = csv.DictReader(text.splitlines())
+        lines = text.splitlines()
+        skipped = 0
+        while skipped < len(lines) and (not lines[skipped].strip() or lines[skipped].lstrip().startswith("#")):
+            skipped += 1  # comments and blank lines above the header
+        reader = csv.DictReader(lines[skipped:])
         if not reader.fieldnames:
             raise ValueError(f"the pairs file {path.name} is empty: it needs a header row (source,target,...)")
+        names = [n.strip() for n in reader.fieldnames]
+        twice = sorted({n for n in names if n and names.count(n) > 1})
+        if twice:
+            raise ValueError(f"the pairs file {path.name} names the column(s) {', '.join(twice)} twice in its "
+                             "header: keep one of each")
         for raw in reader:
-            where = f"{path.name} line {reader.line_num}"
+            where = f"{path.name} line {reader.line_num + skipped}"
             first = next(iter(raw.values()), "") or ""
             if all(_is_unset(v) for k, v in raw.items() if k is not None) or str(first).lstrip().startswith("#"):
                 continue

@@ -137,6 +137,15 @@ def test_null_text_embeddings_are_reused(tiny_pipe, images):
     torch.testing.assert_close(again.latent, fresh.latent, atol=1e-4, rtol=1e-4)
 
 
+def test_csv_comments_above_the_header_and_duplicate_columns(images):
+    (images / "commented.csv").write_text("# my pairs\n\nsource,target,source_prompt\ns1.png,t.png,a cat\n")
+    (row_where, _), = read_pairs(images / "commented.csv", images / "out")
+    assert row_where == "commented.csv line 4"  # the file's own line number
+    (images / "twice.csv").write_text("source,target,source_prompt,delta,delta\ns1.png,t.png,a cat,0.5,0.9\n")
+    with pytest.raises(ValueError, match="names the column\\(s\\) delta twice"):
+        read_pairs(images / "twice.csv", images / "out")
+
+
 def test_yaml_defaults_preset_flags_and_row_precedence(images):
     (images / "pairs.yaml").write_text(
         "defaults:\n"
