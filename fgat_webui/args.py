@@ -71,7 +71,7 @@ CONTROLS: tuple[Control, ...] = (
     Control("window_end", "Window end (% of steps)", "percent", float(round(_D.window_end * 100)), 1, 100, 1),
     Control("matching", "Matching", "choice", _D.matching, choices=MATCHINGS),
     Control("inversion", "Inversion", "choice", _D.inversion, choices=INVERSIONS),
-    Control("dift_ensemble", "DIFT ensemble", "int", _D.dift_ensemble, 1, 8, 1),
+    Control("dift_ensemble", "DIFT ensemble", "int", _D.dift_ensemble, 1, 32, 1),
     Control("diagnostics", "Diagnostics images", "bool", False),
     Control("mask_threshold", "Mask threshold", "float", _D.mask_threshold, 0.0, 0.95, 0.05, advanced=True),
     Control("mask_dilate", "Mask dilation (latent px)", "int", _D.mask_dilate, 0, 8, 1, advanced=True),
@@ -246,9 +246,18 @@ def settings_from_positional(args: Sequence[Any]) -> FGATSettings:
         if raw is None and control.kind != "image":
             raw = control.default
         parsed[control.name] = control_value(control, raw, i)
+    try:
+        config = _config(FGATConfig(), {k: v for k, v in parsed.items() if k in CONFIG_KEYS})
+    except ValueError as e:
+        if "window_end" in str(e) and parsed["window_end"] <= parsed["window_start"]:  # say it in the UI's units
+            by_name = {c.name: c for c in CONTROLS}
+            start, end = (round(parsed[n] * 100, 4) for n in ("window_start", "window_end"))
+            raise ValueError(f"'{by_name['window_end'].label}' ({end:g} %) must be greater than "
+                             f"'{by_name['window_start'].label}' ({start:g} %)") from None
+        raise
     return FGATSettings(
         enabled=True,
-        config=_config(FGATConfig(), {k: v for k, v in parsed.items() if k in CONFIG_KEYS}),
+        config=config,
         target_image=parsed["target_image"],
         target_prompt=parsed["target_prompt"],
         diagnostics=parsed["diagnostics"],

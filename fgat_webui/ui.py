@@ -151,8 +151,8 @@ def build_ui(actions: PresetActions) -> FGATUI:
     # the status is HTML: escape messages, which quote preset names and the presets file's own text
     def on_load(name):
         values, message = actions.load(name)
-        if values is None:
-            return [gr.update() for _ in config_components] + [html.escape(message)]
+        if values is None:  # nothing chosen: leave the controls and the last message as they are
+            return [gr.update() for _ in config_components] + [html.escape(message) if message else gr.update()]
         return [gr.update(value=values[c.name]) for c in CONFIG_CONTROLS] + [html.escape(message)]
 
     def on_save(name, *values):
@@ -166,7 +166,9 @@ def build_ui(actions: PresetActions) -> FGATUI:
     def on_refresh():
         return gr.update(choices=actions.names()), html.escape(actions.file_status())
 
-    preset.change(fn=on_load, inputs=[preset], outputs=[*config_components, status])
+    # `input`, not `change`: only the user's pick loads a preset (every pick, the same one again included);
+    # Save and Delete set the dropdown too, and must not overwrite their own status message
+    preset.input(fn=on_load, inputs=[preset], outputs=[*config_components, status])
     save.click(fn=on_save, inputs=[preset_name, *controls], outputs=[preset, status])
     delete.click(fn=on_delete, inputs=[preset], outputs=[preset, status])
     refresh.click(fn=on_refresh, inputs=[], outputs=[preset, status])

@@ -4,7 +4,7 @@
 (function () {
     const fgatTooltips = {
         "fgat_enabled": "Turn on Fine-grained Appearance Transfer: the img2img image keeps its structure and takes the fine appearance (colour, texture, markings) of the target image on the matching parts.",
-        "fgat_target_image": "The target image: the appearance to transfer. It is centre-cropped to the source's aspect ratio and resized to the source's size.",
+        "fgat_target_image": "The target image: the appearance to transfer. It is centre-cropped to the generation's aspect ratio and resized to the generation size (Width x Height).",
         "fgat_target_prompt": "A prompt describing the target image; it conditions the target's inversion and its DIFT features.",
         "fgat_mask_word": "The word of the img2img prompt naming the object whose appearance changes; its cross-attention becomes the transfer mask. Empty: the prompt's last word.",
         "fgat_mask_source": "Where the transfer mask comes from: the object word's cross-attention, the inpaint mask drawn in img2img's Inpaint tab (API: mask or mask_image), or none (the whole image).",

@@ -76,7 +76,7 @@ def test_positional_missing_trailing_args_take_ui_defaults(small_image):
     ("name", "value", "pattern"),
     [("delta", 1.5, r"delta.*\[0\.0, 1\.0\]"), ("inversion", "magic", r"inversion.*direct"),
      ("mask_source", "drawn", r"mask source must be one of"), ("dift_ensemble", 2.5, r"dift_ensemble.*whole number"),
-     ("window_end", 20, r"window_end.*greater than window_start")],
+     ("window_end", 20, r"Window end \(% of steps\). \(20 %\) must be greater than .Window start")],
 )
 def test_positional_bad_values_name_the_setting(small_image, name, value, pattern):
     with pytest.raises(ValueError, match=pattern):

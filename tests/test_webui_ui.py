@@ -69,7 +69,11 @@ def test_preset_actions_save_load_delete(tmp_path):
     [(lambda a: a.delete("Paper defaults"), "built-in preset and cannot be deleted"),
      (lambda a: a.save("../escape", [c.default for c in CONTROLS]), "invalid preset name"),
      (lambda a: a.save("Paper defaults", [c.default for c in CONTROLS]), "cannot be overwritten"),
-     (lambda a: a.delete("ghost"), "no user preset named 'ghost'")],
+     (lambda a: a.delete("ghost"), "no user preset named 'ghost'"),
+     # the window in the sliders' own units, not the config's fractions
+     (lambda a: a.save("Bad window", [{"window_start": 30.0, "window_end": 20.0}.get(c.name, c.default)
+                                      for c in CONTROLS]),
+      "'Window end (% of steps)' (20 %) must be greater than 'Window start (% of steps)' (30 %)")],
 )
 def test_preset_errors_become_status_text(tmp_path, action, pattern):
     status = action(PresetActions(lambda: PresetStore(tmp_path)))[-1]
@@ -79,7 +83,9 @@ def test_preset_errors_become_status_text(tmp_path, action, pattern):
 def test_preset_events_drive_the_controls(webui):
     by_id = {c.elem_id: c for c in webui.demo.blocks.values() if getattr(c, "elem_id", None)}
     save = webui.event_handler(by_id["fgat_preset_save"], "click")
-    load = webui.event_handler(by_id["fgat_preset"], "change")
+    load = webui.event_handler(by_id["fgat_preset"], "input")  # the user's pick, not Save/Delete's updates
+    with pytest.raises(LookupError):
+        webui.event_handler(by_id["fgat_preset"], "change")
     delete = webui.event_handler(by_id["fgat_preset_delete"], "click")
 
     values = [c.default for c in CONTROLS]
