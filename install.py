@@ -2,12 +2,14 @@
 
 FGAT needs nothing beyond what both WebUIs already ship (torch, numpy, Pillow, gradio): it uses the WebUI's
 own model, so it never imports diffusers or transformers there. This installer only installs a missing
-requirement, unpinned, and never upgrades or downgrades a package the WebUI pins."""
+requirement, unpinned, and never upgrades or downgrades a package the WebUI pins. torch and gradio are never
+installed here: a WebUI without them is broken, and an unpinned install would pull a build (a CPU torch, a
+newer gradio) that breaks it further."""
 
 import launch
 
 # import name -> pip name; every one is a WebUI requirement already, so normally nothing happens
-REQUIREMENTS = {"torch": "torch", "numpy": "numpy", "PIL": "pillow", "gradio": "gradio"}
+REQUIREMENTS = {"numpy": "numpy", "PIL": "pillow"}
 
 
 def missing_requirements() -> list[str]:

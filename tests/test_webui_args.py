@@ -220,6 +220,12 @@ def test_install_installs_only_what_is_missing_and_never_pins(monkeypatch):
     assert not any(re.search(r"==|>=|<=|--upgrade|-U\b", c) for c in launch.calls)
 
 
+def test_install_never_installs_torch_or_gradio(monkeypatch):
+    launch = _FakeLaunch(missing={"torch", "gradio", "pillow", "PIL"})
+    _run_install(monkeypatch, launch)
+    assert launch.calls == ["install pillow"]  # a torch or gradio pulled unpinned would break the WebUI
+
+
 def test_the_webui_side_never_imports_diffusers_transformers_or_modules_at_import():
     import ast
     import subprocess
