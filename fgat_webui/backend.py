@@ -224,6 +224,9 @@ class A1111Backend(WebUIBackend):
                 f"the loaded checkpoint is an inpainting, depth or instruct-pix2pix model ('{key}' conditioning); "
                 "FGAT needs a regular text-to-image checkpoint: load a normal SD 1.x/2.x/XL model"
             )
+        embedders = getattr(getattr(model, "conditioner", None), "embedders", None) or []
+        if any(getattr(e, "input_key", None) == "aesthetic_score" for e in embedders):
+            raise ValueError(REFINER_MESSAGE)  # sgm's refiner conditioner (sd_models_xl.py:19-28)
         param = getattr(model, "parameterization", "eps")
         if param not in ("eps", "v"):
             raise ValueError(f"the loaded checkpoint predicts {param!r}; FGAT supports eps and v prediction")
@@ -287,6 +290,10 @@ class A1111Backend(WebUIBackend):
             posterior = model.encode_first_stage(x)
             mean = posterior.mode() if hasattr(posterior, "mode") else posterior
             return model.get_first_stage_encoding(mean).float()
+
+
+REFINER_MESSAGE = ("the loaded checkpoint is an SDXL refiner, which FGAT does not support (it has no CLIP-L "
+                   "text encoder for the object word): load an SDXL base checkpoint (or a finetune of it)")
 
 
 def same_aspect(a: tuple[int, int], b: tuple[int, int], tolerance: float = 0.02) -> bool:

@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from fgat_core.host import CONTEXT, AttentionLayer, Cond, Denoiser, output_of
 
-from .backend import SamplerTakeover, WebUIBackend, replace_sample_img2img
+from .backend import REFINER_MESSAGE, SamplerTakeover, WebUIBackend, replace_sample_img2img
 from .ldm_host import DIFT_BLOCK, VECTOR, LDMDenoiser
 
 
@@ -148,6 +148,8 @@ class ForgeBackend(WebUIBackend):
                 "the loaded checkpoint is not a Stable Diffusion 1.x, 2.x or XL model (Flux, SD3 and other "
                 "architectures are not supported by FGAT): load an SD 1.x, 2.x or SDXL checkpoint"
             )
+        if type(model).__name__ == "StableDiffusionXLRefiner":  # backend/diffusion_engine/sdxl.py:157
+            raise ValueError(REFINER_MESSAGE)
         if getattr(model, "is_inpaint", False):
             raise ValueError(
                 "the loaded checkpoint is an inpainting model; FGAT needs a regular text-to-image checkpoint: load "

@@ -369,6 +369,22 @@ def test_unsupported_models_are_refused(webui, images, monkeypatch, attribute, v
         webui.img2img(src, PROMPT, _fgat(webui, tar), steps=STEPS)
 
 
+def test_an_sdxl_refiner_is_refused(webui, images, monkeypatch):
+    """A1111 has no refiner flag: sgm's refiner conditioner carries an aesthetic-score embedder; Forge loads
+    it as its StableDiffusionXLRefiner engine class. Both are named in the error."""
+    from types import SimpleNamespace
+
+    src, tar = images
+    model = webui.sd_model
+    if hasattr(model, "forge_objects"):
+        monkeypatch.setattr(model, "__class__", type("StableDiffusionXLRefiner", (type(model),), {}))
+    else:
+        conditioner = SimpleNamespace(embedders=[SimpleNamespace(input_key="aesthetic_score")])
+        monkeypatch.setattr(model, "conditioner", conditioner, raising=False)
+    with pytest.raises(FGATError, match="is an SDXL refiner, which FGAT does not support"):
+        webui.img2img(src, PROMPT, _fgat(webui, tar), steps=STEPS)
+
+
 # ---------------------------------------------------------------------------------------------- progress
 @pytest.mark.parametrize(
     ("flag", "stop_at", "values", "stage"),
