@@ -36,11 +36,18 @@
         "fgat_sampler_note": "FGAT always samples with its own deterministic DDIM path over the WebUI's steps and CFG scale.",
     };
 
+    // the section's accordion: its tip belongs on the header, not on the whole container (where every
+    // child without a tip of its own would show it)
+    const headerOnly = new Set(["fgat_enabled"]);
+
     function applyFgatTooltips() {
         const app = typeof gradioApp === "function" ? gradioApp() : document;
         for (const [id, tip] of Object.entries(fgatTooltips)) {
             for (const elemId of [id, id + "-checkbox"]) {
-                const el = app.getElementById(elemId);
+                let el = app.getElementById(elemId);
+                if (el && elemId === id && headerOnly.has(id)) {
+                    el = el.querySelector(".label-wrap") || el;  // gradio 3 and 4 accordion headers
+                }
                 if (el && el.title !== tip) {
                     el.title = tip;
                 }
