@@ -171,9 +171,7 @@ def run_fgat(
     Half-precision latents are taken to float32 first: the steps' arithmetic (x0 divides by sqrt(a_t)) runs in
     float32 whatever the UNet's dtype, as in the WebUIs; the result is float32."""
     _check_inputs(inputs)
-    half = (torch.float16, torch.bfloat16)
-    if inputs.source_latent.dtype in half or inputs.target_latent.dtype in half:
-        inputs = replace(inputs, source_latent=_full(inputs.source_latent), target_latent=_full(inputs.target_latent))
+    inputs = replace(inputs, source_latent=_full(inputs.source_latent), target_latent=_full(inputs.target_latent))
     cfg = config
     sched = schedule or Schedule.ddim(host.alphas_cumprod, cfg.steps)
     n = sched.steps

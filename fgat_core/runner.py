@@ -112,12 +112,12 @@ def check_job(job: Job, pipe: FGATPipeline | None = None) -> None:
     """Every check that needs no UNet call: files readable, settings consistent, mask word in the prompt.
 
     Raises ValueError naming what to change."""
-    for path, what in ((job.source, "source image"), (job.target, "target image")):
-        to_rgb(load_image(path, what), f"{what} {str(path)!r}")  # size and colour-mode checks too
+    source, _ = (to_rgb(load_image(path, what), f"{what} {str(path)!r}")  # size and colour-mode checks too
+                 for path, what in ((job.source, "source image"), (job.target, "target image")))
     cfg = job.config
     if job.mask is not None:
         mask = mask_from_image(load_image(job.mask, "mask image"))
-        w, h = load_image(job.source, "source image").size
+        w, h = source.size
         try:
             prepare_user_mask(mask, (max(1, h // 8), max(1, w // 8)))  # its values and its aspect ratio
         except ValueError as e:
