@@ -1,10 +1,18 @@
-"""Appearance transfer in x0 space (Eq. 3) and latent deviation (Eqs. 5-7)."""
+"""Appearance transfer in x0 space (Eq. 3), latent deviation (Eqs. 4-7), the deviated step (Eq. 13), and
+`fgat_step`, one window step of the method built from them (docs/DESIGN.md, "The method as implemented")."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from torch import Tensor
 
+from .inversion import guided
 from .schedule import ddim_step
+
+# eps_at(x) -> (conditional eps, unconditional eps) at the latent x, at the step's timestep
+EpsPair = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
 def transfer_x0(x0_src: Tensor, x0_tar_matched: Tensor, mask: Tensor, delta: float) -> Tensor:
@@ -40,13 +48,41 @@ def deviated_step(x_star: Tensor, eps_star: Tensor, alpha_t: float, alpha_next: 
     return ddim_step(x_star, eps_star, alpha_t, alpha_next)
 
 
-def deviated_step_closed_form(
-    x0: Tensor, shift: Tensor, eps: Tensor, eps_star: Tensor, alpha_t: float, alpha_next: float, lam: float
+@dataclass(frozen=True)
+class StepParams:
+    """The knobs of one window step: delta (Eq. 3), lam (Eq. 6), gamma (Eq. 7), the CFG scale, and which
+    noise gamma mixes ("guided": the guided eps; "uncond": the unconditional branch only)."""
+
+    delta: float
+    lam: float
+    gamma: float
+    guidance_scale: float
+    gamma_on: str = "guided"
+
+
+def fgat_step(
+    x_t: Tensor,
+    eps: Tensor,
+    eps_uncond: Tensor,
+    x0_src: Tensor,
+    x0_matched: Tensor,
+    mask: Tensor,
+    eps_at: EpsPair,
+    alpha_t: float,
+    alpha_next: float,
+    params: StepParams,
 ) -> Tensor:
-    """Eq. 8 (= Eq. 15): sqrt(a')(x0 + (1-lam) T) + sqrt(1-a') eps* + sqrt(a'(1-a)/a) (eps - eps*)."""
-    a, an = alpha_t, alpha_next
-    return (
-        an**0.5 * (x0 + (1.0 - lam) * shift)
-        + (1 - an) ** 0.5 * eps_star
-        + (an * (1 - a) / a) ** 0.5 * (eps - eps_star)
-    )
+    """One FGAT window step, x_t -> x*_{t-1}: Eq. 3 (transfer), Eq. 4 (shift), Eqs. 5-6 (deviated latents),
+    eps at x'_t (`eps_at`, the step's one extra UNet call), Eq. 7 (noise mix), Eq. 13 (DDIM step).
+
+    `eps` is the guided eps at x_t and `eps_uncond` its unconditional branch; `x0_src` = predict_x0(x_t, eps,
+    alpha_t); `x0_matched` the target's x0 gathered at the matched positions C. Pure given `eps_at`."""
+    p = params
+    shift = x0_shift(transfer_x0(x0_src, x0_matched, mask, p.delta), x0_src)
+    x_prime, x_star = latent_deviation(x_t, shift, alpha_t, p.lam)
+    eps_cond_prime, eps_uncond_prime = eps_at(x_prime)
+    if p.gamma_on == "guided":
+        eps_star = mix_noise(eps, guided(eps_uncond_prime, eps_cond_prime, p.guidance_scale), p.gamma)
+    else:
+        eps_star = guided(mix_noise(eps_uncond, eps_uncond_prime, p.gamma), eps_cond_prime, p.guidance_scale)
+    return deviated_step(x_star, eps_star, alpha_t, alpha_next)

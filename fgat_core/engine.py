@@ -1,10 +1,12 @@
-"""The FGAT driver shared by every host: inversions, mask, matching, and the deviated sampling loop."""
+"""The FGAT driver shared by every host, in phases: plan, `invert`, the mask's attention, `sample`.
+
+`run_fgat` runs them in order; each phase is a function of typed values, so a host or a test can run one
+alone (docs/DESIGN.md, "The engine in phases")."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Hashable
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -12,14 +14,19 @@ import torch
 from torch import Tensor
 
 from .config import FGATConfig
-from .deviation import latent_deviation, mix_noise, transfer_x0, x0_shift
-from .host import Cond, Denoiser, cond_cat
-from .inversion import ddim_invert, guided, null_text_optimize
+from .deviation import StepParams, fgat_step
+from .host import Cond, Denoiser, eps_rows
+from .inversion import InversionTrace, ddim_invert, direct_inversion_step, guided, null_text_optimize
 from .mask import AttentionRecorder, prepare_user_mask, threshold_mask
 from .matching import correspondence, dift_features, dift_noise, gather_matched, upsample_features
+from .metering import STAGES, StageMeter, StageStats, counted
 from .schedule import Schedule, ddim_step, predict_x0
 
-STAGES = ("inversion", "mask", "matching", "sampling")
+__all__ = [
+    "STAGES", "FGATInputs", "FGATInterrupted", "FGATResult", "InversionStore", "Inversions", "Plan", "Progress",
+    "StageStats", "ddim_sample", "invert", "plan_run", "record_first_level_attention", "run_fgat", "sample",
+]
+
 # progress(stage, done, total); a host may raise from it to interrupt the run.
 Progress = Callable[[str, int, int], None]
 
@@ -37,15 +44,6 @@ class InversionStore(Protocol):
     def get(self, key: Hashable) -> Any | None: ...
 
     def put(self, key: Hashable, value: Any) -> None: ...
-
-
-@dataclass
-class StageStats:
-    calls: int = 0  # serial UNet calls (full forward)
-    rows: int = 0  # UNet rows (batch entries) of those calls
-    feature_calls: int = 0  # partial UNet calls (to up_blocks[1]) for DIFT
-    feature_rows: int = 0
-    seconds: float = 0.0
 
 
 @dataclass
@@ -77,53 +75,44 @@ class FGATResult:
     stats: dict[str, StageStats] = field(default_factory=dict)
 
 
-class _Meter:
-    """Counts UNet calls and time per stage. Nested stages pause the outer one."""
+@dataclass(frozen=True)
+class Plan:
+    """The settings of one run that every phase reads: the schedule, the window [start, end), the first
+    sampling step, whether to transfer at all, and the latent grid."""
 
-    def __init__(self) -> None:
-        self.stats = {s: StageStats() for s in STAGES}
-        self._stack: list[tuple[str, float]] = []
-
-    @contextmanager
-    def stage(self, name: str):
-        now = time.perf_counter()
-        if self._stack:
-            outer, t0 = self._stack[-1]
-            self.stats[outer].seconds += now - t0
-        self._stack.append((name, now))
-        try:
-            yield
-        finally:
-            name, t0 = self._stack.pop()
-            now = time.perf_counter()
-            self.stats[name].seconds += now - t0
-            if self._stack:
-                self._stack[-1] = (self._stack[-1][0], now)
+    config: FGATConfig
+    schedule: Schedule
+    start: int
+    end: int
+    first: int
+    transfer: bool
+    size: tuple[int, int]
 
     @property
-    def current(self) -> StageStats:
-        return self.stats[self._stack[-1][0]]
+    def steps(self) -> int:
+        return self.schedule.steps
+
+    @property
+    def direct(self) -> bool:
+        return self.config.inversion == "direct"
+
+    def in_window(self, i: int) -> bool:
+        return self.transfer and self.start <= i < self.end
 
 
-class _CountingHost:
-    def __init__(self, host: Denoiser, meter: _Meter) -> None:
-        self.host, self.meter = host, meter
-        self.alphas_cumprod = host.alphas_cumprod
+@dataclass
+class Inversions:
+    """The inversion phase's result, all that sampling takes from it.
 
-    def eps(self, x: Tensor, t: Tensor, cond: Cond) -> Tensor:
-        s = self.meter.current
-        s.calls += 1
-        s.rows += x.shape[0]
-        return self.host.eps(x, t, cond)
+    `source_latents[k]`: the source's inverted latent X[k] at every level k = 0..N; `source_eps[k]`: its
+    conditional eps where kept (direct inversion: levels >= the first sampling step); `target_x0[k]`: the
+    target's x0 at the levels the window visits; `uncond_steps`: null-text inversion's optimised
+    unconditional conditionings, one per sampling step (None for the other modes)."""
 
-    def features(self, x: Tensor, t: Tensor, cond: Cond) -> Tensor:
-        s = self.meter.current
-        s.feature_calls += 1
-        s.feature_rows += x.shape[0]
-        return self.host.features(x, t, cond)
-
-    def attention_layers(self):
-        return self.host.attention_layers()
+    source_latents: dict[int, Tensor]
+    source_eps: dict[int, Tensor]
+    target_x0: dict[int, Tensor]
+    uncond_steps: list[Cond] | None = None
 
 
 def _check_inputs(inp: FGATInputs) -> None:
@@ -145,6 +134,53 @@ def _full(latent: Tensor) -> Tensor:
     return latent.float() if latent.dtype in (torch.float16, torch.bfloat16) else latent
 
 
+def _reporter(progress: Progress | None, stage: str) -> Callable[[int, int], None]:
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            progress(stage, done, total)
+
+    return report
+
+
+# ------------------------------------------------------------------------------------------------ plan
+def plan_run(
+    alphas_cumprod: Tensor,
+    inputs: FGATInputs,
+    config: FGATConfig,
+    transfer: bool = True,
+    schedule: Schedule | None = None,
+    first_step: int | None = None,
+) -> Plan:
+    """The run's schedule and window. Sampling starts at the window start with `direct` inversion (exact
+    reconstruction makes the steps before it redundant) and at step 0 otherwise; `first_step` overrides."""
+    sched = schedule or Schedule.ddim(alphas_cumprod, config.steps)
+    n = sched.steps
+    start, end = config.window(n)
+    first = first_step if first_step is not None else (start if config.inversion == "direct" else 0)
+    if not 0 <= first < n:
+        raise ValueError(f"first_step must be in [0, {n - 1}], got {first}")
+    size = (int(inputs.source_latent.shape[-2]), int(inputs.source_latent.shape[-1]))
+    return Plan(config, sched, start, end, first, transfer, size)
+
+
+def _attention_recorder(host: Denoiser, inputs: FGATInputs, plan: Plan) -> AttentionRecorder | None:
+    if not (plan.transfer and plan.config.mask_source == "attention"):
+        return None
+    if not inputs.mask_tokens:
+        raise ValueError("mask_source 'attention' needs the token positions of the mask word")
+    return AttentionRecorder(host.attention_layers(), inputs.mask_tokens, plan.size, plan.config.mask_layers)
+
+
+def _user_mask(inputs: FGATInputs, plan: Plan) -> Tensor | None:
+    if not (plan.transfer and plan.config.mask_source == "user"):
+        return None
+    if inputs.user_mask is None:
+        raise ValueError("mask_source is 'user' but no mask was given: draw or upload a mask, "
+                         "or choose mask source 'attention' or 'none'")
+    return prepare_user_mask(inputs.user_mask, plan.size).to(inputs.source_latent)
+
+
+# ------------------------------------------------------------------------------------------------ run
 def run_fgat(
     host: Denoiser,
     inputs: FGATInputs,
@@ -156,7 +192,7 @@ def run_fgat(
     first_step: int | None = None,
     cache: InversionStore | None = None,
 ) -> FGATResult:
-    """Run FGAT (DESIGN.md §1) and return the final latent.
+    """Run FGAT (docs/DESIGN.md, "The method as implemented") and return the final latent.
 
     `transfer=False` gives the reconstruction along the very same path (the reference for the
     no-transfer identities). Sampling starts at the window start with `direct` inversion (exact
@@ -172,268 +208,220 @@ def run_fgat(
     float32 whatever the UNet's dtype, as in the WebUIs; the result is float32."""
     _check_inputs(inputs)
     inputs = replace(inputs, source_latent=_full(inputs.source_latent), target_latent=_full(inputs.target_latent))
-    cfg = config
-    sched = schedule or Schedule.ddim(host.alphas_cumprod, cfg.steps)
-    n = sched.steps
-    start, end = cfg.window(n)
-    meter = _Meter()
-    h = _CountingHost(host, meter)
-    size = tuple(inputs.source_latent.shape[-2:])
-    w = cfg.guidance_scale
-    direct = cfg.inversion == "direct"
-    messages: list[str] = []
-
-    def report(stage: str, done: int, total: int) -> None:
-        if progress is not None:
-            progress(stage, done, total)
-
-    recorder = None
-    if transfer and cfg.mask_source == "attention":
-        if not inputs.mask_tokens:
-            raise ValueError("mask_source 'attention' needs the token positions of the mask word")
-        recorder = AttentionRecorder(h.attention_layers(), inputs.mask_tokens, size, cfg.mask_layers)
-    user_mask = None
-    if transfer and cfg.mask_source == "user":
-        if inputs.user_mask is None:
-            raise ValueError("mask_source is 'user' but no mask was given: draw or upload a mask, "
-                             "or choose mask source 'attention' or 'none'")
-        user_mask = prepare_user_mask(inputs.user_mask, size).to(inputs.source_latent)
-
+    plan = plan_run(host.alphas_cumprod, inputs, config, transfer, schedule, first_step)
+    host, meter = counted(host, None)
+    recorder = _attention_recorder(host, inputs, plan)
+    user_mask = _user_mask(inputs, plan)
     # null-text inversion turns autograd back on for its own optimisation only
     with torch.no_grad(), (recorder if recorder is not None else nullcontext()):
-        # ---------------------------------------------------------------- 1-2. inversions
-        src, tar = inputs.source_latent, inputs.target_latent
-        first = first_step if first_step is not None else (start if direct else 0)
-        if not 0 <= first < n:
-            raise ValueError(f"first_step must be in [0, {n - 1}], got {first}")
-        src_key, tar_key = _cache_keys(inputs, cfg, sched, transfer, start, first, recorder)
-        src_hit = cache.get(src_key) if cache is not None and src_key is not None else None
-        tar_hit = cache.get(tar_key) if cache is not None and tar_key is not None else None
-        x0_tar: dict[int, Tensor] = dict(tar_hit) if tar_hit is not None else {}
-
-        # rows of the joint inversion: the source (unless cached), then the target (unless cached or unused)
-        roles, latents, conds, stops, keep = [], [], [], [], []
-        if src_hit is None:
-            roles.append("source")
-            latents.append(src)
-            conds.append(inputs.source_cond)
-            stops.append(1)
-            keep.append(first if direct else n + 1)
-        # The target rides along even without transfer, so that the reconstruction reference sees the
-        # very same batched calls as a transfer run (batch composition can change float rounding).
-        if tar_hit is None:
-            roles.append("target")
-            latents.append(tar)
-            conds.append(inputs.target_cond)
-            stops.append(start)
-            keep.append(n + 1)
-        src_row = roles.index("source") if "source" in roles else None
-        tar_row = roles.index("target") if "target" in roles else None
-
-        # when caching, keep the target's x0 at every level it visits (k >= start), so that runs with
-        # another window end share it
-        keep_x0_to = n + 1 if tar_key is not None else end
-
-        def observe(k: int, eps: Tensor, x: Tensor, active: list[int]) -> None:
-            if tar_row in active and start <= k < keep_x0_to:
-                j = active.index(tar_row)
-                x0_tar[k] = predict_x0(x[j : j + 1], eps[j : j + 1], sched.a(k))
-
-        def before(k: int, active: list[int]) -> None:
-            if recorder is not None:
-                recorder.active = direct and 1 <= k < start and src_row in active
-                recorder.rows = [active.index(src_row)] if src_row in active else []
-
-        with meter.stage("inversion"):
-            trace = None
-            if roles:
-                trace = ddim_invert(
-                    h, latents, conds, sched, stops, keep, before, observe,
-                    lambda d, t: report("inversion", d, t),
-                )
-            if recorder is not None:
-                recorder.active = False
-            uncond_steps: list[Cond] | None = None
-            if src_hit is not None:
-                src_traj, src_eps, uncond_steps = src_hit["latents"], src_hit["eps"], src_hit["uncond_steps"]
-                if recorder is not None and src_hit["attention"] is not None:
-                    sums, counts = src_hit["attention"]
-                    recorder.sums, recorder.counts = dict(sums), dict(counts)
-            else:
-                src_traj, src_eps = trace.latents[src_row], trace.eps[src_row]
-                if cfg.inversion == "null-text":
-                    uncond_steps = null_text_optimize(
-                        h, src_traj, inputs.source_cond, inputs.uncond, sched, w,
-                        cfg.null_text_steps, cfg.null_text_lr, cfg.null_text_epsilon,
-                        lambda d, t: report("inversion", d, t),
-                    )
-                if cache is not None and src_key is not None:
-                    attention = None
-                    if recorder is not None and direct:
-                        attention = (dict(recorder.sums), dict(recorder.counts))
-                    cache.put(src_key, {"latents": src_traj, "eps": src_eps, "uncond_steps": uncond_steps,
-                                        "attention": attention})
-            if cache is not None and tar_key is not None and tar_hit is None:
-                cache.put(tar_key, dict(x0_tar))
-
-        return _sample(
-            h, inputs, cfg, sched, meter, report, recorder, user_mask, src_traj, src_eps, x0_tar,
-            uncond_steps, start, end, transfer, messages, size, first,
-        )
+        inversions = invert(host, inputs, plan, recorder=recorder, cache=cache, meter=meter, progress=progress)
+        if recorder is not None and plan.direct and plan.start == 1:
+            with meter.stage("mask"):
+                record_first_level_attention(host, recorder, inversions, inputs, plan)
+        return sample(host, inversions, inputs, plan, recorder=recorder, user_mask=user_mask, meter=meter,
+                      progress=progress)
 
 
-def _sample(
-    h, inputs, cfg, sched, meter, report, recorder, user_mask, src_traj, src_eps, x0_tar,
-    uncond_steps, start, end, transfer, messages, size, first,
-) -> FGATResult:
-    n = sched.steps
-    w = cfg.guidance_scale
-    direct = cfg.inversion == "direct"
-    cond = inputs.source_cond
-    if cfg.inversion == "negative-prompt":
-        uncond_at = lambda i: inputs.source_cond  # noqa: E731
-    elif uncond_steps is not None:
-        uncond_at = lambda i: uncond_steps[i]  # noqa: E731
-    else:
-        uncond_at = lambda i: inputs.uncond  # noqa: E731
-    dift_conds = _dift_conds(inputs, cfg)
-    noise = None
-    corr = None
-    mask = None
-    x0_window: list[Tensor] = []
+# ------------------------------------------------------------------------------------------------ invert
+@dataclass
+class _InversionRow:
+    role: str  # "source" or "target"
+    latent: Tensor
+    cond: Cond
+    stop: int  # the lowest level this row makes a call at
+    keep_eps_from: int
 
-    def get_mask() -> Tensor:
-        if cfg.mask_source == "none" or not transfer:
-            return torch.ones(size, dtype=inputs.source_latent.dtype, device=inputs.source_latent.device)
-        if cfg.mask_source == "user":
-            if user_mask.max() <= 0:
-                messages.append(
-                    "FGAT: the mask is all black, so nothing was transferred (paint the parts to transfer white)"
-                )
-            return user_mask
-        with meter.stage("mask"):
-            if direct and start == 1:  # tau_0 is never visited by the inversion: one extra call
-                recorder.active, recorder.rows = True, [0]
-                x0 = src_traj[0]
-                t = torch.full((1,), int(sched.timesteps[0]), dtype=torch.long, device=x0.device)
-                h.eps(x0, t, cond)
-                recorder.active = False
-            m = threshold_mask(recorder.mean_map(), cfg.mask_threshold, cfg.mask_dilate)
-        if m.sum() == 0:
-            messages.append(
-                "FGAT: the attention mask of the object word thresholded to nothing; the whole image "
-                "was used as the mask instead (lower mask_threshold or pick another word)"
-            )
-            m = torch.ones_like(m)
-        return m.to(inputs.source_latent)
 
-    def features(x0_pair: Tensor) -> tuple[Tensor, Tensor]:
-        nonlocal noise
-        if noise is None:
-            noise = dift_noise(tuple(x0_pair.shape[1:]), cfg.dift_ensemble, cfg.seed, x0_pair.device, x0_pair.dtype)
-        with meter.stage("matching"):
-            fs, ft = dift_features(h, x0_pair, dift_conds, cfg.dift_timestep, noise)
-            return upsample_features(fs, size), upsample_features(ft, size)
+def _inversion_rows(inputs: FGATInputs, plan: Plan, source: bool, target: bool) -> list[_InversionRow]:
+    """Rows of the joint inversion: the source (unless cached), then the target (unless cached). The target
+    rides along even without transfer, so that the reconstruction reference sees the very same batched calls
+    as a transfer run (batch composition can change float rounding)."""
+    n = plan.steps
+    rows = []
+    if source:
+        keep = plan.first if plan.direct else n + 1
+        rows.append(_InversionRow("source", inputs.source_latent, inputs.source_cond, 1, keep))
+    if target:
+        rows.append(_InversionRow("target", inputs.target_latent, inputs.target_cond, plan.start, n + 1))
+    return rows
 
-    if transfer and cfg.matching == "initial":
-        fs, ft = features(torch.cat([inputs.source_latent, inputs.target_latent]))
-        with meter.stage("matching"):
-            corr = correspondence(fs, ft, cfg.match_chunk)
 
-    x = src_traj[first]
-    with meter.stage("sampling"):
-        for i in range(first, n):
-            a_t, a_next = sched.a(i), sched.a(i + 1)
-            t1 = torch.full((1,), int(sched.timesteps[i]), dtype=torch.long, device=x.device)
-            u = uncond_at(i)
-            if recorder is not None and not direct:
-                recorder.active, recorder.rows = i < start, [0]
-            in_window = transfer and start <= i < end
-            on_trajectory = direct and torch.equal(x, src_traj[i])
-            if on_trajectory and not in_window:
-                # still on the inverted trajectory: direct inversion's step returns X[i+1] exactly
-                x = src_traj[i + 1]
-                report("sampling", i - first + 1, n - first)
-                continue
-            if on_trajectory:
-                # on the trajectory (a window step before any change): x's eps is the trajectory's eps
-                eps2 = h.eps(torch.cat([x, x]), t1.repeat(2), cond_cat([cond, u]))
-                eps_c, eps_u = eps2[:1], eps2[1:2]
-                base = ddim_step(x, guided(eps_u, eps_c, w), a_t, a_next)
-            elif direct:
-                # the source trajectory's conditional eps comes free from the inversion (level i >= 1)
-                known = i in src_eps
-                rows = [x, x, src_traj[i]] + ([] if known else [src_traj[i]])
-                conds = [cond, u, u] + ([] if known else [cond])
-                eps3 = h.eps(torch.cat(rows), t1.repeat(len(rows)), cond_cat(conds))
-                eps_c, eps_u = eps3[:1], eps3[1:2]
-                eps_src = guided(eps3[2:3], src_eps[i] if known else eps3[3:4], w)
-                base = ddim_step(src_traj[i], eps_src, a_t, a_next)
-            else:
-                eps2 = h.eps(torch.cat([x, x]), t1.repeat(2), cond_cat([cond, u]))
-                eps_c, eps_u = eps2[:1], eps2[1:2]
-                base = None
-            if recorder is not None:
-                recorder.active = False
-            eps = guided(eps_u, eps_c, w)
-            if in_window:
-                if mask is None:
-                    mask = get_mask()
-                x0_src = predict_x0(x, eps, a_t)
-                x0_window.append(x0_src.detach().cpu())
-                if cfg.matching == "progressive":
-                    fs, ft = features(torch.cat([x0_src, x0_tar[i]]))
-                    with meter.stage("matching"):
-                        corr = correspondence(fs, ft, cfg.match_chunk)
-                matched = gather_matched(x0_tar[i], corr, size)
-                shift = x0_shift(transfer_x0(x0_src, matched, mask, cfg.delta), x0_src)
-                x_prime, x_star = latent_deviation(x, shift, a_t, cfg.lam)
-                eps2p = h.eps(torch.cat([x_prime, x_prime]), t1.repeat(2), cond_cat([cond, u]))
-                if cfg.gamma_on == "guided":
-                    eps_star = mix_noise(eps, guided(eps2p[1:], eps2p[:1], w), cfg.gamma)
-                else:
-                    eps_star = guided(mix_noise(eps_u, eps2p[1:], cfg.gamma), eps2p[:1], w)
-                x_next = ddim_step(x_star, eps_star, a_t, a_next)
-            else:
-                x_next = ddim_step(x, eps, a_t, a_next)
-            if base is not None:
-                # Direct Inversion's correction X[i+1] - ddim(X[i], eps_cfg(X[i])), added as the
-                # difference of the two steps so that equal inputs give X[i+1] bit-exactly
-                x_next = src_traj[i + 1] + (x_next - base)
-            x = x_next
-            report("sampling", i - first + 1, n - first)
-    if mask is None:
-        mask = torch.ones(size) if not transfer else get_mask()
-    return FGATResult(
-        latent=x, mask=mask.detach().cpu(), correspondence=None if corr is None else corr.cpu(),
-        x0_window=x0_window, window=(start, end), messages=messages, stats=meter.stats,
+def _joint_inversion(
+    host: Denoiser,
+    rows: list[_InversionRow],
+    plan: Plan,
+    recorder: AttentionRecorder | None,
+    target_x0: dict[int, Tensor],
+    keep_x0_to: int,
+    progress: Progress | None,
+) -> InversionTrace:
+    """DDIM-invert the rows in shared calls; keep the target's x0 at levels [start, keep_x0_to) in `target_x0`
+    and, with direct inversion, record the source's attention at levels 1..start-1 (the latents and timesteps
+    sampling would revisit)."""
+    roles = [r.role for r in rows]
+    src = roles.index("source") if "source" in roles else None
+    tar = roles.index("target") if "target" in roles else None
+
+    def observe(k: int, eps: Tensor, x: Tensor, active: list[int]) -> None:
+        if tar in active and plan.start <= k < keep_x0_to:
+            j = active.index(tar)
+            target_x0[k] = predict_x0(x[j : j + 1], eps[j : j + 1], plan.schedule.a(k))
+
+    def around(k: int, active: list[int]) -> AbstractContextManager[object]:
+        if recorder is not None and plan.direct and 1 <= k < plan.start and src in active:
+            return recorder.recording([active.index(src)])
+        return nullcontext()
+
+    return ddim_invert(
+        host, [r.latent for r in rows], [r.cond for r in rows], plan.schedule, [r.stop for r in rows],
+        [r.keep_eps_from for r in rows], around, observe, _reporter(progress, "inversion"),
     )
 
 
+def invert(
+    host: Denoiser,
+    inputs: FGATInputs,
+    plan: Plan,
+    *,
+    recorder: AttentionRecorder | None = None,
+    cache: InversionStore | None = None,
+    meter: StageMeter | None = None,
+    progress: Progress | None = None,
+) -> Inversions:
+    """Phase 1-2: invert the source (to level 0) and the target (to the window start) in shared UNet calls,
+    or take either from `cache`; with null-text inversion, optimise the unconditional embeddings. The UNet
+    calls are counted in `meter`."""
+    host, meter = counted(host, meter)
+    src_key, tar_key = _cache_keys(inputs, plan, recorder)
+    src_hit = cache.get(src_key) if cache is not None and src_key is not None else None
+    tar_hit = cache.get(tar_key) if cache is not None and tar_key is not None else None
+    target_x0: dict[int, Tensor] = dict(tar_hit) if tar_hit is not None else {}
+    rows = _inversion_rows(inputs, plan, src_hit is None, tar_hit is None)
+    # when caching, keep the target's x0 at every level it visits (k >= start), so that runs with another
+    # window end share it
+    keep_x0_to = plan.steps + 1 if tar_key is not None else plan.end
+    with meter.stage("inversion"):
+        trace = _joint_inversion(host, rows, plan, recorder, target_x0, keep_x0_to, progress) if rows else None
+        if src_hit is not None:
+            inversions = _source_from_cache(src_hit, target_x0, recorder)
+        else:
+            inversions = _source_from_trace(host, trace, inputs, plan, target_x0, progress)
+            if cache is not None and src_key is not None:
+                cache.put(src_key, _source_entry(inversions, plan, recorder))
+        if cache is not None and tar_key is not None and tar_hit is None:
+            cache.put(tar_key, dict(target_x0))
+    return inversions
+
+
+def _source_from_trace(
+    host: Denoiser, trace: InversionTrace, inputs: FGATInputs, plan: Plan, target_x0: dict[int, Tensor],
+    progress: Progress | None,
+) -> Inversions:
+    latents, eps = trace.latents[0], trace.eps[0]  # the source is the first row when it is inverted
+    uncond_steps = None
+    if plan.config.inversion == "null-text":
+        c = plan.config
+        uncond_steps = null_text_optimize(
+            host, latents, inputs.source_cond, inputs.uncond, plan.schedule, c.guidance_scale,
+            c.null_text_steps, c.null_text_lr, c.null_text_epsilon, _reporter(progress, "inversion"),
+        )
+    return Inversions(latents, eps, target_x0, uncond_steps)
+
+
+def _source_entry(inversions: Inversions, plan: Plan, recorder: AttentionRecorder | None) -> dict[str, Any]:
+    attention = recorder.snapshot() if recorder is not None and plan.direct else None
+    return {"latents": inversions.source_latents, "eps": inversions.source_eps,
+            "uncond_steps": inversions.uncond_steps, "attention": attention}
+
+
+def _source_from_cache(
+    entry: dict[str, Any], target_x0: dict[int, Tensor], recorder: AttentionRecorder | None
+) -> Inversions:
+    if recorder is not None and entry["attention"] is not None:
+        recorder.restore(entry["attention"])
+    return Inversions(entry["latents"], entry["eps"], target_x0, entry["uncond_steps"])
+
+
 def _cache_keys(
-    inputs: FGATInputs, cfg: FGATConfig, sched: Schedule, transfer: bool, start: int, first: int,
-    recorder: AttentionRecorder | None,
+    inputs: FGATInputs, plan: Plan, recorder: AttentionRecorder | None
 ) -> tuple[tuple | None, tuple | None]:
     """Cache keys of the source trace and the target's x0 trajectory: the caller's identity of the
     image (+ prompt, model) and everything else the stored value depends on."""
-    lat = inputs.source_latent
+    lat, sched, cfg = inputs.source_latent, plan.schedule, plan.config
     grid = (tuple(sched.timesteps.tolist()), tuple(sched.alphas.tolist()), tuple(lat.shape), str(lat.dtype),
             str(lat.device))
     src_key = tar_key = None
     if inputs.source_key is not None:
-        direct = cfg.inversion == "direct"
         null_text = None
         if cfg.inversion == "null-text":
             null_text = (cfg.guidance_scale, cfg.null_text_steps, cfg.null_text_lr, cfg.null_text_epsilon)
         # direct inversion records the mask's attention maps during the source inversion
         attention = None
-        if recorder is not None and direct:
-            attention = (tuple(recorder.tokens), tuple(recorder.grids), start)
-        src_key = ("source", inputs.source_key, grid, cfg.inversion, first if direct else None, null_text,
-                   attention)
-    if transfer and inputs.target_key is not None:
-        tar_key = ("target", inputs.target_key, grid, start)  # x0 is kept for every level >= start
+        if recorder is not None and plan.direct:
+            attention = (tuple(recorder.tokens), tuple(recorder.grids), plan.start)
+        src_key = ("source", inputs.source_key, grid, cfg.inversion, plan.first if plan.direct else None,
+                   null_text, attention)
+    if plan.transfer and inputs.target_key is not None:
+        tar_key = ("target", inputs.target_key, grid, plan.start)  # x0 is kept for every level >= start
     return src_key, tar_key
+
+
+# ------------------------------------------------------------------------------------------------ mask
+def record_first_level_attention(
+    host: Denoiser, recorder: AttentionRecorder, inversions: Inversions, inputs: FGATInputs, plan: Plan
+) -> None:
+    """The one UNet call the attention mask costs with direct inversion and a window starting at step 1:
+    the inversion records levels 1..start-1, never tau_0, so evaluate the conditional branch at X[0]."""
+    with recorder.recording([0]):
+        eps_rows(host, int(plan.schedule.timesteps[0]), [(inversions.source_latents[0], inputs.source_cond)])
+
+
+def _mask(
+    inputs: FGATInputs, plan: Plan, recorder: AttentionRecorder | None, user_mask: Tensor | None,
+    messages: list[str], meter: StageMeter,
+) -> Tensor:
+    """The mask M of Eq. 3 on the latent grid: all ones, the user's mask, or the object word's attention."""
+    cfg, like = plan.config, inputs.source_latent
+    if cfg.mask_source == "none" or not plan.transfer:
+        return torch.ones(plan.size, dtype=like.dtype, device=like.device)
+    if cfg.mask_source == "user":
+        if user_mask.max() <= 0:
+            messages.append(
+                "FGAT: the mask is all black, so nothing was transferred (paint the parts to transfer white)"
+            )
+        return user_mask
+    with meter.stage("mask"):
+        m = threshold_mask(recorder.mean_map(), cfg.mask_threshold, cfg.mask_dilate)
+    if m.sum() == 0:
+        messages.append(
+            "FGAT: the attention mask of the object word thresholded to nothing; the whole image "
+            "was used as the mask instead (lower mask_threshold or pick another word)"
+        )
+        m = torch.ones_like(m)
+    return m.to(like)
+
+
+# ------------------------------------------------------------------------------------------------ sample
+class _Matcher:
+    """Semantic matching (DIFT) for the run: fixed noise drawn once, the latest correspondence kept."""
+
+    def __init__(self, host: Denoiser, inputs: FGATInputs, plan: Plan, meter: StageMeter) -> None:
+        self.host, self.plan, self.meter = host, plan, meter
+        self.conds = _dift_conds(inputs, plan.config)
+        self.noise: Tensor | None = None
+        self.corr: Tensor | None = None
+
+    def match(self, x0_pair: Tensor) -> Tensor:
+        """C for the (source, target) x0 rows of `x0_pair`: flat target indices per source position."""
+        cfg, size = self.plan.config, self.plan.size
+        if self.noise is None:
+            self.noise = dift_noise(tuple(x0_pair.shape[1:]), cfg.dift_ensemble, cfg.seed, x0_pair.device,
+                                    x0_pair.dtype)
+        with self.meter.stage("matching"):
+            fs, ft = dift_features(self.host, x0_pair, self.conds, cfg.dift_timestep, self.noise)
+            fs, ft = upsample_features(fs, size), upsample_features(ft, size)
+            self.corr = correspondence(fs, ft, cfg.match_chunk)
+        return self.corr
 
 
 def _dift_conds(inputs: FGATInputs, cfg: FGATConfig) -> list[Cond]:
@@ -443,6 +431,132 @@ def _dift_conds(inputs: FGATInputs, cfg: FGATConfig) -> list[Cond]:
     return [empty, empty]
 
 
+class _Sampler:
+    """The sampling loop's state: the mask (made at the first window step), the matcher, x0 per window step."""
+
+    def __init__(
+        self, host: Denoiser, inversions: Inversions, inputs: FGATInputs, plan: Plan,
+        recorder: AttentionRecorder | None, user_mask: Tensor | None, meter: StageMeter,
+    ) -> None:
+        self.host, self.inv, self.inputs, self.plan = host, inversions, inputs, plan
+        self.recorder, self.user_mask, self.meter = recorder, user_mask, meter
+        c = plan.config
+        self.params = StepParams(c.delta, c.lam, c.gamma, c.guidance_scale, c.gamma_on)
+        self.matcher = _Matcher(host, inputs, plan, meter)
+        self.mask: Tensor | None = None
+        self.x0_window: list[Tensor] = []
+        self.messages: list[str] = []
+
+    def uncond(self, i: int) -> Cond:
+        if self.plan.config.inversion == "negative-prompt":
+            return self.inputs.source_cond
+        if self.inv.uncond_steps is not None:
+            return self.inv.uncond_steps[i]
+        return self.inputs.uncond
+
+    def get_mask(self) -> Tensor:
+        if self.mask is None:
+            self.mask = _mask(self.inputs, self.plan, self.recorder, self.user_mask, self.messages, self.meter)
+        return self.mask
+
+    def step(self, i: int, x: Tensor) -> Tensor:
+        """Sampling step i: x at level i -> level i + 1 (a plain CFG DDIM step, or an FGAT step in the
+        window), with Direct Inversion's correction toward the source trajectory when inverting `direct`."""
+        p, traj = self.plan, self.inv.source_latents
+        on_trajectory = p.direct and torch.equal(x, traj[i])
+        if on_trajectory and not p.in_window(i):
+            return traj[i + 1]  # still on the inverted trajectory: direct inversion's step gives X[i+1] exactly
+        u = self.uncond(i)
+        eps_c, eps_u, eps_source = self.step_eps(i, x, u, on_trajectory)
+        eps = guided(eps_u, eps_c, p.config.guidance_scale)
+        a_t, a_next = p.schedule.a(i), p.schedule.a(i + 1)
+        if p.in_window(i):
+            x_next = self.window_step(i, x, eps, eps_u, u)
+        else:
+            x_next = ddim_step(x, eps, a_t, a_next)
+        if eps_source is not None:
+            x_next = direct_inversion_step(x_next, traj[i], eps_source, traj[i + 1], a_t, a_next)
+        return x_next
+
+    def step_eps(self, i: int, x: Tensor, u: Cond, on_trajectory: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+        """eps_c and eps_u at x and, with direct inversion, the guided eps at the trajectory's X[i], in one
+        batched call. Before the window (other inversions) the call records the mask's attention."""
+        p, cond = self.plan, self.inputs.source_cond
+        rows = [(x, cond), (x, u)] + self.source_rows(i, u, on_trajectory)
+        record = self.recorder is not None and not p.direct and i < p.start
+        with self.recorder.recording([0]) if record else nullcontext():
+            eps = eps_rows(self.host, int(p.schedule.timesteps[i]), rows)
+        return eps[0], eps[1], self.source_eps(i, eps, on_trajectory)
+
+    def source_rows(self, i: int, u: Cond, on_trajectory: bool) -> list[tuple[Tensor, Cond]]:
+        """Direct Inversion's extra rows at X[i]: none on the trajectory (x is X[i]), else the unconditional
+        branch, and the conditional one unless the inversion kept it (levels >= the first step)."""
+        if not self.plan.direct or on_trajectory:
+            return []
+        x_level = self.inv.source_latents[i]
+        known = i in self.inv.source_eps
+        return [(x_level, u)] + ([] if known else [(x_level, self.inputs.source_cond)])
+
+    def source_eps(self, i: int, eps: list[Tensor], on_trajectory: bool) -> Tensor | None:
+        if not self.plan.direct:
+            return None
+        w = self.plan.config.guidance_scale
+        if on_trajectory:
+            return guided(eps[1], eps[0], w)
+        known = self.inv.source_eps.get(i)
+        return guided(eps[2], known if known is not None else eps[3], w)
+
+    def window_step(self, i: int, x: Tensor, eps: Tensor, eps_u: Tensor, u: Cond) -> Tensor:
+        """Match (progressive: at this step's x0), gather the target's x0, and take `fgat_step`."""
+        p, cond = self.plan, self.inputs.source_cond
+        mask = self.get_mask()
+        a_t, a_next = p.schedule.a(i), p.schedule.a(i + 1)
+        x0_src = predict_x0(x, eps, a_t)
+        self.x0_window.append(x0_src.detach().cpu())
+        x0_tar = self.inv.target_x0[i]
+        if p.config.matching == "progressive":
+            self.matcher.match(torch.cat([x0_src, x0_tar]))
+        matched = gather_matched(x0_tar, self.matcher.corr, p.size)
+        t = int(p.schedule.timesteps[i])
+
+        def eps_at(x_prime: Tensor) -> tuple[Tensor, Tensor]:
+            eps_c_prime, eps_u_prime = eps_rows(self.host, t, [(x_prime, cond), (x_prime, u)])
+            return eps_c_prime, eps_u_prime
+
+        return fgat_step(x, eps, eps_u, x0_src, matched, mask, eps_at, a_t, a_next, self.params)
+
+
+def sample(
+    host: Denoiser,
+    inversions: Inversions,
+    inputs: FGATInputs,
+    plan: Plan,
+    *,
+    recorder: AttentionRecorder | None = None,
+    user_mask: Tensor | None = None,
+    meter: StageMeter | None = None,
+    progress: Progress | None = None,
+) -> FGATResult:
+    """Phase 3-6: sample from the inverted source at `plan.first`, FGAT steps inside the window. The result's
+    `stats` are `meter`'s (a new meter if None): this phase's UNet calls and those counted there before."""
+    host, meter = counted(host, meter)
+    s = _Sampler(host, inversions, inputs, plan, recorder, user_mask, meter)
+    if plan.transfer and plan.config.matching == "initial":
+        s.matcher.match(torch.cat([inputs.source_latent, inputs.target_latent]))
+    report = _reporter(progress, "sampling")
+    x = inversions.source_latents[plan.first]
+    with meter.stage("sampling"):
+        for i in range(plan.first, plan.steps):
+            x = s.step(i, x)
+            report(i - plan.first + 1, plan.steps - plan.first)
+    mask = torch.ones(plan.size) if not plan.transfer else s.get_mask()
+    corr = s.matcher.corr
+    return FGATResult(
+        latent=x, mask=mask.detach().cpu(), correspondence=None if corr is None else corr.cpu(),
+        x0_window=s.x0_window, window=(plan.start, plan.end), messages=s.messages, stats=meter.stats,
+    )
+
+
 def ddim_sample(
     host: Denoiser, x_t: Tensor, cond: Cond, uncond: Cond, schedule: Schedule, guidance_scale: float,
     progress: Progress | None = None,
@@ -450,11 +564,10 @@ def ddim_sample(
     """Plain CFG DDIM sampling over the whole schedule (the baseline FGAT's cost is measured against)."""
     x = x_t
     n = schedule.steps
+    report = _reporter(progress, "sampling")
     with torch.no_grad():
         for i in range(n):
-            t = torch.full((2,), int(schedule.timesteps[i]), dtype=torch.long, device=x.device)
-            eps2 = host.eps(torch.cat([x, x]), t, cond_cat([cond, uncond]))
-            x = ddim_step(x, guided(eps2[1:], eps2[:1], guidance_scale), schedule.a(i), schedule.a(i + 1))
-            if progress is not None:
-                progress("sampling", i + 1, n)
+            eps_c, eps_u = eps_rows(host, int(schedule.timesteps[i]), [(x, cond), (x, uncond)])
+            x = ddim_step(x, guided(eps_u, eps_c, guidance_scale), schedule.a(i), schedule.a(i + 1))
+            report(i + 1, n)
     return x

@@ -62,16 +62,12 @@ def cond_cat(conds: list[Cond]) -> Cond:
     return {k: torch.cat([c[k] for c in conds], dim=0) for k in keys}
 
 
-def cond_rows(cond: Cond) -> int:
-    return next(iter(cond.values())).shape[0]
-
-
-def cond_select(cond: Cond, rows: list[int] | slice) -> Cond:
-    return {k: v[rows] for k, v in cond.items()}
-
-
-def cond_detach(cond: Cond) -> Cond:
-    return {k: v.detach().clone() for k, v in cond.items()}
+def eps_rows(host: Denoiser, timestep: int, rows: list[tuple[Tensor, Cond]]) -> list[Tensor]:
+    """One batched UNet call for several (latent, conditioning) rows at one timestep; each row's eps, (1, C, h, w)."""
+    x = torch.cat([latent for latent, _ in rows])
+    t = torch.full((len(rows),), int(timestep), dtype=torch.long, device=x.device)
+    eps = host.eps(x, t, cond_cat([cond for _, cond in rows]))
+    return [eps[j : j + 1] for j in range(len(rows))]
 
 
 class _StopForward(Exception):

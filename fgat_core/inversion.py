@@ -1,4 +1,4 @@
-"""Source and target inversion over a Denoiser (DESIGN.md §1 steps 1-2).
+"""Source and target inversion over a Denoiser (docs/DESIGN.md, "The method as implemented", steps 1-2).
 
 Convention: level k < N is timestep tau_k, level N the clean latent (timestep 0). Inverting from level
 k to k-1 evaluates the UNet at the level-k latent and its own timestep, eps_k = eps(X[k], tau_k), then
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -20,6 +21,8 @@ from .schedule import Schedule, ddim_step
 
 # observer(level, eps_rows, x_rows, active_row_ids) after each batched inversion call
 Observer = Callable[[int, Tensor, Tensor, list[int]], None]
+# around_call(level, active_row_ids): a context the batched inversion call at that level runs in
+AroundCall = Callable[[int, list[int]], AbstractContextManager[object]]
 
 
 def guided(eps_uncond: Tensor, eps_cond: Tensor, scale: float) -> Tensor:
@@ -42,7 +45,7 @@ def ddim_invert(
     sched: Schedule,
     stop_levels: list[int],
     keep_eps_from: list[int] | None = None,
-    before_call: Callable[[int, list[int]], None] | None = None,
+    around_call: AroundCall | None = None,
     observer: Observer | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> InversionTrace:
@@ -56,12 +59,11 @@ def ddim_invert(
     lowest = min(stop_levels)
     for k in range(n, lowest - 1, -1):
         active = [r for r, lo in enumerate(stop_levels) if k >= lo]
-        if before_call is not None:
-            before_call(k, active)
         x = torch.cat([trace.latents[r][k] for r in active])
         cond = cond_cat([conds[r] for r in active])
         t = torch.full((len(active),), int(sched.timesteps[k]), dtype=torch.long, device=x.device)
-        eps = host.eps(x, t, cond)
+        with around_call(k, active) if around_call is not None else nullcontext():
+            eps = host.eps(x, t, cond)
         if observer is not None:
             observer(k, eps, x, active)
         a_k, a_up = sched.a(k), sched.a(k - 1)
@@ -74,11 +76,14 @@ def ddim_invert(
     return trace
 
 
-def direct_correction(
-    x_level: Tensor, x_next_level: Tensor, eps_guided: Tensor, a_t: float, a_next: float
+def direct_inversion_step(
+    x_next: Tensor, x_level: Tensor, eps_level: Tensor, x_next_level: Tensor, a_t: float, a_next: float
 ) -> Tensor:
-    """Direct Inversion (Ju et al. 2024): X[i+1] - ddim(X[i], eps_cfg(X[i])), added after step i."""
-    return x_next_level - ddim_step(x_level, eps_guided, a_t, a_next)
+    """Direct Inversion (Ju et al. 2024): the step x_next corrected by X[i+1] - ddim(X[i], eps_cfg(X[i])).
+
+    Evaluated as X[i+1] + (x_next - ddim(X[i], eps_level)), the same value, so that a step taken from
+    the trajectory itself (x_next equal to that ddim step) returns X[i+1] bit-exactly."""
+    return x_next_level + (x_next - ddim_step(x_level, eps_level, a_t, a_next))
 
 
 def loss_scale(loss: Tensor, ceiling: float = 2.0**24) -> float:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -25,8 +26,9 @@ class AttentionRecorder:
     """Recomputes softmax(q k^T / sqrt(d)) for chosen tokens from hooks on attn2.to_q / attn2.to_k.
 
     Works whatever attention kernel the model uses (SDP, xformers, sub-quadratic), because the
-    probabilities are rebuilt from the projections. Only the rows listed in `rows` are recorded, and
-    only while `active` is true. Maps are summed per query grid; `mean_map()` averages them."""
+    probabilities are rebuilt from the projections. `with recorder:` installs the hooks; they record
+    only inside `with recorder.recording(rows):`, and only those batch rows. Maps are summed per query
+    grid; `mean_map()` averages them."""
 
     def __init__(
         self,
@@ -66,6 +68,24 @@ class AttentionRecorder:
             h.remove()
         self._handles.clear()
         self._q.clear()
+
+    @contextmanager
+    def recording(self, rows: Sequence[int]) -> Iterator[AttentionRecorder]:
+        """Record the given batch rows of the UNet calls made inside this block (and nothing outside it)."""
+        self.active, self.rows = True, list(rows)
+        try:
+            yield self
+        finally:
+            self.active, self.rows = False, []
+            self._q.clear()
+
+    def snapshot(self) -> tuple[dict[tuple[int, int], Tensor], dict[tuple[int, int], int]]:
+        """What has been recorded so far (for `restore`, e.g. from an inversion cache)."""
+        return dict(self.sums), dict(self.counts)
+
+    def restore(self, state: tuple[dict[tuple[int, int], Tensor], dict[tuple[int, int], int]]) -> None:
+        sums, counts = state
+        self.sums, self.counts = dict(sums), dict(counts)
 
     def _q_hook(self, i: int):
         def hook(_mod, _inp, out):

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from fgat_core import FGATConfig
-from fgat_core.deviation import latent_deviation, mix_noise, transfer_x0, x0_shift
+from fgat_core.deviation import StepParams, fgat_step, latent_deviation, mix_noise, transfer_x0, x0_shift
+from fgat_core.inversion import direct_inversion_step
 from fgat_core.schedule import (
     Schedule,
     alpha_from_sigma,
@@ -53,6 +54,61 @@ def test_eq13_equals_closed_form_eq8(trial):
         + math.sqrt(a_prev * (1 - a_t) / a_t) * (eps - e_star)
     )
     torch.testing.assert_close(eq13, eq8, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("gamma_on", ["guided", "uncond"])
+@pytest.mark.parametrize("trial", range(5))
+def test_fgat_step_equals_closed_form_eq8(trial, gamma_on):
+    """The engine's window step, `fgat_step` (Eqs. 3-7 and 13 with the UNet call at x'_t injected), equals Eq. 8
+    written out independently, with eps(x'_t) from a known linear noise model and CFG spelled out."""
+    g = torch.Generator().manual_seed(100 + trial)
+    a_t = float(torch.rand(1, generator=g, dtype=D) * 0.9 + 0.05)
+    a_prev = a_t + (1 - a_t) * float(torch.rand(1, generator=g, dtype=D)) * 0.99
+    lam, gam, delta = (float(v) for v in torch.rand(3, generator=g, dtype=D))
+    w = 7.5
+    x_t, eps_c, eps_u = _rand(g, 1, 4, 8, 8), _rand(g, 1, 4, 8, 8), _rand(g, 1, 4, 8, 8)
+    tar, mask = _rand(g, 1, 4, 8, 8), (torch.rand(1, 1, 8, 8, generator=g, dtype=D) > 0.5).to(D)
+    seen = []
+
+    def eps_at(x):  # a noise model whose two branches depend on the latent they are evaluated at
+        seen.append(x)
+        return 0.3 * x + 1.0, -0.2 * x + 0.5
+
+    eps = eps_u + w * (eps_c - eps_u)
+    x0 = (x_t - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
+    got = fgat_step(x_t, eps, eps_u, x0, tar, mask, eps_at, a_t, a_prev, StepParams(delta, lam, gam, w, gamma_on))
+
+    # Eq. 8, transcribed from the paper, with eps' = eps_cfg(x'_t) and x'_t = x_t + sqrt(a_t) T (Eq. 5)
+    T = mask * ((1 - delta) * x0 + delta * tar) + (1 - mask) * x0 - x0
+    x_prime = x_t + math.sqrt(a_t) * T
+    ec_p, eu_p = 0.3 * x_prime + 1.0, -0.2 * x_prime + 0.5
+    if gamma_on == "guided":  # gamma mixes the guided noise
+        e_star = gam * eps + (1 - gam) * (eu_p + w * (ec_p - eu_p))
+    else:  # gamma mixes the unconditional branch only; the conditional one comes from x'_t
+        mixed_u = gam * eps_u + (1 - gam) * eu_p
+        e_star = mixed_u + w * (ec_p - mixed_u)
+    eq8 = (
+        math.sqrt(a_prev) * (x0 + (1 - lam) * T)
+        + math.sqrt(1 - a_prev) * e_star
+        + math.sqrt(a_prev * (1 - a_t) / a_t) * (eps - e_star)
+    )
+    assert len(seen) == 1  # one UNet call per window step, at x'_t
+    torch.testing.assert_close(seen[0], x_prime, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got, eq8, rtol=1e-10, atol=1e-10)
+
+
+def test_direct_inversion_step_adds_the_trajectory_correction():
+    """Ju et al.: x_{i+1} + (X[i+1] - ddim(X[i], eps_cfg(X[i]))); a step from the trajectory lands on X[i+1]
+    bit-exactly (float32: the order of the sum matters)."""
+    g = torch.Generator().manual_seed(5)
+    a_t, a_next = 0.3, 0.5
+    x_level, x_next_level, eps_level, x_next = (torch.randn(1, 4, 8, 8, generator=g) for _ in range(4))
+    ddim = math.sqrt(a_next) * (x_level - math.sqrt(1 - a_t) * eps_level) / math.sqrt(a_t) + math.sqrt(
+        1 - a_next) * eps_level
+    torch.testing.assert_close(direct_inversion_step(x_next, x_level, eps_level, x_next_level, a_t, a_next),
+                               x_next + (x_next_level - ddim), rtol=1e-5, atol=1e-5)
+    on_path = ddim_step(x_level, eps_level, a_t, a_next)
+    assert torch.equal(direct_inversion_step(on_path, x_level, eps_level, x_next_level, a_t, a_next), x_next_level)
 
 
 def test_eq14_kappa_form():

@@ -244,3 +244,37 @@ def test_plain_ddim_sampling_is_cfg_ddim(tiny_pipe, inputs):
     a, an = sched.a(0), sched.a(1)
     ref = an**0.5 * (x - (1 - a) ** 0.5 * e) / a**0.5 + (1 - an) ** 0.5 * e
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_phases_compose_to_run_fgat_and_one_inversion_serves_many_samplings(tiny_pipe, inputs):
+    """`invert` then `sample` is `run_fgat`, bit for bit; the inversions depend on no knob of the window step, so
+    one `Inversions` sampled with other delta / lam / gamma gives what a fresh run with those knobs gives, and
+    sampling makes no inversion call."""
+    from dataclasses import replace
+
+    from fgat_core.engine import invert, plan_run, sample
+
+    cfg = FGATConfig(steps=10, mask_source="none")
+    plan = plan_run(tiny_pipe.host.alphas_cumprod, inputs, cfg)
+    with torch.no_grad():
+        inversions = invert(tiny_pipe.host, inputs, plan)
+    assert sorted(inversions.source_latents) == list(range(11))
+    assert sorted(inversions.target_x0) == list(range(plan.start, plan.end))  # the window's levels only
+    for c in (cfg, cfg.replace(delta=0.3), cfg.replace(lam=0.5, gamma=0.7, gamma_on="uncond")):
+        with torch.no_grad():
+            got = sample(tiny_pipe.host, inversions, inputs, replace(plan, config=c))
+        want = run_fgat(tiny_pipe.host, inputs, c)
+        assert torch.equal(got.latent, want.latent)
+        assert got.stats["inversion"].calls == 0 and got.stats["sampling"].calls == want.stats["sampling"].calls
+
+
+@pytest.mark.parametrize("window_start,mask_calls", [(0.1, 1), (0.24, 0)])
+def test_the_attention_mask_costs_one_explicit_call_only_when_the_window_starts_at_step_1(
+    tiny_pipe, inputs, window_start, mask_calls
+):
+    """Direct inversion records the object word's attention at levels 1..start-1; tau_0 is never visited, so a
+    window starting at step 1 needs one conditional call at X[0] (counted under 'mask'), and no other start does."""
+    cfg = FGATConfig(steps=10, window_start=window_start)
+    assert cfg.window(10)[0] == (1 if mask_calls else 3)
+    st = run_fgat(tiny_pipe.host, inputs, cfg).stats
+    assert (st["mask"].calls, st["mask"].rows) == (mask_calls, mask_calls)

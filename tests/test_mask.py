@@ -45,8 +45,7 @@ def test_mask_of_synthetic_attention_blob():
     to_q, to_k = nn.Identity(), nn.Identity()
     off_grid_q, off_grid_k = nn.Identity(), nn.Identity()  # a layer at 1/2 resolution: not recorded
     layers = [AttentionLayer("a.attn2", to_q, to_k, heads), AttentionLayer("b.attn2", off_grid_q, off_grid_k, heads)]
-    with AttentionRecorder(layers, [3], latent, "quarter") as rec:
-        rec.active, rec.rows = True, [0]
+    with AttentionRecorder(layers, [3], latent, "quarter") as rec, rec.recording([0]):
         for _ in range(3):  # three steps
             to_q(hidden), to_k(context)
             off_grid_q(torch.ones(2, 32 * 32, dim)), off_grid_k(context)
@@ -62,11 +61,31 @@ def test_recorder_ignores_inactive_calls_and_other_rows():
     to_q, to_k = nn.Identity(), nn.Identity()
     rec = AttentionRecorder([AttentionLayer("x", to_q, to_k, 1)], [1], (8, 8), "quarter")
     with rec:
-        rec.active, rec.rows = False, [0]
-        to_q(torch.randn(1, 4, 4)), to_k(torch.randn(1, 3, 4))
+        to_q(torch.randn(1, 4, 4)), to_k(torch.randn(1, 3, 4))  # hooks installed, but not recording
         assert rec.sums == {}
     with pytest.raises(RuntimeError, match="no cross-attention map"):
         rec.mean_map()
+
+
+def test_recorder_records_only_inside_recording_and_only_its_rows():
+    """`recording(rows)` switches the hooks on for the calls inside the block, for those batch rows only, and
+    off again when the block ends, also when it ends with an exception."""
+    to_q, to_k = nn.Identity(), nn.Identity()
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 4, 8, generator=g), torch.randn(2, 3, 8, generator=g)
+    rec = AttentionRecorder([AttentionLayer("x", to_q, to_k, 1)], [1], (8, 8), "quarter")
+    with rec:
+        with rec.recording([1]):
+            to_q(q), to_k(k)
+        to_q(q), to_k(k)  # after the block: not recorded
+        with pytest.raises(KeyError), rec.recording([0]):
+            to_q(q)
+            raise KeyError("a failing UNet call between to_q and to_k")
+        assert not rec.active and rec.rows == []
+        to_q(q), to_k(k)  # the failed block left nothing behind
+    assert rec.counts == {(2, 2): 1}
+    ref = torch.softmax(q[1] @ k[1].t() / math.sqrt(8), dim=-1)[:, 1].view(2, 2)  # row 1 only
+    torch.testing.assert_close(rec.sums[(2, 2)], ref)
 
 
 def test_recorder_softmax_matches_explicit_attention():
@@ -75,8 +94,8 @@ def test_recorder_softmax_matches_explicit_attention():
     heads, d, nq, nk = 2, 4, 16, 5
     q_lin, k_lin = nn.Linear(6, heads * d, bias=False), nn.Linear(7, heads * d, bias=False)
     hs, ctx = torch.randn(1, nq, 6, generator=g), torch.randn(1, nk, 7, generator=g)
-    with AttentionRecorder([AttentionLayer("l", q_lin, k_lin, heads)], [2, 3], (16, 16), "quarter") as rec:
-        rec.active, rec.rows = True, [0]
+    with AttentionRecorder([AttentionLayer("l", q_lin, k_lin, heads)], [2, 3], (16, 16), "quarter") as rec, \
+            rec.recording([0]):
         q, k = q_lin(hs), k_lin(ctx)
     qh, kh = q.view(nq, heads, d).transpose(0, 1), k.view(nk, heads, d).transpose(0, 1)
     p = torch.softmax(qh @ kh.transpose(1, 2) / math.sqrt(d), dim=-1)
@@ -91,8 +110,8 @@ def test_recorder_keeps_float32_inside_an_autocast_region():
     heads, d, nq, nk = 2, 32, 16, 5
     q_lin, k_lin = nn.Linear(64, heads * d, bias=False), nn.Linear(64, heads * d, bias=False)
     hs, ctx = torch.randn(1, nq, 64, generator=g) * 3, torch.randn(1, nk, 64, generator=g) * 3
-    with AttentionRecorder([AttentionLayer("l", q_lin, k_lin, heads)], [2, 3], (16, 16), "quarter") as rec:
-        rec.active, rec.rows = True, [0]
+    with AttentionRecorder([AttentionLayer("l", q_lin, k_lin, heads)], [2, 3], (16, 16), "quarter") as rec, \
+            rec.recording([0]):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             q, k = q_lin(hs), k_lin(ctx)
     assert q.dtype == torch.bfloat16

@@ -73,8 +73,7 @@ def test_ldm_host_checks_interrupt_before_every_unet_call(webui, batch):
 
 def _recorded_map(host, x, t, cond, tokens):
     recorder = AttentionRecorder(host.attention_layers(), tokens, (8, 8), "all")
-    with torch.no_grad(), recorder:
-        recorder.active, recorder.rows = True, [0]
+    with torch.no_grad(), recorder, recorder.recording([0]):
         eps = host.eps(x, t, cond)
     return recorder.mean_map(), eps
 
