@@ -21,7 +21,6 @@ class DiffusersDenoiser:
         self.unet = unet
         self.alphas_cumprod = alphas_cumprod.detach().to("cpu", torch.float64)
         self.prediction_type = prediction_type
-        self._ac_device: dict = {}
 
     def _alpha(self, t: Tensor, like: Tensor) -> Tensor:
         a = self.alphas_cumprod[t.cpu()].to(device=like.device, dtype=torch.float32)

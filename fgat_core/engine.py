@@ -144,12 +144,8 @@ def _reporter(progress: Progress | None, stage: str) -> Callable[[int, int], Non
 
 # ------------------------------------------------------------------------------------------------ plan
 def plan_run(
-    alphas_cumprod: Tensor,
-    inputs: FGATInputs,
-    config: FGATConfig,
-    transfer: bool = True,
-    schedule: Schedule | None = None,
-    first_step: int | None = None,
+    alphas_cumprod: Tensor, inputs: FGATInputs, config: FGATConfig, transfer: bool = True,
+    schedule: Schedule | None = None, first_step: int | None = None,
 ) -> Plan:
     """The run's schedule and window. Sampling starts at the window start with `direct` inversion (exact
     reconstruction makes the steps before it redundant) and at step 0 otherwise; `first_step` overrides."""
@@ -279,14 +275,8 @@ def _joint_inversion(
 
 
 def invert(
-    host: Denoiser,
-    inputs: FGATInputs,
-    plan: Plan,
-    *,
-    recorder: AttentionRecorder | None = None,
-    cache: InversionStore | None = None,
-    meter: StageMeter | None = None,
-    progress: Progress | None = None,
+    host: Denoiser, inputs: FGATInputs, plan: Plan, *, recorder: AttentionRecorder | None = None,
+    cache: InversionStore | None = None, meter: StageMeter | None = None, progress: Progress | None = None,
 ) -> Inversions:
     """Phase 1-2: invert the source (to level 0) and the target (to the window start) in shared UNet calls,
     or take either from `cache`; with null-text inversion, optimise the unconditional embeddings. The UNet
@@ -527,14 +517,8 @@ class _Sampler:
 
 
 def sample(
-    host: Denoiser,
-    inversions: Inversions,
-    inputs: FGATInputs,
-    plan: Plan,
-    *,
-    recorder: AttentionRecorder | None = None,
-    user_mask: Tensor | None = None,
-    meter: StageMeter | None = None,
+    host: Denoiser, inversions: Inversions, inputs: FGATInputs, plan: Plan, *,
+    recorder: AttentionRecorder | None = None, user_mask: Tensor | None = None, meter: StageMeter | None = None,
     progress: Progress | None = None,
 ) -> FGATResult:
     """Phase 3-6: sample from the inverted source at `plan.first`, FGAT steps inside the window. The result's

@@ -42,14 +42,6 @@ def alpha_from_sigma(sigma: Tensor | float) -> Tensor | float:
     return 1.0 / (1.0 + sigma**2)
 
 
-def vp_to_ve(x_vp: Tensor, alpha: Tensor | float) -> Tensor:
-    return x_vp / _sqrt(alpha)
-
-
-def ve_to_vp(x_ve: Tensor, alpha: Tensor | float) -> Tensor:
-    return x_ve * _sqrt(alpha)
-
-
 def scaled_linear_alphas_cumprod(
     beta_start: float = 0.00085, beta_end: float = 0.012, num_train_timesteps: int = 1000
 ) -> Tensor:
