@@ -3,7 +3,7 @@
     python bench/bench_core.py [--steps 50] [--repeats 3] [--inversion direct]
 
 Prints wall times, UNet calls and rows per stage, and the ratios FGAT / plain in time and in UNet work
-next to DESIGN.md's floor (about 2.35x in UNet work with `direct` inversion at 50 steps)."""
+next to the floor in docs/DESIGN.md §2.7 (about 2.35x in UNet work with `direct` inversion at 50 steps)."""
 
 from __future__ import annotations
 
@@ -78,9 +78,9 @@ def main() -> None:
     print(f"plain CFG DDIM: {plain:.3f} s, {plain_calls} calls, {plain_rows} rows")
     print(f"FGAT:           {fgat:.3f} s, {calls} calls (incl. {feat_rows // 2} partial DIFT calls), {rows} full rows")
     print(f"ratio FGAT/plain, time:               {fgat / plain:.2f}x")
-    print(f"ratio FGAT/plain, serial UNet calls:  {calls / plain_calls:.2f}x  (DESIGN floor ~2.2x on a GPU)")
+    print(f"ratio FGAT/plain, serial UNet calls:  {calls / plain_calls:.2f}x  (docs/DESIGN.md §2.7: ~2.2x on a GPU)")
     print(f"ratio FGAT/plain, UNet work (rows):   {rows / plain_rows:.2f}x  + DIFT partial rows {feat_rows} "
-          f"(DESIGN floor ~2.35x incl. DIFT)")
+          f"(docs/DESIGN.md §2.7: ~2.35x incl. DIFT)")
 
 
 if __name__ == "__main__":

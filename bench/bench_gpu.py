@@ -9,7 +9,7 @@ asserts nothing about timings.
     python bench/bench_gpu.py --models sd15 --no-null-text     # one model, default settings only
     python bench/bench_gpu.py --tiny --device cpu --steps 10   # smoke run on the CPU with the tiny models
 
-Targets (DESIGN.md §1 "Cost", issue 3) at 512 px, 50 steps, default settings, one H100/H200:
+Targets (docs/DESIGN.md §2.7, issue 3) at 512 px, 50 steps, default settings, one H100/H200:
 FGAT <= 2.3x plain sampling, FGAT <= 3.5 s in total, null-text mode <= 30 s.
 """
 

@@ -1,4 +1,4 @@
-"""FGATConfig: every knob of the method, its defaults (paper §4, DESIGN.md §1) and validation."""
+"""FGATConfig: every knob of the method, its defaults (paper §4, docs/DESIGN.md §2) and validation."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ CHOICES = {
 
 @dataclass
 class FGATConfig:
-    """All FGAT settings. Defaults are the paper's (§4) and DESIGN.md §1's readings of it."""
+    """All FGAT settings. Defaults are the paper's (§4) and docs/DESIGN.md §2.6's readings of it."""
 
     delta: float = 0.6  # Eq. 3: weight of the transfer
     lam: float = 0.2  # Eq. 6: balance between x_t and x'_t
@@ -114,7 +114,7 @@ class FGATConfig:
 
     # ------------------------------------------------------------------ window
     def window(self, steps: int | None = None) -> tuple[int, int]:
-        """Window steps [start, end) at `steps` sampling steps: ceil(f * N) for both ends (DESIGN §1.4)."""
+        """Window steps [start, end) at `steps` sampling steps: ceil(f * N) for both ends (docs/DESIGN.md §2.3)."""
         n = self.steps if steps is None else int(steps)
         start = math.ceil(round(self.window_start * n, 9))
         end = min(math.ceil(round(self.window_end * n, 9)), n)

@@ -1,5 +1,5 @@
 """Appearance transfer in x0 space (Eq. 3), latent deviation (Eqs. 4-7), the deviated step (Eq. 13), and
-`fgat_step`, one window step of the method built from them (docs/DESIGN.md, "The method as implemented")."""
+`fgat_step`, one window step of the method built from them (docs/DESIGN.md §2.3)."""
 
 from __future__ import annotations
 

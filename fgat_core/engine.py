@@ -1,7 +1,7 @@
 """The FGAT driver shared by every host, in phases: plan, `invert`, the mask's attention, `sample`.
 
 `run_fgat` runs them in order; each phase is a function of typed values, so a host or a test can run one
-alone (docs/DESIGN.md, "The engine in phases")."""
+alone (docs/DESIGN.md §3)."""
 
 from __future__ import annotations
 
@@ -188,7 +188,7 @@ def run_fgat(
     first_step: int | None = None,
     cache: InversionStore | None = None,
 ) -> FGATResult:
-    """Run FGAT (docs/DESIGN.md, "The method as implemented") and return the final latent.
+    """Run FGAT (docs/DESIGN.md §2) and return the final latent.
 
     `transfer=False` gives the reconstruction along the very same path (the reference for the
     no-transfer identities). Sampling starts at the window start with `direct` inversion (exact

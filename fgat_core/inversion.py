@@ -1,4 +1,4 @@
-"""Source and target inversion over a Denoiser (docs/DESIGN.md, "The method as implemented", steps 1-2).
+"""Source and target inversion over a Denoiser (docs/DESIGN.md §2.2).
 
 Convention: level k < N is timestep tau_k, level N the clean latent (timestep 0). Inverting from level
 k to k-1 evaluates the UNet at the level-k latent and its own timestep, eps_k = eps(X[k], tau_k), then

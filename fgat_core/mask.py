@@ -142,7 +142,7 @@ def upsample_map(m: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 def threshold_mask(attn_map: Tensor, threshold: float = 0.3, dilate: int = 1) -> Tensor:
-    """Divide by the max, keep >= threshold, dilate by `dilate` latent pixels (DESIGN §1.5). (h, w) in {0,1}."""
+    """Divide by the max, keep >= threshold, dilate by `dilate` latent pixels (docs/DESIGN.md §2.4). (h, w) in {0,1}."""
     peak = attn_map.max()
     if not torch.isfinite(peak) or peak <= 0:
         return torch.zeros_like(attn_map)

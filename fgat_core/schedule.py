@@ -1,4 +1,4 @@
-"""Schedule math: a_t, x0/eps/v conversions and the DDIM step (paper Eqs. 1-2, DESIGN.md §1)."""
+"""Schedule math: a_t, x0/eps/v conversions and the DDIM step (paper Eqs. 1-2, docs/DESIGN.md §2.1)."""
 
 from __future__ import annotations
 

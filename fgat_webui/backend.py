@@ -32,7 +32,7 @@ Progress
     `check_interrupted()`                  raise FGATInterrupted on Interrupt/Skip
     `end_progress()`                       clear what `report_progress` wrote
 
-A Forge backend (research notes §6) differs in: the UNet at `p.sd_model.forge_objects.unet` (x0-predicting
+A Forge backend (docs/DESIGN.md §4.3) differs in: the UNet at `p.sd_model.forge_objects.unet` (x0-predicting
 `KModel.apply_model(x, sigma, ...)` after `sampling_prepare`), `alphas_cumprod` from `predictor.sigmas`,
 VAE/text encoders under `torch.inference_mode()`, tokenisation through `text_processing_engine`. Its
 `denoiser()` must still hand the engine VP latents and eps; `fgat_core` leaves inference mode itself for

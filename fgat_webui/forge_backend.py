@@ -1,6 +1,6 @@
 """The Forge backend (lllyasviel/stable-diffusion-webui-forge 2.x): `WebUIBackend` over Forge's own model code.
 
-What differs from A1111 (research notes §6) and how this backend handles it:
+What differs from A1111 (docs/DESIGN.md §4.3) and how this backend handles it:
 
 - There is no `sd_model.apply_model`, `model.diffusion_model` or `alphas_cumprod`. The UNet is the
   `UnetPatcher` at `p.sd_model.forge_objects.unet` (reset by Forge right before

@@ -8,7 +8,7 @@ SD1/SD2 checkpoints are ldm `LatentDiffusion` models (SDXL ones sgm `DiffusionEn
   `DiffusionWrapper.forward` (l.1318) to `diffusion_model(x, t, context=...)`;
 - `parameterization` is "eps" or "v" (l.74); `alphas_cumprod` is a float32 buffer (l.149);
 - `model.diffusion_model` is the ldm `UNetModel` whose `output_blocks[5]` output is DIFT's
-  `up_ft_index=1` feature (= diffusers `up_blocks[1]`, research notes §4.2);
+  `up_ft_index=1` feature (= diffusers `up_blocks[1]`, docs/DESIGN.md §4.3);
 - cross-attention modules are named `*.attn2` with `to_q`, `to_k` and `heads` (`ldm/modules/attention.py:145-152`).
 
 Interrupt/Skip: `interrupt_check` runs before every UNet call, as the WebUI's own CFG denoiser checks

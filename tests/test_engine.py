@@ -153,7 +153,7 @@ def test_v_prediction_host_equals_eps_host(tiny_pipe, inputs):
 
 @pytest.mark.parametrize("steps,inversion", [(50, "direct"), (20, "ddim")])
 def test_unet_call_counts_follow_the_cost_model(tiny_pipe, inputs, steps, inversion):
-    """DESIGN.md §1 'Cost': direct inversion skips sampling before the window and batches every pair."""
+    """docs/DESIGN.md §2.7 (cost): direct inversion skips sampling before the window and batches every pair."""
     cfg = FGATConfig(steps=steps, inversion=inversion)
     st = run_fgat(tiny_pipe.host, inputs, cfg).stats
     n, (s, e) = steps, cfg.window(steps)
@@ -172,7 +172,7 @@ def test_unet_call_counts_follow_the_cost_model(tiny_pipe, inputs, steps, invers
     plain_rows = 2 * n
     if inversion == "direct" and n == 50:
         work = (st["inversion"].rows + st["sampling"].rows) / plain_rows
-        assert work < 2.35  # the floor in UNet work quoted by DESIGN.md, before DIFT's partial calls
+        assert work < 2.35  # the floor in UNet work quoted by docs/DESIGN.md §2.7, before DIFT's partial calls
 
 
 def test_initial_matching_matches_once(tiny_pipe, inputs):

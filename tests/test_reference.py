@@ -1,4 +1,4 @@
-"""The engine against an independent, step-by-step implementation of DESIGN.md §1 written from the paper's
+"""The engine against an independent, step-by-step implementation of docs/DESIGN.md §2 written from the paper's
 equations in this file (it calls the raw diffusers UNet, not the engine's host, schedule or matching code).
 
 What it pins down that the identities (delta = 0, M = 0, lambda = gamma = 1) cannot: the target x0 is taken at
@@ -25,7 +25,7 @@ def _timesteps(n: int) -> list[int]:
 
 
 class Reference:
-    """DESIGN.md §1 on the tiny SD model, one formula per line."""
+    """docs/DESIGN.md §2 on the tiny SD model, one formula per line."""
 
     def __init__(self, pipe, source, target, steps: int = STEPS):
         self.unet, ac = pipe.unet, pipe.host.alphas_cumprod.double()
