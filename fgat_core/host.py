@@ -81,7 +81,7 @@ def output_of(module: nn.Module, forward: Callable[[], object]) -> Tensor:
     A forward hook raises when `module` returns, so the rest of the network is skipped (DIFT needs the
     UNet only up to up_blocks[1] / output_blocks[5]); the hook is always removed."""
 
-    def hook(_module, _inputs, output):
+    def hook(_module: nn.Module, _inputs: tuple[object, ...], output: Tensor) -> None:
         raise _StopForward(output)
 
     handle = module.register_forward_hook(hook)

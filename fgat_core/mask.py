@@ -9,9 +9,12 @@ from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from .host import AttentionLayer, full_precision
+
+# a forward hook on a q or k projection: (module, inputs, output) -> None
+ForwardHook = Callable[[nn.Module, tuple[object, ...], Tensor], None]
 
 
 def downsampled_size(size: tuple[int, int], factor: int) -> tuple[int, int]:
@@ -51,7 +54,7 @@ class AttentionRecorder:
         self.sums: dict[tuple[int, int], Tensor] = {}
         self.counts: dict[tuple[int, int], int] = {}
         self._q: dict[int, Tensor] = {}
-        self._handles: list = []
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     # hooks -------------------------------------------------------------------------------------
     def __enter__(self) -> AttentionRecorder:
@@ -60,7 +63,7 @@ class AttentionRecorder:
             self._handles.append(layer.to_k.register_forward_hook(self._k_hook(i, layer.heads)))
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.remove()
 
     def remove(self) -> None:
@@ -87,15 +90,15 @@ class AttentionRecorder:
         sums, counts = state
         self.sums, self.counts = dict(sums), dict(counts)
 
-    def _q_hook(self, i: int):
-        def hook(_mod, _inp, out):
+    def _q_hook(self, i: int) -> ForwardHook:
+        def hook(_mod: nn.Module, _inp: tuple[object, ...], out: Tensor) -> None:
             if self.active and self.rows:
                 self._q[i] = out.detach()
 
         return hook
 
-    def _k_hook(self, i: int, heads: int):
-        def hook(_mod, _inp, out):
+    def _k_hook(self, i: int, heads: int) -> ForwardHook:
+        def hook(_mod: nn.Module, _inp: tuple[object, ...], out: Tensor) -> None:
             q = self._q.pop(i, None)
             if q is None or not self.active or not self.rows:
                 return

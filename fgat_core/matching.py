@@ -9,7 +9,9 @@ from torch import Tensor
 from .host import Cond, Denoiser, cond_cat, full_precision
 
 
-def dift_noise(shape: tuple[int, ...], ensemble: int, seed: int, device, dtype, images: int = 2) -> Tensor:
+def dift_noise(
+    shape: tuple[int, ...], ensemble: int, seed: int, device: torch.device | str, dtype: torch.dtype, images: int = 2
+) -> Tensor:
     """Fixed-seed noise draws n for `dift_features`: (images, K, *shape), independent per image.
 
     Independent draws matter: noise shared by source and target at equal positions biases the
