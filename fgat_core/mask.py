@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .errors import InputError
 from .host import AttentionLayer, full_precision
 
 
@@ -172,12 +173,12 @@ def word_token_indices(
     words = [m.group().lower() for m in matches]
     alnum = [w for w in words if re.match(r"\w", w)]
     named = [w for w in alnum if re.match(r"[^\W\d_]", w)]  # words that start with a letter: "4k", "1.3" do not
-    if not alnum:
-        raise ValueError("the source prompt is empty, so there is no word to take the attention mask from: "
-                         "write a source prompt naming the object, or choose mask source 'user' or 'none'")
-    if not word.strip() and not named:
-        raise ValueError("the source prompt has no word with letters to take the attention mask from: write a "
-                         "source prompt naming the object, or choose mask source 'user' or 'none'")
+    if not prompt.strip():
+        raise InputError("source_prompt", prompt, "{name} is empty, so there is no word to take the attention mask "
+                         "from: write a source prompt naming the object, or choose mask source 'user' or 'none'")
+    if not alnum or (not word.strip() and not named):
+        raise InputError("source_prompt", prompt, "{name} {value!r} has no word with letters to take the attention "
+                         "mask from: write a source prompt naming the object, or choose mask source 'user' or 'none'")
     word = word if word.strip() else named[-1]  # the default: the prompt's last word (emphasis weights aside)
     target = prompt_words(word)
     hits: list[int] = []
@@ -189,12 +190,12 @@ def word_token_indices(
             last = 1 + len(tokenize(prompt[: matches[i + len(target) - 1].end()]))
             hits.extend(range(first, last))
     if not hits:
-        raise ValueError(
-            f"the mask word {word!r} is not in the source prompt {prompt!r}; use one of its words: "
-            f"{', '.join(dict.fromkeys(alnum))}"
-        )
+        raise InputError("mask_word", word, "{name} {value!r} is not in {names[source_prompt]} {prompt!r}; use one "
+                         "of its words: {words}", related=("source_prompt",), prompt=prompt,
+                         words=", ".join(dict.fromkeys(alnum)))
     hits = [h for h in hits if h < max_tokens - 1]
     if not hits:
-        raise ValueError(f"the mask word {word!r} lies beyond the first {max_tokens - 2} tokens of the prompt; "
-                         "move it earlier in the source prompt")
+        raise InputError("mask_word", word, "{name} {value!r} lies beyond the first {limit} tokens of "
+                         "{names[source_prompt]}; move it earlier in the prompt", related=("source_prompt",),
+                         limit=max_tokens - 2)
     return hits

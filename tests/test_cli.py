@@ -162,7 +162,7 @@ def test_presets_command_lists_and_shows(tmp_path, capsys):
         ({"--window-start": "0.5", "--window-end": "0.4"}, "--window-end (0.4) must be greater than"),
         ({"--out": "result.jpg"}, "must be a .png file"),
         ({"--mask-source": "user"}, "no mask image was given"),
-        ({"--mask-word": "dog"}, "the mask word 'dog' is not in the source prompt"),
+        ({"--mask-word": "dog"}, "--mask-word 'dog' is not in --source-prompt 'a photo of a cat'"),
         ({"--preset": "nope"}, "unknown preset 'nope'"),
         ({"--steps": "2"}, "the FGAT window is empty at 2 steps"),
     ],
@@ -227,7 +227,8 @@ def test_diagnostics_sheet_layout_and_panels(tmp_path, small, use_tiny):
     sheet = Image.open(tmp_path / "d-diagnostics.png").convert("RGB")
     # panels: source, target, mask, warped target, result, then x0 at window step 2 -> 6 panels
     cell_w, cell_h = SIZE, SIZE + LABEL_HEIGHT
-    assert sheet.size == (COLUMNS * cell_w, 2 * cell_h)
+    # under the grid: the caption (prompts, mask coverage), wrapped to the sheet's width
+    assert sheet.size[0] == COLUMNS * cell_w and sheet.size[1] > 2 * cell_h
     arr = np.asarray(sheet)
     src = np.asarray(Image.open(small[0]).convert("RGB"))
     result = np.asarray(Image.open(out).convert("RGB"))
@@ -236,7 +237,8 @@ def test_diagnostics_sheet_layout_and_panels(tmp_path, small, use_tiny):
     # x0 panels are images, not blank cells; the cells after the last panel are blank
     x0_panel = arr[cell_h + LABEL_HEIGHT : 2 * cell_h, 0:SIZE]
     assert x0_panel.std() > 1.0
-    assert (arr[cell_h:, cell_w:] == 255).all()
+    assert (arr[cell_h : 2 * cell_h, cell_w:] == 255).all()
+    assert (arr[2 * cell_h :] < 128).any()  # the caption's text
 
 
 def test_mask_overlay_tints_only_inside_the_mask():
