@@ -148,8 +148,8 @@ def prepare_user_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
     tolerance = 0.02 + (size[0] / size[1]) * (1 / size[0] + 1 / size[1])
     if abs(src_h / src_w - size[0] / size[1]) > tolerance:
         raise ValueError(
-            f"the mask is {src_w}x{src_h} but the image grid is {size[1]}x{size[0]} (other aspect ratio): "
-            f"upload a mask with the same aspect ratio as the source image"
+            f"the mask is {src_w}x{src_h}, another aspect ratio ({src_w / src_h:.3g}) than the image's "
+            f"({size[1] / size[0]:.3g}): upload a mask with the same aspect ratio as the source image"
         )
     return F.interpolate(m[None, None], size=size, mode="area")[0, 0].clamp(0, 1)
 

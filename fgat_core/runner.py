@@ -162,6 +162,11 @@ def _check_mask(job: Job, size: tuple[int, int]) -> None:
     try:
         prepare_user_mask(mask, (max(1, h // 8), max(1, w // 8)))  # its values and its aspect ratio
     except ValueError as e:
+        mh, mw = mask.shape
+        if "aspect ratio" in str(e):  # pixels against pixels: the mask image and the source image
+            raise InputError("mask", str(job.mask), "{name} {value!r} is {mw}x{mh} px, but the source image is "
+                             "{w}x{h} px: another aspect ratio ({ma:.3g} against {sa:.3g}); give a mask of the "
+                             "source's aspect ratio (any size)", mw=mw, mh=mh, w=w, h=h, ma=mw / mh, sa=w / h) from None
         raise InputError("mask", str(job.mask), "{name} {value!r}: {reason}", reason=e) from None
     if job.config.mask_source != "user":
         raise InputError("mask", str(job.mask), "a mask image was given but mask_source is {source!r}: drop "
