@@ -315,6 +315,20 @@ def test_batch_rows_that_run_out_of_memory_are_reported_with_their_size(tmp_path
     assert f"p.csv line 2: error: out of memory on cpu (float32) at {SIZE}x{SIZE} px" in err
 
 
+def test_out_of_memory_messages_of_each_allocator():
+    from fgat_core.runner import out_of_memory_message
+
+    cuda = RuntimeError("CUDA out of memory. Tried to allocate 512.00 MiB (GPU 0; 8.00 GiB total capacity)")
+    text = out_of_memory_message(cuda, (2048, 1024), "cuda", "float32")
+    assert text.startswith("out of memory on cuda (float32) at 2048x1024 px (one allocation asked for 0.50 GiB)")
+    assert "--dtype fp16" in text and "--device cpu" in text
+    assert "--dtype fp16" not in out_of_memory_message(cuda, None, "cuda", "float16")
+    mps = RuntimeError("MPS backend out of memory (MPS allocated: 1.2 GB)")
+    assert out_of_memory_message(mps, None, "mps", "float16").startswith("out of memory on mps (float16):")
+    assert out_of_memory_message(RuntimeError("mat1 and mat2 shapes cannot be multiplied"), None, "cpu",
+                                 "float32") is None
+
+
 # ---------------------------------------------------------------------------- 2. unwritable outputs
 @pytest.mark.parametrize("out", ["/sys/r.png", "/proc/fgat-no-such-folder/r.png"])
 def test_outputs_in_unwritable_places_are_refused_before_any_model_work(small, capsys, monkeypatch, out):
