@@ -44,6 +44,9 @@ class _FieldError(ValueError):
     def _library_name(self, field: str) -> str:
         return field
 
+    def __reduce__(self):  # copy and pickle rebuild the error from its parts, not from the rendered message
+        return _rebuild, (type(self), self.field, self.value, self.template, self.allowed, self.related, self.extra)
+
     def render(self, name: Namer = plain_name) -> str:
         """The message with every field named by `name` (e.g. `flag_name`)."""
         names = {f: name(f) for f in (self.field, *self.related)}
@@ -75,6 +78,11 @@ class InputError(_FieldError):
 INPUT_WORDS = {"source": "the source image", "target": "the target image", "mask": "the mask image",
                "out": "the output", "source_prompt": "the source prompt", "target_prompt": "the target prompt",
                "negative_prompt": "the negative prompt", "mask_word": "the mask word"}
+
+
+def _rebuild(cls: type, field: str, value: Any, template: str, allowed: str | None, related: Sequence[str],
+             extra: dict[str, Any]) -> _FieldError:
+    return cls(field, value, template, allowed=allowed, related=related, **extra)
 
 
 def render_error(err: BaseException, name: Namer) -> str:

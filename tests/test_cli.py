@@ -419,6 +419,11 @@ def test_config_errors_are_typed_and_rendered_per_front_end():
     with pytest.raises(ConfigError) as e:
         FGATConfig(inversion="magic")
     assert e.value.allowed == "direct, null-text, negative-prompt, ddim"
+    import copy
+    import pickle
+
+    for twin in (copy.copy(err), pickle.loads(pickle.dumps(err))):  # rebuilt from their parts, not the text
+        assert type(twin) is ConfigError and str(twin) == str(err) and twin.render(flag_name) == err.render(flag_name)
 
 
 def test_window_errors_name_both_flags(tmp_path, small, capsys, monkeypatch):
