@@ -77,7 +77,8 @@ class InputError(_FieldError):
 
 INPUT_WORDS = {"source": "the source image", "target": "the target image", "mask": "the mask image",
                "out": "the output", "source_prompt": "the source prompt", "target_prompt": "the target prompt",
-               "negative_prompt": "the negative prompt", "mask_word": "the mask word"}
+               "negative_prompt": "the negative prompt", "mask_word": "the mask word",
+               "mask_source": "mask source"}
 
 
 def _rebuild(cls: type, field: str, value: Any, template: str, allowed: str | None, related: Sequence[str],

@@ -175,10 +175,12 @@ def word_token_indices(
     named = [w for w in alnum if re.match(r"[^\W\d_]", w)]  # words that start with a letter: "4k", "1.3" do not
     if not prompt.strip():
         raise InputError("source_prompt", prompt, "{name} is empty, so there is no word to take the attention mask "
-                         "from: write a source prompt naming the object, or choose mask source 'user' or 'none'")
+                         "from: write a source prompt naming the object, or choose {names[mask_source]} 'user' or "
+                         "'none'", related=("mask_source",))
     if not alnum or (not word.strip() and not named):
         raise InputError("source_prompt", prompt, "{name} {value!r} has no word with letters to take the attention "
-                         "mask from: write a source prompt naming the object, or choose mask source 'user' or 'none'")
+                         "mask from: write a source prompt naming the object, or choose {names[mask_source]} 'user' "
+                         "or 'none'", related=("mask_source",))
     word = word if word.strip() else named[-1]  # the default: the prompt's last word (emphasis weights aside)
     target = prompt_words(word)
     hits: list[int] = []

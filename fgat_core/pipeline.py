@@ -187,7 +187,8 @@ class FGATPipeline:
         user_mask = None
         if cfg.mask_source == "user":
             if mask is None:
-                raise InputError("mask", None, "mask_source is 'user' but no mask image was given: pass {name}")
+                raise InputError("mask", None, "{names[mask_source]} is 'user' but no mask image was given: "
+                                 "pass {name}", related=("mask_source",))
             user_mask = mask_from_image(mask)
         inputs = FGATInputs(
             source_latent=z_src, target_latent=z_tar,

@@ -145,8 +145,8 @@ def check_job(job: Job, tokenizer=None) -> tuple[tuple[int, int], tuple[int, int
     if job.mask is not None:
         _check_mask(job, source.size)
     elif cfg.mask_source == "user" and job.transfer:
-        raise InputError("mask", None, "mask_source is 'user' but no mask image was given: add {name} "
-                         "(white = transfer)")
+        raise InputError("mask", None, "{names[mask_source]} is 'user' but no mask image was given: add {name} "
+                         "(white = transfer)", related=("mask_source",))
     cfg.window()  # an empty window, or an attention mask without steps before the window
     if tokenizer is not None and job.transfer and cfg.mask_source == "attention":
         word_token_indices(job.source_prompt, cfg.mask_word, tokenizer.tokenize, tokenizer.model_max_length)
@@ -169,8 +169,9 @@ def _check_mask(job: Job, size: tuple[int, int]) -> None:
                              "source's aspect ratio (any size)", mw=mw, mh=mh, w=w, h=h, ma=mw / mh, sa=w / h) from None
         raise InputError("mask", str(job.mask), "{name} {value!r}: {reason}", reason=e) from None
     if job.config.mask_source != "user":
-        raise InputError("mask", str(job.mask), "a mask image was given but mask_source is {source!r}: drop "
-                         "{name} or set mask_source to 'user'", source=job.config.mask_source)
+        raise InputError("mask", str(job.mask), "a mask image was given but {names[mask_source]} is {source!r}: "
+                         "drop {name} or set {names[mask_source]} to 'user'", source=job.config.mask_source,
+                         related=("mask_source",))
 
 
 def job_notes(job: Job, tokenizer, sizes: tuple[tuple[int, int], tuple[int, int]], multiple: int) -> list[str]:
