@@ -100,7 +100,7 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
                    help="override the detected prediction type of the model (default: detected; "
                    "$FGAT_PREDICTION_TYPE)")
     p.add_argument("--preset", help="start from this preset (see `python -m fgat_core presets`)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or model-loading lines")
 
 
 def build_parser() -> argparse.ArgumentParser:
