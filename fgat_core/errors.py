@@ -44,7 +44,7 @@ class _FieldError(ValueError):
     def _library_name(self, field: str) -> str:
         return field
 
-    def __reduce__(self):  # copy and pickle rebuild the error from its parts, not from the rendered message
+    def __reduce__(self):  # copy.copy / deepcopy rebuild the error from its parts, not its rendered message
         return _rebuild, (type(self), self.field, self.value, self.template, self.allowed, self.related, self.extra)
 
     def render(self, name: Namer = plain_name) -> str:

@@ -420,9 +420,8 @@ def test_config_errors_are_typed_and_rendered_per_front_end():
         FGATConfig(inversion="magic")
     assert e.value.allowed == "direct, null-text, negative-prompt, ddim"
     import copy
-    import pickle
 
-    for twin in (copy.copy(err), pickle.loads(pickle.dumps(err))):  # rebuilt from their parts, not the text
+    for twin in (copy.copy(err), copy.deepcopy(err)):  # rebuilt from their parts, not from the text
         assert type(twin) is ConfigError and str(twin) == str(err) and twin.render(flag_name) == err.render(flag_name)
 
 
