@@ -20,8 +20,9 @@ from typing import Any
 
 from .cache import InversionCache
 from .config import FGATConfig, config_fields
+from .errors import ConfigError, plain_name
 from .pipeline import FGATPipeline
-from .runner import Job, StageBars, check_job, output_path, prompt_notes, run_job
+from .runner import Job, StageBars, check_job, job_notes, out_of_memory_message, output_path, run_job
 
 JOB_KEYS = ("source", "target", "source_prompt", "target_prompt", "negative_prompt", "mask", "out", "preset",
             "transfer")
@@ -87,8 +88,9 @@ def _normalise(row: Any, where: str) -> dict[str, Any]:
     return out
 
 
-def read_rows(path: Path) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any]]:
-    """(label, row) pairs and the file-wide defaults, keys normalised; empty cells dropped."""
+def read_rows(path: Path) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any], list[str]]:
+    """(label, row) pairs, the file-wide defaults (keys normalised; empty cells dropped) and the rows'
+    problems, each labelled with its line; a file that cannot be read as a whole raises ValueError."""
     if not path.exists():
         raise ValueError(f"the pairs file {str(path)!r} does not exist")
     suffix = path.suffix.lower()
@@ -96,49 +98,68 @@ def read_rows(path: Path) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, A
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"the pairs file {str(path)!r} cannot be read ({e})") from None
-    rows: list[tuple[str, dict[str, Any]]] = []
-    defaults: dict[str, Any] = {}
     if suffix == ".csv":
-        lines = text.splitlines()
-        skipped = 0
-        while skipped < len(lines) and (not lines[skipped].strip() or lines[skipped].lstrip().startswith("#")):
-            skipped += 1  # comments and blank lines above the header
-        reader = csv.DictReader(lines[skipped:])
-        if not reader.fieldnames:
-            raise ValueError(f"the pairs file {path.name} is empty: it needs a header row (source,target,...)")
-        names = [n.strip() for n in reader.fieldnames]
-        twice = sorted({n for n in names if n and names.count(n) > 1})
-        if twice:
-            raise ValueError(f"the pairs file {path.name} names the column(s) {', '.join(twice)} twice in its "
-                             "header: keep one of each")
-        for raw in reader:
-            where = f"{path.name} line {reader.line_num + skipped}"
-            first = next(iter(raw.values()), "") or ""
-            if all(_is_unset(v) for k, v in raw.items() if k is not None) or str(first).lstrip().startswith("#"):
-                continue
-            rows.append((where, _normalise(raw, where)))
+        raw_rows, defaults = _csv_rows(path, text), {}
     elif suffix in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ValueError(f"the pairs file {path.name} is not valid YAML: {e}") from None
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - {"defaults", "pairs"})
-            if unknown:
-                raise ValueError(f"{path.name}: unknown top-level key(s) {', '.join(map(str, unknown))}: "
-                                 "use 'pairs' (a list of rows) and optionally 'defaults'")
-            defaults = _normalise(data.get("defaults") or {}, f"{path.name} defaults")
-            data = data.get("pairs")
-        if not isinstance(data, list):
-            raise ValueError(f"{path.name}: expected a list of pairs (or a mapping with 'pairs'), "
-                             f"got {type(data).__name__}")
-        rows = [(f"{path.name} pair {i}", _normalise(r, f"{path.name} pair {i}")) for i, r in enumerate(data, 1)]
+        raw_rows, defaults = _yaml_rows(path, text)
     else:
         raise ValueError(f"the pairs file {path.name} must be .csv, .yaml or .yml")
-    if not rows:
+    if not raw_rows:
         raise ValueError(f"the pairs file {path.name} lists no pairs")
+    rows, errors = [], []
+    for where, raw in raw_rows:
+        try:
+            rows.append((where, _normalise(raw, where)))
+        except ValueError as e:
+            errors.append(str(e))
+    return rows, defaults, errors
+
+
+def _csv_rows(path: Path, text: str) -> list[tuple[str, Any]]:
+    lines = text.splitlines()
+    skipped = 0
+    while skipped < len(lines) and (not lines[skipped].strip() or lines[skipped].lstrip().startswith("#")):
+        skipped += 1  # comments and blank lines above the header
+    reader = csv.DictReader(lines[skipped:])
+    if not reader.fieldnames:
+        raise ValueError(f"the pairs file {path.name} is empty: it needs a header row (source,target,...)")
+    names = [n.strip() for n in reader.fieldnames]
+    twice = sorted({n for n in names if n and names.count(n) > 1})
+    if twice:
+        raise ValueError(f"the pairs file {path.name} names the column(s) {', '.join(twice)} twice in its "
+                         "header: keep one of each")
+    rows = []
+    for raw in reader:
+        first = next(iter(raw.values()), "") or ""
+        if all(_is_unset(v) for k, v in raw.items() if k is not None) or str(first).lstrip().startswith("#"):
+            continue
+        rows.append((f"{path.name} line {reader.line_num + skipped}", raw))
+    return rows
+
+
+def _yaml_rows(path: Path, text: str) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
+    """A YAML pairs file's rows, each labelled with the line it starts on, and its defaults."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text)
+    except yaml.YAMLError as e:
+        raise ValueError(f"the pairs file {path.name} is not valid YAML: {e}") from None
+    defaults: dict[str, Any] = {}
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - {"defaults", "pairs"})
+        if unknown:
+            raise ValueError(f"{path.name}: unknown top-level key(s) {', '.join(map(str, unknown))}: "
+                             "use 'pairs' (a list of rows) and optionally 'defaults'")
+        defaults = _normalise(data.get("defaults") or {}, f"{path.name} defaults")
+        data = data.get("pairs")
+        node = next((v for k, v in node.value if k.value == "pairs"), None)
+    if not isinstance(data, list):
+        raise ValueError(f"{path.name}: expected a list of pairs (or a mapping with 'pairs'), "
+                         f"got {type(data).__name__}")
+    lines = [item.start_mark.line + 1 for item in node.value]
+    rows = [(f"{path.name} line {line} (pair {i})", r) for i, (line, r) in enumerate(zip(lines, data, strict=True), 1)]
     return rows, defaults
 
 
@@ -148,54 +169,72 @@ def _settings(values: dict[str, Any]) -> dict[str, Any]:
 
 def read_pairs(
     path: str | Path, out_dir: str | Path, *, preset: str | None = None, settings: dict[str, Any] | None = None,
-    diagnostics: bool = False, presets_folder: str | Path | None = None,
+    diagnostics: bool = False, presets_folder: str | Path | None = None, tokenizer=None,
 ) -> list[tuple[str, Job]]:
     """Read and check a pairs file into (label, Job) pairs. All problems are reported at once, as one
-    ValueError listing each row's, before anything runs."""
+    ValueError listing each row's with its line, before anything runs. With `tokenizer` (the model's, loaded
+    without its weights) the mask words are checked against the prompts in the same pass."""
     from .presets import PresetStore
 
     path, out_dir = Path(path), Path(out_dir)
-    rows, defaults = read_rows(path)
-    base = path.resolve().parent
-    store = PresetStore(presets_folder)
-    cli = dict(settings or {})
-    errors: list[str] = []
+    rows, defaults, errors = read_rows(path)
+    context = {"base": path.resolve().parent, "out_dir": out_dir, "store": PresetStore(presets_folder),
+               "preset": preset, "cli": dict(settings or {}), "defaults": defaults, "diagnostics": diagnostics}
     jobs: list[tuple[str, Job]] = []
     outs: dict[Path, str] = {}
     for index, (where, row) in enumerate(rows, 1):
         try:
-            merged = {**defaults, **row}
-            missing = [k for k in ("source", "target", "source_prompt") if k not in merged]
-            if missing:
-                raise ValueError(f"missing {', '.join(missing)}")
-            name = merged.get("preset") or preset
-            cfg = store.get(str(name)) if name else FGATConfig()
-            explicit = {**_settings(defaults), **cli, **_settings(row)}
-            source, target = base / str(merged["source"]), base / str(merged["target"])
-            mask = base / str(merged["mask"]) if "mask" in merged else None
-            if mask is not None and "mask_source" not in explicit:
-                explicit["mask_source"] = "user"
-            cfg = cfg.replace(**explicit)
-            out = out_dir / str(merged["out"]) if "out" in merged else (
-                out_dir / f"{index:03d}-{source.stem}-{target.stem}.png")
-            prompt = str(merged["source_prompt"])
-            job = Job(
-                source=source, target=target, source_prompt=prompt,
-                target_prompt=str(merged.get("target_prompt", prompt)),
-                negative_prompt=str(merged.get("negative_prompt", "")), config=cfg, out=output_path(out),
-                mask=mask, transfer=_parse_bool("transfer", merged.get("transfer", True)), diagnostics=diagnostics,
-            )
-            check_job(job)
+            job = _job_from_row(row, index, context)
+            check_job(job, tokenizer)
             key = job.out.resolve()
             if key in outs:
                 raise ValueError(f"writes the same output {str(job.out)!r} as {outs[key]}: give it its own 'out'")
             outs[key] = where
             jobs.append((where, job))
-        except ValueError as e:  # name the column, not the config attribute
-            errors.append(f"{where}: " + _CONFIG_NAME.sub(r"\1", str(e)))
+        except ValueError as e:
+            errors.append(f"{where}: {column_message(e)}")
     if errors:
+        errors.sort(key=_line_order)
         raise ValueError("the pairs file has problems (nothing was run):\n  " + "\n  ".join(errors))
     return jobs
+
+
+def column_message(err: ValueError) -> str:
+    """A row's error naming settings as the file's columns (`window_end`, not `FGATConfig.window_end`)."""
+    if isinstance(err, ConfigError):
+        return err.render(plain_name)
+    return _CONFIG_NAME.sub(r"\1", str(err))
+
+
+def _line_order(error: str) -> int:
+    found = re.search(r" line (\d+)", error)
+    return int(found.group(1)) if found else 0
+
+
+def _job_from_row(row: dict[str, Any], index: int, ctx: dict[str, Any]) -> Job:
+    """One row merged with the file's defaults, the preset and the command-line settings, as a Job."""
+    merged = {**ctx["defaults"], **row}
+    missing = [k for k in ("source", "target", "source_prompt") if k not in merged]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    name = merged.get("preset") or ctx["preset"]
+    cfg = ctx["store"].get(str(name)) if name else FGATConfig()
+    explicit = {**_settings(ctx["defaults"]), **ctx["cli"], **_settings(row)}
+    base = ctx["base"]
+    source, target = base / str(merged["source"]), base / str(merged["target"])
+    mask = base / str(merged["mask"]) if "mask" in merged else None
+    if mask is not None and "mask_source" not in explicit:
+        explicit["mask_source"] = "user"
+    cfg = cfg.replace(**explicit)
+    out = ctx["out_dir"] / str(merged["out"]) if "out" in merged else (
+        ctx["out_dir"] / f"{index:03d}-{source.stem}-{target.stem}.png")
+    prompt = str(merged["source_prompt"])
+    return Job(
+        source=source, target=target, source_prompt=prompt, target_prompt=str(merged.get("target_prompt", prompt)),
+        negative_prompt=str(merged.get("negative_prompt", "")), config=cfg, out=output_path(out), mask=mask,
+        transfer=_parse_bool("transfer", merged.get("transfer", True)), diagnostics=ctx["diagnostics"],
+        preset=str(name) if name else None,
+    )
 
 
 def run_batch(
@@ -203,13 +242,14 @@ def run_batch(
     progress_bars: bool = True,
 ) -> int:
     """Run every job, sharing one inversion cache; write <out_dir>/batch.json. Returns the exit code
-    (2 when a pair failed with a bad-input error; the other pairs still run)."""
+    (2 when a pair failed with a bad-input error, 1 when one ran out of memory; the other pairs still run)."""
     problems = []
+    sizes = {}
     for where, job in jobs:
         try:
-            check_job(job, pipe)  # the mask word against this model's tokenizer
+            sizes[where] = check_job(job, pipe.tokenizer)  # the mask word against this model's tokenizer
         except ValueError as e:
-            problems.append(f"{where}: {e}")
+            problems.append(f"{where}: {column_message(e)}")
     if problems:
         raise ValueError("the pairs file has problems (nothing was run):\n  " + "\n  ".join(problems))
     out_dir = Path(out_dir)
@@ -217,35 +257,48 @@ def run_batch(
     cache = InversionCache(cache_size)
     t0 = time.perf_counter()
     summary: list[dict[str, Any]] = []
-    failed = 0
     n = len(jobs)
     for i, (where, job) in enumerate(jobs, 1):
-        bars = StageBars(enabled=progress_bars, prefix=f"[{i}/{n}] ")
         tag = f"[{i}/{n}] {where}"
-        try:
-            res = run_job(pipe, job, cache=cache, progress=bars)
-        except (ValueError, OSError) as e:  # this row's input or output; the other rows still run
-            failed += 1
-            message = str(e) if isinstance(e, ValueError) else f"cannot write its output ({e.strerror or e})"
-            print(f"{tag}: error: {message}", file=sys.stderr)
-            summary.append({"row": where, "error": message})
-            continue
-        finally:
-            bars.close()
-        inv = res.output.result.stats["inversion"]
-        hits = res.record["inversion_cache"]["hits"]
-        for m in [*prompt_notes(job, pipe), *res.output.messages]:
+        for m in job_notes(job, pipe.tokenizer, sizes[where], pipe.size_multiple):
             print(f"{tag}: note: {m}", file=sys.stderr)
-        print(f"{tag}: {job.source.name} + {job.target.name} -> {res.files['image']} "
-              f"({res.timings['total']:.1f} s; inversion: {inv.calls} UNet calls, {hits} from cache)")
-        summary.append({"row": where, "files": {k: str(v) for k, v in res.files.items()},
-                        "seconds": round(res.timings["total"], 3), "inversion_unet_calls": inv.calls,
-                        "inversion_unet_rows": inv.rows, "unet_calls": res.record["unet_calls"],
-                        "inversion_cache_hits": hits})
+        summary.append(_run_row(pipe, job, where, tag, cache, StageBars(enabled=progress_bars, prefix=f"[{i}/{n}] "),
+                                sizes[where][0]))
     total = time.perf_counter() - t0
-    report = {"pairs": n, "failed": failed, "seconds": round(total, 3), "model": pipe.name,
+    failed = [row for row in summary if "error" in row]
+    report = {"pairs": n, "failed": len(failed), "seconds": round(total, 3), "model": pipe.name,
               "inversion_cache": {"hits": cache.hits, "misses": cache.misses}, "rows": summary}
     (out_dir / "batch.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"{n - failed}/{n} pairs done in {total:.1f} s; inversion cache: {cache.hits} hits, "
+    print(f"{n - len(failed)}/{n} pairs done in {total:.1f} s; inversion cache: {cache.hits} hits, "
           f"{cache.misses} misses; summary: {out_dir / 'batch.json'}")
+    if any(row.get("out_of_memory") for row in failed):
+        return 1
     return 2 if failed else 0
+
+
+def _run_row(pipe: FGATPipeline, job: Job, where: str, tag: str, cache: InversionCache, bars: StageBars,
+             size: tuple[int, int]) -> dict[str, Any]:
+    """Run one row; its summary entry (an error is printed and recorded, and the batch goes on)."""
+    try:
+        res = run_job(pipe, job, cache=cache, progress=bars)
+    except (ValueError, OSError, RuntimeError, MemoryError) as e:  # this row's input, output or memory
+        oom = out_of_memory_message(e, size, str(pipe.device), str(pipe.dtype).replace("torch.", ""))
+        if oom is None and not isinstance(e, (ValueError, OSError)):
+            raise
+        if oom is not None:
+            message = oom
+        else:
+            message = column_message(e) if isinstance(e, ValueError) else f"cannot write its output ({e.strerror or e})"
+        print(f"{tag}: error: {message}", file=sys.stderr)
+        return {"row": where, "error": message, **({"out_of_memory": True} if oom else {})}
+    finally:
+        bars.close()
+    inv = res.output.result.stats["inversion"]
+    hits = res.record["inversion_cache"]["hits"]
+    for m in res.output.messages:
+        print(f"{tag}: note: {m}", file=sys.stderr)
+    print(f"{tag}: {job.source.name} + {job.target.name} -> {res.files['image']} "
+          f"({res.timings['total']:.1f} s; inversion: {inv.calls} UNet calls, {hits} from cache)")
+    return {"row": where, "files": {k: str(v) for k, v in res.files.items()},
+            "seconds": round(res.timings["total"], 3), "inversion_unet_calls": inv.calls,
+            "inversion_unet_rows": inv.rows, "unet_calls": res.record["unet_calls"], "inversion_cache_hits": hits}

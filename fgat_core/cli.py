@@ -1,4 +1,4 @@
-"""`python -m fgat_core`: transfer one pair, run a batch of pairs, list presets.
+"""`python -m fgat_core`: transfer one pair, run a batch of pairs, list, show and save presets.
 
 Exit codes: 0 done, 2 bad input (the message says what to change), 1 a failure while running,
 130 interrupted."""
@@ -10,11 +10,13 @@ import json
 import os
 import re
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from .config import CHOICES, FGATConfig
+from .errors import flag_name, render_error
 
 FIELD_HELP = {
     "delta": "transfer weight (delta, Eq. 3)",
@@ -44,13 +46,18 @@ FIELD_HELP = {
 _PY_TYPES = {"float": float, "int": int, "str": str}
 
 
-def flag_name(field_name: str) -> str:
-    return "--" + field_name.replace("_", "-")
-
-
-def cli_message(message: str) -> str:
-    """Config errors name the flag: `FGATConfig.window_end` -> `--window-end`."""
+def cli_message(err: BaseException | str) -> str:
+    """An error in the command line's words: typed errors name the flags (`--window-end`, `--source`), and
+    any `FGATConfig.window_end` left in an untyped message becomes `--window-end`."""
+    message = err if isinstance(err, str) else render_error(err, flag_name)
     return re.sub(r"FGATConfig\.(\w+)", lambda m: flag_name(m.group(1)), message)
+
+
+class ShortErrorParser(argparse.ArgumentParser):
+    """Argument errors in one line plus a pointer to --help, not argparse's usage block of every flag."""
+
+    def error(self, message: str):  # noqa: D102 (argparse's hook)
+        self.exit(2, f"error: {message}\n(`{self.prog} --help` lists the options)\n")
 
 
 def presets_folder() -> Path:
@@ -93,11 +100,11 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
                    help="override the detected prediction type of the model (default: detected; "
                    "$FGAT_PREDICTION_TYPE)")
     p.add_argument("--preset", help="start from this preset (see `python -m fgat_core presets`)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or model-loading lines")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ShortErrorParser(
         prog="python -m fgat_core",
         description="Fine-grained Appearance Transfer (Ye et al.): give the source image the target "
         "image's fine-grained appearance.",
@@ -130,8 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flags(b)
     add_config_flags(b)
 
-    p = sub.add_parser("presets", help="list presets, or show one", description="List the presets.")
+    p = sub.add_parser("presets", help="list presets, show one, or save settings as one",
+                       description="List the presets, show one, or save settings as a preset: those of a run "
+                       "(--from its PNG or JSON sidecar) and/or the setting flags given (defaults < --preset < "
+                       "--from < flags). Names are case-insensitive.")
     p.add_argument("--show", metavar="NAME", help="print this preset's settings as JSON")
+    p.add_argument("--save", metavar="NAME", help="save settings as the user preset NAME (replacing one so named)")
+    p.add_argument("--from", dest="from_run", metavar="FILE",
+                   help="with --save: the settings of a run, read from its result PNG or JSON sidecar")
+    p.add_argument("--preset", help="with --save: start from this preset")
+    add_config_flags(p)
     return parser
 
 
@@ -146,15 +161,70 @@ def base_config(preset: str | None, settings: dict[str, Any]) -> FGATConfig:
     return cfg.replace(**settings) if settings else cfg
 
 
+class RunFailure(Exception):
+    """A failure while running that the user can act on (out of memory): exit 1 with its message."""
+
+
+def model_spec(args: argparse.Namespace) -> tuple[str | None, bool]:
+    """The model to load (--model, else $FGAT_MODEL, else None: the demo model) and whether it came from
+    FGAT_MODEL. A FGAT_MODEL that names no file, folder or hub id is refused here, naming the variable."""
+    from .loading import _HUB_ID
+
+    if args.model:
+        return args.model, False
+    env = os.environ.get("FGAT_MODEL", "").strip()
+    if not env:
+        return None, False
+    if not Path(env).expanduser().exists() and not _HUB_ID.match(env):
+        raise ValueError(f"the environment variable FGAT_MODEL is {env!r}, which is neither an existing file or "
+                         "folder nor a Hugging Face hub id (owner/name): set FGAT_MODEL to a .safetensors "
+                         "checkpoint, a diffusers folder or a hub id, unset it for the demo model, or pass --model")
+    return env, True
+
+
+def model_tokenizer(model: str | None):
+    """The tokenizer of `model`, read without the model's weights, so that prompts and mask words are checked
+    before the (slow) load; None where that is not cheap (a hub id) or not possible (the load will say why)."""
+    from . import loading
+
+    try:
+        if model is None:
+            from .tiny import tiny_tokenizer
+
+            return tiny_tokenizer()
+        path = Path(model).expanduser()
+        if path.is_file() and path.suffix.lower() == ".safetensors":
+            family = loading.detect_family(loading.read_safetensors_shapes(path), path.name)
+            return loading._tokenizer(loading.config_folder(family) / "tokenizer", "<|endoftext|>")  # as the load
+        if path.is_dir() and (path / "tokenizer").is_dir():
+            return loading._tokenizer(path / "tokenizer", "<|endoftext|>")
+    except (OSError, ValueError, KeyError, ImportError):
+        return None
+    return None
+
+
 def _load(args: argparse.Namespace):
+    """Load the model, saying so on stderr (a real checkpoint takes a while), with FGAT_MODEL named in errors."""
     from .loading import load_pipeline, pick_device
 
+    model, from_env = model_spec(args)
     pick_device(args.device, args.dtype)  # a bad device or dtype fails here, before loading anything
-    return load_pipeline(args.model, args.device, args.dtype, prediction_type=args.prediction_type)
+    say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+    say(f"loading the model {model} ..." if model else "building the demo model ...")
+    t0 = time.perf_counter()
+    try:
+        pipe = load_pipeline(model, args.device, args.dtype, prediction_type=args.prediction_type)
+    except ValueError as e:
+        if from_env:
+            raise ValueError(f"FGAT_MODEL ({model!r}, from the environment): {e}") from None
+        raise
+    say(f"model ready: {pipe.name} on {pipe.device} ({str(pipe.dtype).replace('torch.', '')}) "
+        f"in {time.perf_counter() - t0:.1f} s")
+    return pipe
 
 
-def cmd_transfer(args: argparse.Namespace) -> int:
-    from .runner import Job, StageBars, check_job, output_path, prompt_notes, run_job, timing_summary
+def _transfer_job(args: argparse.Namespace):
+    from .runner import Job, output_path
 
     settings = explicit_settings(args)
     if args.mask and "mask_source" not in settings:
@@ -162,26 +232,40 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     cfg = base_config(args.preset, settings)
     source = Path(args.source)
     out = output_path(args.out or Path("outputs") / f"{source.stem}-fgat.png", source)
-    job = Job(
+    return Job(
         source=source, target=Path(args.target), source_prompt=args.source_prompt,
         target_prompt=args.source_prompt if args.target_prompt is None else args.target_prompt,
-        config=cfg, out=out, negative_prompt=args.negative_prompt,
-        mask=Path(args.mask) if args.mask else None, transfer=not args.no_transfer, diagnostics=args.diagnostics,
+        config=cfg, out=out, negative_prompt=args.negative_prompt, mask=Path(args.mask) if args.mask else None,
+        transfer=not args.no_transfer, diagnostics=args.diagnostics, preset=args.preset,
     )
-    check_job(job)  # files and settings, before the (slow) model load
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from .runner import StageBars, check_job, job_notes, out_of_memory_message, run_job, timing_summary
+
+    model, _ = model_spec(args)
+    job = _transfer_job(args)
+    tokenizer = model_tokenizer(model)
+    sizes = check_job(job, tokenizer)  # files, settings, outputs and mask word, before the (slow) model load
     pipe = _load(args)
-    check_job(job, pipe)
-    for note in prompt_notes(job, pipe):
+    check_job(job, pipe.tokenizer)
+    for note in job_notes(job, pipe.tokenizer, sizes, pipe.size_multiple):
         print(f"note: {note}", file=sys.stderr)
     bars = StageBars(enabled=not args.quiet)
     try:
         result = run_job(pipe, job, progress=bars)
+    except (RuntimeError, MemoryError) as e:
+        message = out_of_memory_message(e, sizes[0], str(pipe.device), str(pipe.dtype).replace("torch.", ""))
+        if message is None:
+            raise
+        raise RunFailure(message) from None
     finally:
         bars.close()
     for m in result.output.messages:
         print(f"note: {m}", file=sys.stderr)
     start, end = result.output.result.window
     w, h = result.output.source.size
+    cfg = job.config
     print(f"FGAT: {pipe.name}, {w}x{h}, {cfg.steps} steps, window {start}-{end - 1}, {cfg.inversion} inversion")
     print(timing_summary(result))
     for kind, path in result.files.items():
@@ -195,20 +279,55 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if args.cache_size < 1:
         raise ValueError(f"--cache-size must be at least 1 (got {args.cache_size}): it is how many inversions "
                          "are kept in memory")
+    model, _ = model_spec(args)
     settings = explicit_settings(args)
     pairs_path = Path(args.pairs)
     out_dir = Path(args.out_dir) if args.out_dir else Path("outputs") / pairs_path.stem
+    # every row's problems in one pass, the mask words included (the model's tokenizer, without its weights)
     jobs = read_pairs(pairs_path, out_dir, preset=args.preset, settings=settings, diagnostics=args.diagnostics,
-                      presets_folder=presets_folder())
+                      presets_folder=presets_folder(), tokenizer=model_tokenizer(model))
     pipe = _load(args)
     return run_batch(pipe, jobs, out_dir, cache_size=args.cache_size, progress_bars=not args.quiet)
+
+
+def settings_to_save(args: argparse.Namespace) -> FGATConfig:
+    """`presets --save`: defaults < --preset < the run's settings (--from PNG or sidecar) < setting flags."""
+    cfg = base_config(args.preset, {})
+    if args.from_run:
+        cfg = run_settings(Path(args.from_run))
+    settings = explicit_settings(args)
+    return cfg.replace(**settings) if settings else cfg
+
+
+def run_settings(path: Path) -> FGATConfig:
+    """The settings a run recorded: its result PNG's text chunks, or its JSON sidecar's `config`."""
+    from .pnginfo import read_png_settings
+
+    if not path.is_file():
+        raise ValueError(f"--from {str(path)!r} does not exist: give a result PNG or its .json sidecar")
+    if path.suffix.lower() == ".json":
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"--from {str(path)!r} cannot be read as a JSON sidecar ({e})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+            raise ValueError(f"--from {str(path)!r} is not a FGAT sidecar: it has no 'config' object")
+        return FGATConfig.from_dict(record["config"])
+    return read_png_settings(path)[0]
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
     from .presets import BUILTIN, PresetStore
 
     store = PresetStore(presets_folder())
-    if args.show:
+    if args.save:
+        given = args.from_run or args.preset or explicit_settings(args)
+        replaced = store.save(args.save, settings_to_save(args))
+        print(f"{'replaced' if replaced else 'saved'} preset {args.save.strip()!r} in {store.path}"
+              + ("" if given else " (the default settings: no --from, --preset or setting flags were given)"))
+    elif args.from_run or args.preset or explicit_settings(args):
+        raise ValueError("--from, --preset and the setting flags are for --save NAME: add it to save them")
+    elif args.show:
         print(json.dumps(store.get(args.show).to_dict(), indent=2))
     else:
         for name in store.names():
@@ -225,17 +344,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
-        parser.print_help()
+        print("error: give a command: transfer, batch or presets (`python -m fgat_core --help` describes them)",
+              file=sys.stderr)
         return 2
     from .engine import FGATInterrupted
 
     try:
         return COMMANDS[args.command](args)
-    except ValueError as e:
-        print(f"error: {cli_message(str(e))}", file=sys.stderr)
-        return 2
-    except NotImplementedError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, NotImplementedError) as e:
+        print(f"error: {cli_message(e)}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, FGATInterrupted):
         print("interrupted", file=sys.stderr)
@@ -243,12 +360,24 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except OSError as e:  # a file that cannot be written, a full disk
+    except RunFailure as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except RuntimeError as e:
-        if "out of memory" in str(e).lower():
-            print("error: out of memory: use smaller images, --dtype fp16 on a GPU, or --device cpu",
-                  file=sys.stderr)
-            return 1
-        raise
+    except (OSError, RuntimeError, MemoryError) as e:  # a file that cannot be written, a full disk; memory
+        return _failure(e, args)
+
+
+def _failure(err: BaseException, args: argparse.Namespace) -> int:
+    """Exit 1 with one line for an OS error or an out-of-memory anywhere (the model load included); other
+    errors are bugs and keep their traceback."""
+    from .runner import out_of_memory_message
+
+    if isinstance(err, OSError):
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    device = getattr(args, "device", None) or "the device"
+    message = out_of_memory_message(err, None, device, getattr(args, "dtype", None) or "default dtype")
+    if message is None:
+        raise err
+    print(f"error: {message}", file=sys.stderr)
+    return 1

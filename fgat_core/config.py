@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .errors import ConfigError
+
 INVERSIONS = ("direct", "null-text", "negative-prompt", "ddim")
 MATCHINGS = ("progressive", "initial")
 MASK_SOURCES = ("attention", "user", "none")
@@ -30,7 +32,7 @@ _FLOAT_RANGES = {
     "null_text_epsilon": (0.0, 1.0, True, True),
 }
 _INT_RANGES = {
-    "steps": (1, 1000),
+    "steps": (1, 999),  # 1000 would put timestep 1000 on the DDIM grid (1000 // N * j + 1); a_t ends at 999
     "dift_timestep": (0, 999),
     "dift_ensemble": (1, 32),
     "seed": (0, 2**63 - 1),
@@ -77,39 +79,23 @@ class FGATConfig:
     match_chunk: int = 1024  # source rows per chunk of the similarity matrix
 
     def __post_init__(self) -> None:
-        for name, (lo, hi, lo_in, hi_in) in _FLOAT_RANGES.items():
-            v = getattr(self, name)
-            if isinstance(v, numbers.Real) and not isinstance(v, bool):
-                v = float(v)  # numpy / torch scalars from a sweep
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ValueError(f"FGATConfig.{name} must be a number, got {v!r}")
-            ok = (v >= lo if lo_in else v > lo) and (v <= hi if hi_in else v < hi)
-            if not ok:
-                rng = f"{'[' if lo_in else '('}{lo}, {hi}{']' if hi_in else ')'}"
-                raise ValueError(f"FGATConfig.{name} must be in {rng}, got {v!r}")
-            setattr(self, name, float(v))
+        for name, bounds in _FLOAT_RANGES.items():
+            setattr(self, name, _checked_float(name, getattr(self, name), *bounds))
         for name, (lo, hi) in _INT_RANGES.items():
-            v = getattr(self, name)
-            if isinstance(v, numbers.Integral) and not isinstance(v, bool):
-                v = int(v)
-            elif isinstance(v, numbers.Real) and not isinstance(v, bool) and float(v).is_integer():
-                v = int(v)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise ValueError(f"FGATConfig.{name} must be an integer, got {v!r}")
-            if not lo <= v <= hi:
-                raise ValueError(f"FGATConfig.{name} must be in [{lo}, {hi}], got {v!r}")
-            setattr(self, name, v)
+            setattr(self, name, _checked_int(name, getattr(self, name), lo, hi))
         for name, allowed in CHOICES.items():
             v = getattr(self, name)
             if v not in allowed:
-                raise ValueError(f"FGATConfig.{name} must be one of {', '.join(allowed)}; got {v!r}")
+                raise ConfigError(name, v, "{name} must be one of {allowed}; got {value!r}",
+                                  allowed=", ".join(allowed))
         if not isinstance(self.mask_word, str):
-            raise ValueError(f"FGATConfig.mask_word must be a string, got {self.mask_word!r}")
+            raise ConfigError("mask_word", self.mask_word, "{name} must be a string, got {value!r}")
         self.mask_word = self.mask_word.strip()
         if self.window_end <= self.window_start:
-            raise ValueError(
-                f"FGATConfig.window_end ({self.window_end}) must be greater than window_start "
-                f"({self.window_start})"
+            raise ConfigError(
+                "window_end", self.window_end, "{name} ({value}) must be greater than {names[window_start]} "
+                "({start})", allowed=f"({self.window_start}, 1.0]", related=("window_start",),
+                start=self.window_start,
             )
 
     # ------------------------------------------------------------------ window
@@ -119,15 +105,17 @@ class FGATConfig:
         start = math.ceil(round(self.window_start * n, 9))
         end = min(math.ceil(round(self.window_end * n, 9)), n)
         if start >= end:
-            raise ValueError(
-                f"the FGAT window is empty at {n} steps (window_start={self.window_start:g} -> step "
-                f"{start}, window_end={self.window_end:g} -> step {end}): raise the number of steps or "
-                f"widen the window"
+            raise ConfigError(
+                "steps", n, "the FGAT window is empty at {value} steps ({names[window_start]}={ws:g} -> step "
+                "{start}, {names[window_end]}={we:g} -> step {end}): raise the number of steps or widen the window",
+                related=("window_start", "window_end"), ws=self.window_start, we=self.window_end, start=start,
+                end=end,
             )
         if self.mask_source == "attention" and start < 1:
-            raise ValueError(
-                "the attention mask is collected over the steps before the window, but window_start "
-                f"gives step 0 at {n} steps: raise window_start or choose mask_source 'user' or 'none'"
+            raise ConfigError(
+                "window_start", self.window_start, "the attention mask is collected over the steps before the "
+                "window, but {name} gives step 0 at {n} steps: raise {name} or choose {names[mask_source]} "
+                "'user' or 'none'", related=("mask_source",), n=n,
             )
         return start, end
 
@@ -171,3 +159,28 @@ _INFOTEXT_ITEM = re.compile(r'\s*(\w+)=("(?:[^"\\]|\\.)*"|[^;]*)\s*(?:;|$)')
 
 def config_fields() -> list[dataclasses.Field]:
     return list(fields(FGATConfig))
+
+
+def _checked_float(name: str, v: Any, lo: float, hi: float, lo_in: bool, hi_in: bool) -> float:
+    """`v` as a float inside the range, else a ConfigError naming the range."""
+    if isinstance(v, numbers.Real) and not isinstance(v, bool):
+        v = float(v)  # numpy / torch scalars from a sweep
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ConfigError(name, v, "{name} must be a number, got {value!r}")
+    if not ((v >= lo if lo_in else v > lo) and (v <= hi if hi_in else v < hi)):
+        rng = f"{'[' if lo_in else '('}{lo}, {hi}{']' if hi_in else ')'}"
+        raise ConfigError(name, v, "{name} must be in {allowed}, got {value!r}", allowed=rng)
+    return float(v)
+
+
+def _checked_int(name: str, v: Any, lo: int, hi: int) -> int:
+    """`v` as an int inside [lo, hi] (whole floats and numpy integers accepted), else a ConfigError."""
+    if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+        v = int(v)
+    elif isinstance(v, numbers.Real) and not isinstance(v, bool) and float(v).is_integer():
+        v = int(v)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(name, v, "{name} must be an integer, got {value!r}")
+    if not lo <= v <= hi:
+        raise ConfigError(name, v, "{name} must be in {allowed}, got {value!r}", allowed=f"[{lo}, {hi}]")
+    return v

@@ -1,7 +1,8 @@
 """The diagnostics sheet of one FGAT run: what the method saw and did, panel by panel.
 
 Panels: source, target, mask overlay, the target warped onto the source by the semantic correspondence,
-the result, then the source's x0 prediction at each window step."""
+the result, then the source's x0 prediction at each window step; under them a caption (the prompts, the
+mask's coverage, and a warning when the mask covers the whole image)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ MASK_COLOUR = (255, 40, 40)
 LABEL_HEIGHT = 14
 MAX_PANEL = 256  # panels are shrunk to at most this many pixels on their long side
 COLUMNS = 5
+CAPTION_LINE = 12  # pixels per caption line (PIL's default bitmap font is 11 px high)
+CHAR_WIDTH = 6  # pixels per character of that font
 
 
 def mask_overlay(image: Image.Image, mask: Tensor, colour: tuple[int, int, int] = MASK_COLOUR,
@@ -66,8 +69,37 @@ def _placeholder(size: tuple[int, int], text: str) -> Image.Image:
     return img
 
 
-def contact_sheet(panels: Sequence[tuple[str, Image.Image]], columns: int = COLUMNS) -> Image.Image:
-    """Labelled panels in a grid, `columns` per row; every cell is as large as the largest panel."""
+def mask_coverage(mask: Tensor) -> float:
+    """The mask's share of the image, in [0, 1]: its mean over the latent grid (a soft mask counts partly)."""
+    return round(float(mask.float().clamp(0, 1).mean()), 4)
+
+
+def mask_summary(mask: Tensor, config, transfer: bool = True) -> str:
+    """One line on the mask: its coverage, and why the transfer is not localised when it covers everything."""
+    share = mask_coverage(mask)
+    if not transfer:
+        return "mask: none (a reconstruction without transfer)"
+    if float(mask.min()) < 1.0:
+        return f"mask: {share:.0%} of the image ({config.mask_source})"
+    why = {"none": "mask_source is 'none'",
+           "user": "the mask image is white everywhere",
+           "attention": "the attention mask covers everything or thresholded to nothing (see the notes)"}
+    return (f"mask: the WHOLE image (100%): {why.get(config.mask_source, config.mask_source)}, so the transfer is "
+            "not limited to the object")
+
+
+def _caption_lines(caption: Sequence[str], width: int) -> list[str]:
+    """`caption` wrapped to `width` pixels of the default font."""
+    import textwrap
+
+    per_line = max(8, (width - 4) // CHAR_WIDTH)
+    return [piece for line in caption for piece in (textwrap.wrap(line, per_line) or [""])]
+
+
+def contact_sheet(panels: Sequence[tuple[str, Image.Image]], columns: int = COLUMNS,
+                  caption: Sequence[str] = ()) -> Image.Image:
+    """Labelled panels in a grid, `columns` per row; every cell is as large as the largest panel; `caption`
+    lines (wrapped to the sheet's width) below the grid."""
     if not panels:
         raise ValueError("no panels to draw")
     panels = [(label, _fit(img)) for label, img in panels]
@@ -75,13 +107,17 @@ def contact_sheet(panels: Sequence[tuple[str, Image.Image]], columns: int = COLU
     ch = max(img.size[1] for _, img in panels) + LABEL_HEIGHT
     cols = min(columns, len(panels))
     rows = (len(panels) + cols - 1) // cols
-    sheet = Image.new("RGB", (cols * cw, rows * ch), (255, 255, 255))
+    lines = _caption_lines(caption, cols * cw)
+    sheet = Image.new("RGB", (cols * cw, rows * ch + CAPTION_LINE * len(lines) + (2 if lines else 0)),
+                      (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default()
     for i, (label, img) in enumerate(panels):
         x, y = (i % cols) * cw, (i // cols) * ch
         draw.text((x + 2, y + 1), label, fill=(0, 0, 0), font=font)
         sheet.paste(img, (x, y + LABEL_HEIGHT))
+    for j, line in enumerate(lines):
+        draw.text((2, rows * ch + 1 + j * CAPTION_LINE), line, fill=(0, 0, 0), font=font)
     return sheet
 
 
@@ -94,8 +130,10 @@ def diagnostics_sheet(
     x0_window: Sequence[Tensor],
     window: tuple[int, int],
     decode: Callable[[Tensor], Image.Image],
+    caption: Sequence[str] = (),
 ) -> Image.Image:
-    """One sheet for a run: source, target, mask overlay, warped target, result, x0 per window step.
+    """One sheet for a run: source, target, mask overlay, warped target, result, x0 per window step, then the
+    `caption` lines (prompts, mask coverage).
 
     `source`/`target` are the images as the model saw them (same size); `decode` turns a latent into an
     image (the pipeline's VAE)."""
@@ -103,7 +141,7 @@ def diagnostics_sheet(
     panels = [
         ("source", source),
         ("target", target),
-        ("mask", mask_overlay(source, mask)),
+        ("mask" if float(mask.min()) < 1.0 else "mask (whole)", mask_overlay(source, mask)),
     ]
     if correspondence is not None:
         warped = warp_by_correspondence(target, correspondence, latent_size)
@@ -115,4 +153,4 @@ def diagnostics_sheet(
     for j, x0 in enumerate(x0_window):
         with torch.no_grad():
             panels.append((f"x0 at step {start + j}", decode(x0)))
-    return contact_sheet(panels)
+    return contact_sheet(panels, caption=caption)

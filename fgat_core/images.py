@@ -7,6 +7,8 @@ import torch
 from PIL import Image
 
 MAX_PIXELS = 4096 * 4096  # larger inputs are rejected, not silently downscaled
+LARGE_PIXELS = 1024 * 1024  # above this a run gets a note on its cost before it starts
+REFERENCE_SIDE = 512  # costs are stated relative to a 512x512 run (SD 1.x's native size)
 
 
 def to_rgb(img: Image.Image, what: str = "image") -> Image.Image:
@@ -50,6 +52,33 @@ def to_rgb(img: Image.Image, what: str = "image") -> Image.Image:
 def snap_size(w: int, h: int, multiple: int) -> tuple[int, int]:
     """Round a size to the nearest multiple (at least one multiple) the model can take."""
     return max(multiple, round(w / multiple) * multiple), max(multiple, round(h / multiple) * multiple)
+
+
+def size_notes(source: tuple[int, int], target: tuple[int, int], multiple: int) -> list[str]:
+    """Notes to give before a run: a large source's expected cost, and any resize or crop that changes an
+    image's aspect ratio (the source snapped to the model's size multiple, the target cropped to the source)."""
+    notes = []
+    (w, h), (tw, th) = source, target
+    snapped = snap_size(w, h, multiple)
+    if snapped != (w, h):
+        change = f"resized to {snapped[0]}x{snapped[1]} (sides that are multiples of {multiple}, as the model needs)"
+        if abs(snapped[0] / snapped[1] - w / h) > 0.01 * (w / h):
+            change += f", which changes its aspect ratio from {w / h:.3g} to {snapped[0] / snapped[1]:.3g}"
+        notes.append(f"the source image {w}x{h} is {change}")
+    sw, sh = snapped
+    if tw * sh != th * sw:
+        notes.append(f"the target image {tw}x{th} is centre-cropped to the source's aspect ratio "
+                     f"({sw / sh:.3g}, from {tw / th:.3g}), then resized to {sw}x{sh}: its edges are cut off")
+    pixels = sw * sh
+    if pixels > LARGE_PIXELS:
+        factor = pixels / REFERENCE_SIDE**2
+        notes.append(
+            f"the source is {sw}x{sh} ({pixels / 1e6:.1f} MP), {factor:.0f}x the pixels of "
+            f"{REFERENCE_SIDE}x{REFERENCE_SIDE}: expect every UNet call to take {factor:.0f}x to {factor**2:.0f}x "
+            "as long (attention grows with the square of the pixels) and far more memory; downscale the images "
+            "for a faster run"
+        )
+    return notes
 
 
 def fit_to(img: Image.Image, size: tuple[int, int]) -> Image.Image:

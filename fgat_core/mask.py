@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .errors import InputError
 from .host import AttentionLayer, full_precision
 
 # a forward hook on a q or k projection: (module, inputs, output) -> None
@@ -170,8 +171,8 @@ def prepare_user_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
     tolerance = 0.02 + (size[0] / size[1]) * (1 / size[0] + 1 / size[1])
     if abs(src_h / src_w - size[0] / size[1]) > tolerance:
         raise ValueError(
-            f"the mask is {src_w}x{src_h} but the image grid is {size[1]}x{size[0]} (other aspect ratio): "
-            f"upload a mask with the same aspect ratio as the source image"
+            f"the mask is {src_w}x{src_h}, another aspect ratio ({src_w / src_h:.3g}) than the image's "
+            f"({size[1] / size[0]:.3g}): upload a mask with the same aspect ratio as the source image"
         )
     return F.interpolate(m[None, None], size=size, mode="area")[0, 0].clamp(0, 1)
 
@@ -195,12 +196,14 @@ def word_token_indices(
     words = [m.group().lower() for m in matches]
     alnum = [w for w in words if re.match(r"\w", w)]
     named = [w for w in alnum if re.match(r"[^\W\d_]", w)]  # words that start with a letter: "4k", "1.3" do not
-    if not alnum:
-        raise ValueError("the source prompt is empty, so there is no word to take the attention mask from: "
-                         "write a source prompt naming the object, or choose mask source 'user' or 'none'")
-    if not word.strip() and not named:
-        raise ValueError("the source prompt has no word with letters to take the attention mask from: write a "
-                         "source prompt naming the object, or choose mask source 'user' or 'none'")
+    if not prompt.strip():
+        raise InputError("source_prompt", prompt, "{name} is empty, so there is no word to take the attention mask "
+                         "from: write a source prompt naming the object, or choose {names[mask_source]} 'user' or "
+                         "'none'", related=("mask_source",))
+    if not alnum or (not word.strip() and not named):
+        raise InputError("source_prompt", prompt, "{name} {value!r} has no word with letters to take the attention "
+                         "mask from: write a source prompt naming the object, or choose {names[mask_source]} 'user' "
+                         "or 'none'", related=("mask_source",))
     word = word if word.strip() else named[-1]  # the default: the prompt's last word (emphasis weights aside)
     target = prompt_words(word)
     hits: list[int] = []
@@ -212,12 +215,12 @@ def word_token_indices(
             last = 1 + len(tokenize(prompt[: matches[i + len(target) - 1].end()]))
             hits.extend(range(first, last))
     if not hits:
-        raise ValueError(
-            f"the mask word {word!r} is not in the source prompt {prompt!r}; use one of its words: "
-            f"{', '.join(dict.fromkeys(alnum))}"
-        )
+        raise InputError("mask_word", word, "{name} {value!r} is not in {names[source_prompt]} {prompt!r}; use one "
+                         "of its words: {words}", related=("source_prompt",), prompt=prompt,
+                         words=", ".join(dict.fromkeys(alnum)))
     hits = [h for h in hits if h < max_tokens - 1]
     if not hits:
-        raise ValueError(f"the mask word {word!r} lies beyond the first {max_tokens - 2} tokens of the prompt; "
-                         "move it earlier in the source prompt")
+        raise InputError("mask_word", word, "{name} {value!r} lies beyond the first {limit} tokens of "
+                         "{names[source_prompt]}; move it earlier in the prompt", related=("source_prompt",),
+                         limit=max_tokens - 2)
     return hits

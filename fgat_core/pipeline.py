@@ -12,6 +12,7 @@ from PIL import Image
 from .config import FGATConfig
 from .diffusers_host import DiffusersDenoiser
 from .engine import FGATInputs, FGATResult, InversionStore, Progress, run_fgat
+from .errors import InputError
 from .host import CONTEXT, Cond
 from .images import fit_to, mask_from_image, snap_size, to_pil, to_rgb, to_tensor
 from .infotext import image_hash
@@ -130,16 +131,27 @@ class FGATPipeline:
     def transfer(
         self, source: Image.Image, target: Image.Image, source_prompt: str, target_prompt: str,
         config: FGATConfig | None = None, *, negative_prompt: str = "", mask: Image.Image | None = None,
-        progress: Progress | None = None, transfer: bool = True, latents: dict | None = None,
+        progress: Progress | bool | None = None, transfer: bool = True, latents: dict | None = None,
         cache: InversionStore | None = None,
     ) -> TransferOutput:
         """Run FGAT on two images. `latents` may carry cached {'source': z, 'target': z} encodings.
 
+        `progress`: a callback progress(stage, done, total), or True for a progress bar per stage on stderr.
         `cache` (e.g. `fgat_core.cache.InversionCache`) lets runs share inversions: an image already
         inverted with the same prompt, model and settings is not inverted again."""
+        if progress is True:
+            from .runner import StageBars
+
+            bars = StageBars()
+            try:
+                return self.transfer(source, target, source_prompt, target_prompt, config,
+                                     negative_prompt=negative_prompt, mask=mask, progress=bars, transfer=transfer,
+                                     latents=latents, cache=cache)
+            finally:
+                bars.close()
         cfg = config or FGATConfig()
-        for name, text in (("source_prompt", source_prompt), ("target_prompt", target_prompt),
-                           ("negative_prompt", negative_prompt)):
+        prompts = {"source_prompt": source_prompt, "target_prompt": target_prompt, "negative_prompt": negative_prompt}
+        for name, text in prompts.items():
             if not isinstance(text, str):
                 raise ValueError(f"{name} must be text (\"\" for none), got {type(text).__name__}")
         if mask is not None and cfg.mask_source != "user":
@@ -148,10 +160,25 @@ class FGATPipeline:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         src_img, tar_img = self.prepare_images(source, target)
+        inputs = self._inputs(src_img, tar_img, prompts, cfg, mask, latents or {}, cache)
+        timings["encode"] = time.perf_counter() - t0
+        result = run_fgat(self.host, inputs, cfg, transfer=transfer, progress=progress or None, cache=cache)
+        for k, s in result.stats.items():
+            timings[k] = s.seconds
+        t1 = time.perf_counter()
+        image = self.decode(result.latent)
+        timings["decode"] = time.perf_counter() - t1
+        timings["total"] = time.perf_counter() - t0
+        return TransferOutput(image, result.latent, result, cfg, src_img, tar_img, timings)
+
+    def _inputs(self, src_img: Image.Image, tar_img: Image.Image, prompts: dict[str, str], cfg: FGATConfig,
+                mask: Image.Image | None, cached: dict, cache: InversionStore | None) -> FGATInputs:
+        """The engine's inputs: latents (encoded unless `cached`), conditionings, mask tokens or the user mask,
+        and the cache keys."""
+        source_prompt, target_prompt = prompts["source_prompt"], prompts["target_prompt"]
+        negative_prompt = prompts["negative_prompt"]
         size_hw = (src_img.size[1], src_img.size[0])
-        cached = latents or {}
-        z_src = cached.get("source")
-        z_tar = cached.get("target")
+        z_src, z_tar = cached.get("source"), cached.get("target")
         z_src = self.encode_image(src_img) if z_src is None else z_src
         z_tar = self.encode_image(tar_img) if z_tar is None else z_tar
         tokens = None
@@ -160,7 +187,8 @@ class FGATPipeline:
         user_mask = None
         if cfg.mask_source == "user":
             if mask is None:
-                raise ValueError("mask_source is 'user' but no mask image was given (--mask)")
+                raise InputError("mask", None, "{names[mask_source]} is 'user' but no mask image was given: "
+                                 "pass {name}", related=("mask_source",))
             user_mask = mask_from_image(mask)
         inputs = FGATInputs(
             source_latent=z_src, target_latent=z_tar,
@@ -174,15 +202,7 @@ class FGATPipeline:
             model = (self.name, self.cache_token, str(self.device), str(self.dtype), self.prediction_type)
             inputs.source_key = (*model, image_hash(src_img), source_prompt, negative_prompt)
             inputs.target_key = (*model, image_hash(tar_img), target_prompt)
-        timings["encode"] = time.perf_counter() - t0
-        result = run_fgat(self.host, inputs, cfg, transfer=transfer, progress=progress, cache=cache)
-        for k, s in result.stats.items():
-            timings[k] = s.seconds
-        t1 = time.perf_counter()
-        image = self.decode(result.latent)
-        timings["decode"] = time.perf_counter() - t1
-        timings["total"] = time.perf_counter() - t0
-        return TransferOutput(image, result.latent, result, cfg, src_img, tar_img, timings)
+        return inputs
 
 
 def tiny_pipeline(

@@ -30,6 +30,16 @@ def check_name(name: str) -> str:
     return name.strip()
 
 
+def _lookup(name: Any, names) -> str | None:
+    """The key of `names` that is `name`: exactly, else ignoring case and surrounding spaces (None if none)."""
+    if not isinstance(name, str):
+        return None
+    if name in names:
+        return name
+    want = name.strip().casefold()
+    return next((key for key in names if isinstance(key, str) and key.strip().casefold() == want), None)
+
+
 class PresetStore:
     """Built-in presets plus user presets in `<folder>/presets.json`.
 
@@ -71,7 +81,7 @@ class PresetStore:
             return {}
         good: dict[str, dict[str, Any]] = {}
         for name, settings in data.items():
-            if name in BUILTIN:
+            if _lookup(name, BUILTIN) is not None:  # names are case-insensitive
                 self.errors.append(f"preset {name!r} in {self.path} has a built-in preset's name, which wins; "
                                    "rename it to use it")
                 continue
@@ -94,34 +104,45 @@ class PresetStore:
         return list(BUILTIN) + [n for n in self._read_user() if n not in BUILTIN]
 
     def get(self, name: str) -> FGATConfig:
-        if name in BUILTIN:
-            return FGATConfig.from_dict(BUILTIN[name])
+        """The preset `name`, matched case-insensitively (an exact match first)."""
+        builtin = _lookup(name, BUILTIN)
+        if builtin is not None:
+            return FGATConfig.from_dict(BUILTIN[builtin])
         user = self._read_user()
-        if name not in user:
+        key = _lookup(name, user)
+        if key is None:
             # the user's own preset may be there but unusable, or the whole file unreadable: say that instead
-            reasons = [e for e in self.errors if e.startswith(f"preset {name!r} ") or e.startswith("the presets file")]
+            low = str(name).strip().casefold()
+            reasons = [e for e in self.errors if e.casefold().startswith(f"preset {low!r} ".casefold())
+                       or e.startswith("the presets file")]
             if reasons:
                 raise ValueError(f"preset {name!r} cannot be used: {reasons[0]}")
             raise ValueError(f"unknown preset {name!r}; available presets: {', '.join(self.names())}")
-        return FGATConfig.from_dict(user[name])
+        return FGATConfig.from_dict(user[key])
 
-    def save(self, name: str, config: FGATConfig) -> None:
+    def save(self, name: str, config: FGATConfig) -> bool:
+        """Save `config` as the user preset `name`; True when it replaced one of that name (in any case)."""
         name = check_name(name)
-        if name in BUILTIN:
-            raise ValueError(f"{name!r} is a built-in preset and cannot be overwritten: choose another name")
+        if _lookup(name, BUILTIN) is not None:
+            raise ValueError(f"{name!r} is a built-in preset's name and cannot be overwritten: choose another name")
         if self.folder is None:
             raise ValueError("no presets folder is configured")
         raw = self._raw_for_update()
+        old = _lookup(name, raw)
+        if old is not None:
+            del raw[old]  # "Soft" replaces "soft": names are case-insensitive
         raw[name] = config.to_dict()
         self._write(raw)
+        return old is not None
 
     def delete(self, name: str) -> None:
-        if name in BUILTIN:
+        if _lookup(name, BUILTIN) is not None:
             raise ValueError(f"{name!r} is a built-in preset and cannot be deleted")
-        if name not in self._read_user():
+        key = _lookup(name, self._read_user())
+        if key is None:
             raise ValueError(f"there is no user preset named {name!r}")
         raw = self._raw_for_update()
-        del raw[name]
+        del raw[key]
         self._write(raw)
 
     def _write(self, user: dict[str, Any]) -> None:

@@ -8,7 +8,9 @@ import dataclasses
 import datetime
 import json
 import os
+import re
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,8 @@ from PIL import Image, ImageOps
 
 from .config import FGATConfig
 from .engine import Progress
-from .images import mask_from_image, to_rgb
+from .errors import InputError
+from .images import mask_from_image, size_notes, to_rgb
 from .infotext import format_infotext, image_hash
 from .mask import prepare_user_mask, word_token_indices
 from .pipeline import FGATPipeline, TransferOutput
@@ -39,6 +42,7 @@ class Job:
     mask: Path | None = None
     transfer: bool = True
     diagnostics: bool = False
+    preset: str | None = None  # the preset the settings started from (recorded in the sidecar)
 
 
 @dataclass
@@ -50,20 +54,24 @@ class JobResult:
     record: dict[str, Any] = field(default_factory=dict)
 
 
-def load_image(path: str | Path, what: str) -> Image.Image:
-    """Open and decode an image file, with an error that names the file and what to do."""
+def load_image(path: str | Path, what: str, field: str | None = None) -> Image.Image:
+    """Open and decode an image file, with an error that names the file and what to do.
+
+    `field` ('source', 'target', 'mask') makes the errors InputErrors a front end can name by its flag."""
     p = Path(path)
+    field = field or what.split()[0]
     if not p.exists():
-        raise ValueError(f"the {what} {str(p)!r} does not exist")
+        raise InputError(field, str(p), "{name} {value!r} does not exist")
     if p.is_dir():
-        raise ValueError(f"the {what} {str(p)!r} is a folder: give an image file (PNG or JPEG)")
+        raise InputError(field, str(p), "{name} {value!r} is a folder: give an image file (PNG or JPEG)")
     try:
         img = Image.open(p)
         img.load()
         # upright as viewers show it: a phone JPEG stores its rotation in EXIF (the WebUI's browser does this)
         img = ImageOps.exif_transpose(img)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise ValueError(f"the {what} {str(p)!r} cannot be read as an image ({e}): use a PNG or JPEG file") from None
+        raise InputError(field, str(p), "{name} {value!r} cannot be read as an image ({reason}): use a PNG or "
+                         "JPEG file", reason=e) from None
     return img
 
 
@@ -84,20 +92,37 @@ def output_path(out: str | Path, source: str | Path | None = None) -> Path:
     return p
 
 
-def check_writable(out: Path) -> None:
-    """The output's folder exists or could be made, and takes files: checked before any model work (nothing
-    is created here)."""
+def check_writable(out: Path, *also: Path) -> None:
+    """The output and the files written beside it (`also`) can be written: checked before any model work.
+
+    The nearest existing folder must take a new file (tried for real, with a temporary file removed at once:
+    permission bits do not show a read-only mount, /proc or /sys), and a file that exists already must open
+    for writing (an immutable or read-only file). No folder is created here."""
     if out.is_dir():
-        raise ValueError(f"the output {str(out)!r} is a folder: give a .png file name")
+        raise InputError("out", str(out), "{name} {value!r} is a folder: give a .png file name")
     folder = out.parent
     probe = folder
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not probe.is_dir():
-        raise ValueError(f"cannot create the output folder {str(folder)!r}: {str(probe)!r} is a file; choose "
-                         "another --out")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ValueError(f"the output folder {str(probe)!r} is not writable: choose another --out")
+        raise InputError("out", str(out), "cannot create the output folder {folder!r}: {probe!r} is a file; "
+                         "choose another {name}", folder=str(folder), probe=str(probe))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".fgat-write-test-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise InputError("out", str(out), "{name} {value!r} cannot be written: the folder {probe!r} takes no new "
+                         "files ({reason}); choose another {name}", probe=str(probe), reason=e.strerror or e) from None
+    for path in (out, *also):
+        if path.is_file():
+            try:
+                with open(path, "ab"):  # opens for writing without changing a byte
+                    pass
+            except OSError as e:
+                raise InputError("out", str(out), "the existing file {path!r} cannot be overwritten ({reason}): "
+                                 "choose another {name} or make it writable", path=str(path),
+                                 reason=e.strerror or e) from None
 
 
 def sidecar_path(out: Path) -> Path:
@@ -108,40 +133,64 @@ def diagnostics_path(out: Path) -> Path:
     return out.with_name(out.stem + "-diagnostics.png")
 
 
-def check_job(job: Job, pipe: FGATPipeline | None = None) -> None:
-    """Every check that needs no UNet call: files readable, settings consistent, mask word in the prompt.
+def check_job(job: Job, tokenizer=None) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Every check that needs no UNet call: files readable, settings consistent, outputs writable, and with
+    `tokenizer` (a pipeline's, or one loaded without the weights) the mask word in the prompt.
 
-    Raises ValueError naming what to change."""
-    source, _ = (to_rgb(load_image(path, what), f"{what} {str(path)!r}")  # size and colour-mode checks too
-                 for path, what in ((job.source, "source image"), (job.target, "target image")))
+    Raises InputError / ConfigError (ValueErrors) naming what to change; returns the source's and the
+    target's size."""
+    source, target = (to_rgb(load_image(path, f"{field} image", field), f"{field} image {str(path)!r}")
+                      for path, field in ((job.source, "source"), (job.target, "target")))
     cfg = job.config
     if job.mask is not None:
-        mask = mask_from_image(load_image(job.mask, "mask image"))
-        w, h = source.size
-        try:
-            prepare_user_mask(mask, (max(1, h // 8), max(1, w // 8)))  # its values and its aspect ratio
-        except ValueError as e:
-            raise ValueError(f"the mask image {str(job.mask)!r}: {e}") from None
-        if cfg.mask_source != "user":
-            raise ValueError(
-                f"a mask image was given but mask_source is {cfg.mask_source!r}: drop the mask or set "
-                "mask_source to 'user'"
-            )
+        _check_mask(job, source.size)
     elif cfg.mask_source == "user" and job.transfer:
-        raise ValueError("mask_source is 'user' but no mask image was given: add a mask image (white = transfer)")
+        raise InputError("mask", None, "{names[mask_source]} is 'user' but no mask image was given: add {name} "
+                         "(white = transfer)", related=("mask_source",))
     cfg.window()  # an empty window, or an attention mask without steps before the window
-    if pipe is not None and job.transfer and cfg.mask_source == "attention":
-        word_token_indices(job.source_prompt, cfg.mask_word, pipe.tokens, pipe.tokenizer.model_max_length)
-    check_writable(output_path(job.out))
+    if tokenizer is not None and job.transfer and cfg.mask_source == "attention":
+        word_token_indices(job.source_prompt, cfg.mask_word, tokenizer.tokenize, tokenizer.model_max_length)
+    out = output_path(job.out)
+    check_writable(out, sidecar_path(out), *([diagnostics_path(out)] if job.diagnostics else []))
+    return source.size, target.size
 
 
-def prompt_notes(job: Job, pipe: FGATPipeline) -> list[str]:
-    """Notes for prompts longer than the text encoder reads (CLIP: 75 tokens; the rest is cut off silently)."""
-    limit = pipe.tokenizer.model_max_length - 2
+def _check_mask(job: Job, size: tuple[int, int]) -> None:
+    """The mask image: readable, values in [0, 1], the source's aspect ratio; and a mask source that uses it."""
+    mask = mask_from_image(load_image(job.mask, "mask image", "mask"))
+    w, h = size
+    try:
+        prepare_user_mask(mask, (max(1, h // 8), max(1, w // 8)))  # its values and its aspect ratio
+    except ValueError as e:
+        mh, mw = mask.shape
+        if "aspect ratio" in str(e):  # pixels against pixels: the mask image and the source image
+            raise InputError("mask", str(job.mask), "{name} {value!r} is {mw}x{mh} px, but the source image is "
+                             "{w}x{h} px: another aspect ratio ({ma:.3g} against {sa:.3g}); give a mask of the "
+                             "source's aspect ratio (any size)", mw=mw, mh=mh, w=w, h=h, ma=mw / mh, sa=w / h) from None
+        raise InputError("mask", str(job.mask), "{name} {value!r}: {reason}", reason=e) from None
+    if job.config.mask_source != "user":
+        raise InputError("mask", str(job.mask), "a mask image was given but {names[mask_source]} is {source!r}: "
+                         "drop {name} or set {names[mask_source]} to 'user'", source=job.config.mask_source,
+                         related=("mask_source",))
+
+
+def job_notes(job: Job, tokenizer, sizes: tuple[tuple[int, int], tuple[int, int]], multiple: int) -> list[str]:
+    """Everything to say before a job runs: prompts cut off, a large source's cost, resizes that change an
+    image's aspect ratio (`sizes`: the source's and the target's, as `check_job` returns them; `multiple`:
+    the model's size multiple)."""
+    return [*prompt_notes(job, tokenizer), *size_notes(*sizes, multiple)]
+
+
+def prompt_notes(job: Job, tokenizer) -> list[str]:
+    """Notes for prompts longer than the text encoder reads (CLIP: 75 tokens; the rest is cut off silently).
+
+    `tokenizer`: a tokenizer, or a pipeline (its tokenizer is used)."""
+    tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
+    limit = tokenizer.model_max_length - 2
     notes = []
     for name, text in (("source", job.source_prompt), ("target", job.target_prompt),
                        ("negative", job.negative_prompt)):
-        n = len(pipe.tokens(text)) if text else 0
+        n = len(tokenizer.tokenize(text)) if text else 0
         if n > limit:
             notes.append(f"the {name} prompt has {n} tokens; the text encoder reads the first {limit}, the rest "
                          "is ignored")
@@ -152,9 +201,9 @@ def run_job(
     pipe: FGATPipeline, job: Job, *, cache=None, progress: Progress | None = None,
 ) -> JobResult:
     """Run one job and write its PNG (with settings), JSON sidecar and, if asked, diagnostics sheet."""
-    source = load_image(job.source, "source image")
-    target = load_image(job.target, "target image")
-    mask = load_image(job.mask, "mask image") if job.mask is not None else None
+    source = load_image(job.source, "source image", "source")
+    target = load_image(job.target, "target image", "target")
+    mask = load_image(job.mask, "mask image", "mask") if job.mask is not None else None
     hits0, misses0 = (cache.hits, cache.misses) if cache is not None else (0, 0)
     out = pipe.transfer(
         source, target, job.source_prompt, job.target_prompt, job.config,
@@ -177,16 +226,9 @@ def run_job(
     save_png(out.image, files["image"], parameters, value)
     timings["save"] = time.perf_counter() - t0
     if job.diagnostics:
-        from .diagnostics import diagnostics_sheet
-
         t1 = time.perf_counter()
-        res = out.result
-        sheet = diagnostics_sheet(
-            out.source, out.target, out.image, res.mask, res.correspondence, res.x0_window, res.window,
-            decode=lambda z: pipe.decode(z.to(pipe.device)),
-        )
         files["diagnostics"] = diagnostics_path(files["image"])
-        sheet.save(files["diagnostics"], format="PNG")
+        write_diagnostics(pipe, job, out, files["diagnostics"], parameters, value)
         timings["diagnostics"] = time.perf_counter() - t1
     cache_info = None
     if cache is not None:
@@ -197,12 +239,31 @@ def run_job(
     return JobResult(job, out, files, timings, record)
 
 
+def write_diagnostics(pipe: FGATPipeline, job: Job, out: TransferOutput, path: Path, parameters: str,
+                      value: str) -> None:
+    """The diagnostics sheet, captioned with the prompts and the mask's coverage, its PNG text holding the
+    run's settings (as the result's)."""
+    from .diagnostics import diagnostics_sheet, mask_summary
+
+    res = out.result
+    caption = [f"source prompt: {job.source_prompt}", f"target prompt: {job.target_prompt}",
+               mask_summary(res.mask, job.config, job.transfer)]
+    if job.preset:
+        caption.append(f"preset: {job.preset}")
+    sheet = diagnostics_sheet(
+        out.source, out.target, out.image, res.mask, res.correspondence, res.x0_window, res.window,
+        decode=lambda z: pipe.decode(z.to(pipe.device)), caption=caption,
+    )
+    save_png(sheet, path, parameters, value)
+
+
 def sidecar_record(
     job: Job, out: TransferOutput, pipe: FGATPipeline, value: str, parameters: str,
     timings: dict[str, float], files: dict[str, Path], cache_info: dict[str, int] | None,
 ) -> dict[str, Any]:
     """Everything about a run, JSON-ready: inputs, prompts, model, settings, timings, UNet calls, messages."""
     from . import __version__
+    from .diagnostics import mask_coverage
 
     res = out.result
     return {
@@ -220,7 +281,9 @@ def sidecar_record(
         "dtype": str(pipe.dtype).replace("torch.", ""),
         "size": list(out.source.size),
         "window": list(res.window),
+        "preset": job.preset,
         "config": job.config.to_dict(),
+        "mask_coverage": mask_coverage(res.mask),
         "infotext": value,
         "parameters": parameters,
         "timings": {k: round(v, 4) for k, v in timings.items()},
@@ -256,12 +319,18 @@ def timing_summary(result: JobResult) -> str:
 
 
 class StageBars:
-    """One tqdm bar per engine stage, fed by the engine's progress(stage, done, total) callback."""
+    """One tqdm bar per engine stage, fed by the engine's progress(stage, done, total) callback.
+
+    The engine reports null-text inversion's optimisation as a second run of the "inversion" stage (after
+    the DDIM inversion): that bar is labelled as what it is."""
+
+    SECOND_RUN = {"inversion": "null-text optimisation"}
 
     def __init__(self, enabled: bool = True, prefix: str = "") -> None:
         self.enabled, self.prefix = enabled, prefix
         self.bar = None
         self.key: tuple[str, int] | None = None
+        self.runs: dict[str, int] = {}
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if not self.enabled:
@@ -270,7 +339,9 @@ class StageBars:
             self.close()
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=f"{self.prefix}{stage}", unit="step", file=sys.stderr,
+            self.runs[stage] = self.runs.get(stage, 0) + 1
+            label = self.SECOND_RUN.get(stage, stage) if self.runs[stage] == 2 else stage
+            self.bar = tqdm(total=total, desc=f"{self.prefix}{label}", unit="step", file=sys.stderr,
                             dynamic_ncols=True, leave=True)
             self.key = (stage, total)
         self.bar.update(done - self.bar.n)
@@ -280,3 +351,28 @@ class StageBars:
             self.bar.close()
             self.bar = None
             self.key = None
+
+
+def out_of_memory_message(err: BaseException, size: tuple[int, int] | None, device: str, dtype: str) -> str | None:
+    """What to say when `err` is an out-of-memory error (CUDA's, the CPU allocator's, Python's MemoryError,
+    an MPS or ROCm allocator's), naming the size that ran out and what to do; None for other errors."""
+    text = str(err)
+    lowered = text.lower()
+    oom = isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError" or any(
+        s in lowered for s in ("out of memory", "can't allocate memory", "cannot allocate memory",
+                               "failed to allocate", "not enough memory", "bad_alloc"))
+    if not oom:
+        return None
+    wanted = re.search(r"(?:tried to allocate|allocate)\s+([\d.]+)\s*(bytes|[KMGT]i?B)", text, re.I)
+    amount = ""
+    if wanted:
+        number, unit = float(wanted.group(1)), wanted.group(2)
+        gib = number / 2**30 if unit.lower() == "bytes" else number / {"k": 2**20, "m": 2**10, "g": 1, "t": 2**-10}[
+            unit[0].lower()]
+        amount = f" (one allocation asked for {gib:.2f} GiB)"
+    at = f" at {size[0]}x{size[1]} px" if size else ""
+    advice = ("downscale the source and target (each halving of the sides needs about 4x less memory)"
+              + (", or use --dtype fp16 on a GPU" if dtype == "float32" and device.startswith("cuda") else "")
+              + (", or --device cpu (slower, but the machine's RAM)" if device.startswith("cuda") else "")
+              + (", or close other programs / raise the memory limit" if device == "cpu" else ""))
+    return f"out of memory on {device} ({dtype}){at}{amount}: {advice}"

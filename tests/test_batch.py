@@ -14,6 +14,7 @@ from fgat_core.batch import read_pairs
 from fgat_core.cache import InversionCache
 from fgat_core.config import FGATConfig
 from fgat_core.pipeline import tiny_pipeline
+from fgat_core.tiny import tiny_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -227,3 +228,38 @@ def test_example_pairs_files_are_valid():
         assert len(jobs) >= 3
         targets = [job.target for _, job in jobs]
         assert len(set(targets)) < len(targets)  # the examples show the cache: a target repeats
+
+
+def test_every_problem_of_a_pairs_file_is_reported_in_one_pass_mask_words_included(images, capsys, monkeypatch):
+    """Format problems, missing files, bad values and mask words that are not in the prompt: one list, each with
+    its line, before the model loads (the mask words are checked with the model's tokenizer, read alone)."""
+    (images / "bad.csv").write_text(
+        "source,target,source_prompt,mask_word,steps\n"
+        "s1.png,t.png,a cat,dog,\n"          # line 2: mask word not in the prompt
+        "s1.png,t.png,a cat,,1000\n"         # line 3: steps out of range
+        "nope.png,t.png,a cat,,\n"           # line 4: missing image
+        "s1.png,t.png,!!!,,\n"               # line 5: a prompt without a word
+        "s1.png,t.png,a cat,cat,,extra\n"    # line 6: more cells than columns
+    )
+    monkeypatch.setattr(cli, "_load", lambda args: pytest.fail("the model must not load for a bad pairs file"))
+    assert cli.main(["batch", "--pairs", str(images / "bad.csv"), "--out-dir", str(images / "out")]) == 2
+    err = capsys.readouterr().err
+    lines = [line.strip() for line in err.splitlines()[1:]]
+    assert [line.split(":")[0] for line in lines] == [f"bad.csv line {n}" for n in (2, 3, 4, 5, 6)], err
+    assert "mask word 'dog' is not in the source prompt 'a cat'" in lines[0]
+    assert lines[1].endswith("steps must be in [1, 999], got 1000")
+    assert "has no word with letters" in lines[3] and "more cells than the header" in lines[4]
+
+
+def test_yaml_pairs_are_reported_by_their_line(images):
+    (images / "p.yaml").write_text(
+        "defaults:\n  source_prompt: a photo of a cat\npairs:\n"
+        "  - {source: s1.png, target: t.png}\n"
+        "  - source: s1.png\n    target: t.png\n    mask_word: dog\n"
+        "  - {source: s1.png, target: t.png, colour: red}\n"
+    )
+    with pytest.raises(ValueError) as e:
+        read_pairs(images / "p.yaml", images / "out", tokenizer=tiny_tokenizer())
+    found = str(e.value).splitlines()[1:]
+    assert found[0].strip().startswith("p.yaml line 5 (pair 2): the mask word 'dog' is not in")
+    assert found[1].strip().startswith("p.yaml line 8 (pair 3): unknown column 'colour'")

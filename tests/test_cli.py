@@ -162,7 +162,7 @@ def test_presets_command_lists_and_shows(tmp_path, capsys):
         ({"--window-start": "0.5", "--window-end": "0.4"}, "--window-end (0.4) must be greater than"),
         ({"--out": "result.jpg"}, "must be a .png file"),
         ({"--mask-source": "user"}, "no mask image was given"),
-        ({"--mask-word": "dog"}, "the mask word 'dog' is not in the source prompt"),
+        ({"--mask-word": "dog"}, "--mask-word 'dog' is not in --source-prompt 'a photo of a cat'"),
         ({"--preset": "nope"}, "unknown preset 'nope'"),
         ({"--steps": "2"}, "the FGAT window is empty at 2 steps"),
     ],
@@ -227,7 +227,8 @@ def test_diagnostics_sheet_layout_and_panels(tmp_path, small, use_tiny):
     sheet = Image.open(tmp_path / "d-diagnostics.png").convert("RGB")
     # panels: source, target, mask, warped target, result, then x0 at window step 2 -> 6 panels
     cell_w, cell_h = SIZE, SIZE + LABEL_HEIGHT
-    assert sheet.size == (COLUMNS * cell_w, 2 * cell_h)
+    # under the grid: the caption (prompts, mask coverage), wrapped to the sheet's width
+    assert sheet.size[0] == COLUMNS * cell_w and sheet.size[1] > 2 * cell_h
     arr = np.asarray(sheet)
     src = np.asarray(Image.open(small[0]).convert("RGB"))
     result = np.asarray(Image.open(out).convert("RGB"))
@@ -236,7 +237,8 @@ def test_diagnostics_sheet_layout_and_panels(tmp_path, small, use_tiny):
     # x0 panels are images, not blank cells; the cells after the last panel are blank
     x0_panel = arr[cell_h + LABEL_HEIGHT : 2 * cell_h, 0:SIZE]
     assert x0_panel.std() > 1.0
-    assert (arr[cell_h:, cell_w:] == 255).all()
+    assert (arr[cell_h : 2 * cell_h, cell_w:] == 255).all()
+    assert (arr[2 * cell_h :] < 128).any()  # the caption's text
 
 
 def test_mask_overlay_tints_only_inside_the_mask():
@@ -262,3 +264,329 @@ def test_warp_by_correspondence_moves_whole_cells():
     np.testing.assert_array_equal(warped, np.roll(np.asarray(target), -8, axis=1))
     with pytest.raises(ValueError, match="not a multiple of the latent grid"):
         warp_by_correspondence(target, identity, (5, 6))
+
+
+# ============================================================================ issue 11: a new user's first runs
+def _no_model_load(monkeypatch):
+    """Any model load fails the test: the error must come before it."""
+    monkeypatch.setattr(cli, "_load", lambda args: pytest.fail("the model was loaded before the error"))
+
+
+def _run(args, capsys):
+    code = cli.main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# ---------------------------------------------------------------------------- 1. out of memory
+def _allocate_a_terabyte(*_args, **_kwargs):
+    torch.empty(2**40, dtype=torch.uint8)  # torch's own CPU allocator refuses this (no memory limit needed)
+    pytest.fail("a 1 TiB allocation succeeded; the test needs an allocation that fails")
+
+
+@pytest.mark.parametrize("failure", ["torch", "python"])
+def test_cpu_out_of_memory_is_one_line_naming_the_size_and_what_to_do(tmp_path, small, use_tiny, capsys,
+                                                                     monkeypatch, failure):
+    def python_oom(*_a, **_k):
+        raise MemoryError()
+
+    monkeypatch.setattr(use_tiny, "encode_image", _allocate_a_terabyte if failure == "torch" else python_oom)
+    code, _, err = _run(transfer_args(tmp_path / "r.png", small, "--steps", str(STEPS)), capsys)
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith(f"error: out of memory on cpu (float32) at {SIZE}x{SIZE} px"), err
+    assert "downscale the source and target" in err and len(err.strip().splitlines()) == 1
+    if failure == "torch":
+        assert "(one allocation asked for 1024.00 GiB)" in err  # read from torch's message
+
+
+def test_out_of_memory_while_loading_the_model_is_one_line_too(tmp_path, small, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "_load", _allocate_a_terabyte)
+    code, _, err = _run(transfer_args(tmp_path / "r.png", small), capsys)
+    assert code == 1 and err.startswith("error: out of memory") and "Traceback" not in err
+
+
+def test_batch_rows_that_run_out_of_memory_are_reported_with_their_size(tmp_path, small, use_tiny, capsys,
+                                                                        monkeypatch):
+    (tmp_path / "p.csv").write_text(f"source,target,source_prompt,steps\n{small[0]},{small[1]},{PROMPT},{STEPS}\n")
+    monkeypatch.setattr(use_tiny, "encode_image", _allocate_a_terabyte)
+    code, _, err = _run(["batch", "--pairs", str(tmp_path / "p.csv"), "--out-dir", str(tmp_path / "o"), "--quiet"],
+                        capsys)
+    assert code == 1 and "Traceback" not in err
+    assert f"p.csv line 2: error: out of memory on cpu (float32) at {SIZE}x{SIZE} px" in err
+
+
+def test_out_of_memory_messages_of_each_allocator():
+    from fgat_core.runner import out_of_memory_message
+
+    cuda = RuntimeError("CUDA out of memory. Tried to allocate 512.00 MiB (GPU 0; 8.00 GiB total capacity)")
+    text = out_of_memory_message(cuda, (2048, 1024), "cuda", "float32")
+    assert text.startswith("out of memory on cuda (float32) at 2048x1024 px (one allocation asked for 0.50 GiB)")
+    assert "--dtype fp16" in text and "--device cpu" in text
+    assert "--dtype fp16" not in out_of_memory_message(cuda, None, "cuda", "float16")
+    mps = RuntimeError("MPS backend out of memory (MPS allocated: 1.2 GB)")
+    assert out_of_memory_message(mps, None, "mps", "float16").startswith("out of memory on mps (float16):")
+    assert out_of_memory_message(RuntimeError("mat1 and mat2 shapes cannot be multiplied"), None, "cpu",
+                                 "float32") is None
+
+
+# ---------------------------------------------------------------------------- 2. unwritable outputs
+@pytest.mark.parametrize("out", ["/sys/r.png", "/proc/fgat-no-such-folder/r.png"])
+def test_outputs_in_unwritable_places_are_refused_before_any_model_work(small, capsys, monkeypatch, out):
+    _no_model_load(monkeypatch)
+    code, _, err = _run(transfer_args(out, small), capsys)
+    assert code == 2 and err.startswith(f"error: --out '{out}' cannot be written") and "choose another --out" in err
+
+
+def _make_unwritable(path: Path) -> bool:
+    """Read-only for a user; immutable for root (whom permission bits do not stop). False if neither works."""
+    path.chmod(0o444)
+    if os.geteuid() != 0:
+        return True
+    return subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("which", ["image", "sidecar"])
+def test_an_existing_output_that_cannot_be_overwritten_is_found_before_any_model_work(tmp_path, small, capsys,
+                                                                                     monkeypatch, which):
+    out = tmp_path / "r.png"
+    locked = out if which == "image" else out.with_suffix(".json")
+    locked.write_bytes(b"old")
+    if not _make_unwritable(locked):
+        pytest.skip("this machine can make no file unwritable for root (no chattr +i)")
+    try:
+        _no_model_load(monkeypatch)
+        code, _, err = _run(transfer_args(out, small), capsys)
+        assert code == 2 and f"the existing file '{locked}' cannot be overwritten" in err, err
+        assert locked.read_bytes() == b"old"
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(locked)], capture_output=True)
+
+
+# ---------------------------------------------------------------------------- 3. prompts checked before the load
+@pytest.mark.parametrize("flags, message", [
+    (["--mask-word", "dog"], "--mask-word 'dog' is not in --source-prompt"),
+    (["--source-prompt", "!!!"], "--source-prompt '!!!' has no word with letters"),
+    (["--source-prompt", "a photo of a " + "red " * 80 + "cat"], "--mask-word 'cat' lies beyond the first 75 tokens"),
+])
+def test_prompts_and_mask_words_are_checked_with_the_tokenizer_before_the_model_loads(tmp_path, small, capsys,
+                                                                                     monkeypatch, flags, message):
+    _no_model_load(monkeypatch)
+    args = transfer_args(tmp_path / "r.png", small)
+    if flags[0] in args:
+        args[args.index(flags[0]) + 1] = flags[1]
+    else:
+        args += flags
+    code, _, err = _run(args, capsys)
+    assert code == 2 and message in err and "empty" not in err, err
+
+
+def test_a_diffusers_folders_tokenizer_is_read_without_its_weights(tmp_path, tiny_pipe):
+    tiny_pipe.tokenizer.save_pretrained(str(tmp_path / "model" / "tokenizer"))
+    tok = cli.model_tokenizer(str(tmp_path / "model"))
+    text = "a photo of a cat with red stripes"
+    assert tok is not None and tok.tokenize(text) == tiny_pipe.tokenizer.tokenize(text)
+    assert cli.model_tokenizer("owner/not-in-any-cache") is None  # a hub id: checked after the load instead
+
+
+# ---------------------------------------------------------------------------- 4. steps
+def test_steps_that_would_put_timestep_1000_on_the_grid_are_refused(tmp_path, small, capsys, monkeypatch):
+    from fgat_core.errors import ConfigError
+    from fgat_core.schedule import Schedule, scaled_linear_alphas_cumprod
+
+    ac = scaled_linear_alphas_cumprod()
+    for steps in (998, 999, 500, 501):  # every accepted value builds a grid inside the trained timesteps
+        assert int(Schedule.ddim(ac, FGATConfig(steps=steps).steps).timesteps.max()) <= 999
+    with pytest.raises(ConfigError) as e:
+        FGATConfig(steps=1000)
+    assert (e.value.field, e.value.value, e.value.allowed) == ("steps", 1000, "[1, 999]")
+    _no_model_load(monkeypatch)
+    code, _, err = _run(transfer_args(tmp_path / "r.png", small, "--steps", "1000"), capsys)
+    assert code == 2 and err == "error: --steps must be in [1, 999], got 1000\n"
+
+
+# ---------------------------------------------------------------------------- 5. the CLI's language
+def test_config_errors_are_typed_and_rendered_per_front_end():
+    from fgat_core.errors import ConfigError, flag_name, plain_name
+
+    with pytest.raises(ConfigError) as e:
+        FGATConfig(window_start=0.5, window_end=0.3)
+    err = e.value
+    assert isinstance(err, ValueError) and (err.field, err.value, err.allowed) == ("window_end", 0.3, "(0.5, 1.0]")
+    assert str(err) == "FGATConfig.window_end (0.3) must be greater than window_start (0.5)"  # the library's
+    assert err.render(flag_name) == "--window-end (0.3) must be greater than --window-start (0.5)"
+    assert err.render(plain_name) == "window_end (0.3) must be greater than window_start (0.5)"
+    with pytest.raises(ConfigError) as e:
+        FGATConfig(inversion="magic")
+    assert e.value.allowed == "direct, null-text, negative-prompt, ddim"
+    import copy
+
+    for twin in (copy.copy(err), copy.deepcopy(err)):  # rebuilt from their parts, not from the text
+        assert type(twin) is ConfigError and str(twin) == str(err) and twin.render(flag_name) == err.render(flag_name)
+
+
+def test_window_errors_name_both_flags(tmp_path, small, capsys, monkeypatch):
+    _no_model_load(monkeypatch)
+    code, _, err = _run(transfer_args(tmp_path / "r.png", small, "--window-start", "0.5", "--window-end", "0.3"),
+                        capsys)
+    assert code == 2 and err == "error: --window-end (0.3) must be greater than --window-start (0.5)\n"
+    code, _, err = _run(transfer_args(tmp_path / "r.png", small, "--steps", "2"), capsys)
+    assert "(--window-start=0.24 -> step 1, --window-end=0.44 -> step 1)" in err
+
+
+def test_a_mask_of_another_aspect_ratio_is_compared_in_pixels(tmp_path, small, capsys, monkeypatch):
+    Image.new("L", (2 * SIZE, SIZE), 255).save(tmp_path / "wide.png")
+    _no_model_load(monkeypatch)
+    code, _, err = _run(transfer_args(tmp_path / "r.png", small, "--mask", str(tmp_path / "wide.png")), capsys)
+    assert code == 2
+    assert f"is {2 * SIZE}x{SIZE} px, but the source image is {SIZE}x{SIZE} px" in err, err
+
+
+def test_a_bad_fgat_model_names_the_variable(tmp_path, small, capsys, monkeypatch):
+    monkeypatch.setenv("FGAT_MODEL", str(tmp_path / "no-such-model.safetensors"))
+    _no_model_load(monkeypatch)
+    code, _, err = _run(transfer_args(tmp_path / "r.png", small), capsys)
+    assert code == 2 and err.startswith("error: the environment variable FGAT_MODEL is") and "unset it" in err
+
+
+def test_argument_errors_are_one_line_without_the_usage_block(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["transfer", "--source", "a.png", "--delta", "big"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "usage:" not in err and len(err.strip().splitlines()) <= 2
+    assert err.startswith("error: ") and "--delta" in err and "python -m fgat_core transfer --help" in err
+    assert cli.main([]) == 2
+    assert "usage:" not in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- 6. progress and notes
+def test_the_model_load_says_what_it_does(tmp_path, small, tiny_pipe, capsys, monkeypatch):
+    from fgat_core import loading
+
+    monkeypatch.setattr(loading, "load_pipeline", lambda *a, **k: tiny_pipe)
+    args = [a for a in transfer_args(tmp_path / "r.png", small, "--steps", str(STEPS)) if a != "--quiet"]
+    code, _, err = _run(args, capsys)
+    assert code == 0
+    assert "building the demo model ..." in err and "model ready: tiny-sd on cpu (float32) in" in err
+
+
+def test_null_text_optimisation_has_a_bar_of_its_own_and_the_library_takes_progress_true(tiny_pipe, example_images,
+                                                                                       capsys):
+    cfg = FGATConfig(steps=4, window_start=0.25, window_end=0.5, inversion="null-text", null_text_steps=1)
+    tiny_pipe.transfer(*example_images, PROMPT, PROMPT, cfg, progress=True)
+    err = capsys.readouterr().err
+    bars = [line.split(":")[0].strip() for line in err.replace("\r", "\n").splitlines() if "step" in line]
+    assert {"inversion", "null-text optimisation", "sampling"} <= set(bars), err
+
+
+def test_large_and_reshaped_inputs_get_notes_before_the_work_starts(tmp_path, use_tiny, capsys, monkeypatch):
+    from fgat_core import images, runner
+
+    m = use_tiny.size_multiple
+    Image.new("RGB", (3 * m - m // 4, m), "white").save(tmp_path / "s.png")  # snapped to 3m x m: another aspect
+    Image.new("RGB", (m, m), "white").save(tmp_path / "t.png")
+    monkeypatch.setattr(images, "LARGE_PIXELS", m * m)  # so that this small source counts as large
+    seen = {}
+    real = runner.run_job
+
+    def run_job(*a, **k):
+        seen["err"] = capsys.readouterr().err
+        return real(*a, **k)
+
+    monkeypatch.setattr(runner, "run_job", run_job)
+    assert cli.main(transfer_args(tmp_path / "r.png", (tmp_path / "s.png", tmp_path / "t.png"),
+                                  "--steps", str(STEPS))) == 0
+    before = seen["err"]
+    assert f"note: the source image {3 * m - m // 4}x{m} is resized to {3 * m}x{m}" in before
+    assert "which changes its aspect ratio" in before
+    assert "note: the target image" in before and "centre-cropped" in before
+    assert f"the source is {3 * m}x{m}" in before and "the pixels of 512x512" in before
+
+
+def test_size_notes_say_nothing_for_ordinary_inputs():
+    from fgat_core.images import size_notes
+
+    assert size_notes((512, 512), (768, 768), 64) == []
+    assert size_notes((1024, 1024), (1024, 1024), 64) == []  # 1 MP: not "large"
+    big = size_notes((2048, 2048), (2048, 2048), 64)
+    assert len(big) == 1 and "16x the pixels of 512x512" in big[0] and "16x to 256x as long" in big[0]
+
+
+# ---------------------------------------------------------------------------- 7. diagnostics
+def test_diagnostics_record_mask_coverage_prompts_preset_and_settings(tmp_path, small, use_tiny, monkeypatch):
+    from fgat_core import diagnostics
+
+    captions = []
+    real = diagnostics.diagnostics_sheet
+
+    def sheet(*a, caption=(), **k):
+        captions.append(list(caption))
+        return real(*a, caption=caption, **k)
+
+    monkeypatch.setattr(diagnostics, "diagnostics_sheet", sheet)
+    out = tmp_path / "d.png"
+    assert cli.main(transfer_args(out, small, "--steps", str(STEPS), "--diagnostics", "--mask-source", "none",
+                                  "--preset", "paper defaults")) == 0
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["mask_coverage"] == 1.0 and side["preset"] == "paper defaults"
+    assert side["source_prompt"] == PROMPT and side["target_prompt"] == PROMPT
+    caption = captions[0]
+    assert caption[:2] == [f"source prompt: {PROMPT}", f"target prompt: {PROMPT}"]
+    assert "the WHOLE image" in caption[2] and "mask_source is 'none'" in caption[2]
+    # the sheet's PNG carries the run's settings, as the result does
+    assert read_png_settings(tmp_path / "d-diagnostics.png") == read_png_settings(out)
+    # a user mask of half the image: its coverage, and no whole-image warning
+    mask = tmp_path / "half.png"
+    Image.fromarray(np.tile(np.array([0, 255], np.uint8).repeat(SIZE // 2), (SIZE, 1))).save(mask)
+    out2 = tmp_path / "h.png"
+    assert cli.main(transfer_args(out2, small, "--steps", str(STEPS), "--diagnostics", "--mask", str(mask))) == 0
+    assert json.loads(out2.with_suffix(".json").read_text())["mask_coverage"] == 0.5
+    assert captions[1][2] == "mask: 50% of the image (user)"
+
+
+# ---------------------------------------------------------------------------- 8. presets
+def test_preset_names_are_case_insensitive(tmp_path):
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / "presets.json").write_text(json.dumps({"Soft": {"delta": 0.4}}))
+    assert cli.base_config("strong TRANSFER", {}) == FGATConfig(delta=0.8, window_end=0.5)
+    assert cli.base_config("soft", {}) == FGATConfig(delta=0.4)
+    from fgat_core.presets import PresetStore
+
+    store = PresetStore(tmp_path / "presets")
+    assert store.save("SOFT", FGATConfig(delta=0.3)) is True  # replaces "Soft"
+    assert json.loads((tmp_path / "presets" / "presets.json").read_text()) == {"SOFT": FGATConfig(delta=0.3).to_dict()}
+    with pytest.raises(ValueError, match="built-in preset's name"):
+        store.save("paper DEFAULTS", FGATConfig())
+
+
+def test_presets_save_takes_flags_or_a_runs_settings(tmp_path, small, use_tiny, capsys):
+    from fgat_core.presets import PresetStore
+
+    store = PresetStore(tmp_path / "presets")
+    code, out, _ = _run(["presets", "--save", "mine", "--delta", "0.7", "--steps", "30"], capsys)
+    assert code == 0 and out.startswith("saved preset 'mine'")
+    assert store.get("Mine") == FGATConfig(delta=0.7, steps=30)
+    code, _, _ = _run(["presets", "--save", "strong+", "--preset", "Strong transfer", "--lam", "0.3"], capsys)
+    assert store.get("strong+") == FGATConfig(delta=0.8, window_end=0.5, lam=0.3)
+    run = tmp_path / "run.png"
+    assert cli.main(transfer_args(run, small, "--steps", str(STEPS), "--gamma", "0.35")) == 0
+    for source in (run, run.with_suffix(".json")):
+        code, out, _ = _run(["presets", "--save", "from run", "--from", str(source), "--seed", "3"], capsys)
+        assert code == 0
+        assert store.get("FROM RUN") == FGATConfig(steps=STEPS, gamma=0.35, seed=3)
+    code, _, err = _run(["presets", "--delta", "0.5"], capsys)
+    assert code == 2 and "for --save NAME" in err
+
+
+# ---------------------------------------------------------------------------- 9. README and repository
+def test_readme_says_how_to_choose_a_torch_build_before_the_two_commands():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = text.index("```bash")
+    note = text.find("CUDA build")
+    assert 0 <= note < commands and "CPU" in text[:commands].split("\n\n")[-2]
+
+
+def test_the_default_outputs_folder_is_git_ignored():
+    for path in ("outputs/source-fgat.png", "outputs/pairs/batch.json", "out/result.png"):
+        proc = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=ROOT)
+        assert proc.returncode == 0, f"{path} is not ignored by .gitignore"

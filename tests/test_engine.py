@@ -197,7 +197,7 @@ def test_errors_say_what_to_change(tiny_pipe, inputs):
     [
         ("delta", 1.5, r"delta must be in \[0.0, 1.0\]"),
         ("lam", -0.1, r"lam must be in"),
-        ("steps", 0, r"steps must be in \[1, 1000\]"),
+        ("steps", 0, r"steps must be in \[1, 999\]"),
         ("inversion", "magic", r"inversion must be one of direct, null-text"),
         ("window_end", 0.1, r"window_end \(0.1\) must be greater than window_start"),
         ("gamma", True, r"gamma must be a number"),

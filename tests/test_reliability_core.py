@@ -9,6 +9,7 @@ import io
 import json
 import math
 import os
+import re
 import struct
 import zlib
 
@@ -280,9 +281,12 @@ def test_an_inversion_cache_shared_across_checkpoints_is_never_stale(tiny_pipe, 
 
 
 # ============================================================================ prompts and the mask word
-@pytest.mark.parametrize("prompt", ["", "   ", " , ! "])
-def test_empty_source_prompt_with_attention_mask_says_what_to_do(tiny_pipe, example_images, prompt):
-    with pytest.raises(ValueError, match="source prompt is empty.*mask source 'user' or 'none'"):
+@pytest.mark.parametrize("prompt, says", [("", "is empty"), ("   ", "is empty"),
+                                          (" , ! ", "' , ! ' has no word with letters"),
+                                          ("!!!", "'!!!' has no word with letters")])
+def test_empty_source_prompt_with_attention_mask_says_what_to_do(tiny_pipe, example_images, prompt, says):
+    """A prompt of punctuation is not called empty: the message quotes it and says what it lacks."""
+    with pytest.raises(ValueError, match=f"the source prompt {re.escape(says)}.*mask source 'user' or 'none'"):
         tiny_pipe.transfer(*example_images, prompt, TAR_PROMPT, CFG)
 
 
