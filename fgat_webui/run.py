@@ -309,7 +309,7 @@ class FGATRun:
         blend reads `p.init_latent` afterwards: it becomes the deterministic source latent FGAT started from.
 
         Errors: a setting or input to change (ValueError) -> `FGATInputError` (HTTP 422, one console line);
-        anything else -> `FGATError` (HTTP 500); both messages start with FGAT's name."""
+        anything else but out of memory -> `FGATError` (HTTP 500); both messages start with FGAT's name."""
         try:
             if self.error is not None:
                 raise self.error
@@ -320,7 +320,7 @@ class FGATRun:
             if self.source_pixels is not None:
                 p.init_latent = torch.cat([self.source_latent(p, x, i) for i in range(x.shape[0])]).to(x)
             return torch.cat(rows).to(x.dtype)
-        except FGATError:
+        except (FGATError, torch.OutOfMemoryError):  # out of memory keeps its type: callers may catch it
             raise
         except ValueError as e:  # the settings' error, or an input only sampling can check
             error = input_error(e)
