@@ -238,4 +238,4 @@ def test_readme_api_example_sets_the_sampler_and_strength_and_says_where_notes_a
     assert "HTTP 422" in api and "`detail`" in api and "`errors`" in api and "`message`" in api
     assert NOTES_KEY in api
     infotext = text[text.index("### Infotext"):text.index("### Presets")]
-    assert "Forge" in infotext and "UI" in infotext
+    assert "Forge" in infotext and "send the settings themselves" in infotext
