@@ -26,6 +26,8 @@ from PIL import Image, UnidentifiedImageError
 from fgat_core import images as core_images
 from fgat_core.config import DIFT_PROMPTS, GAMMA_ON, INVERSIONS, MASK_LAYERS, MATCHINGS, FGATConfig
 
+from .errors import shorten
+
 # UI label of each FGATConfig.mask_source value
 MASK_SOURCE_LABELS = {"attention": "attention", "user": "inpaint mask", "none": "none"}
 # the WebUI's own controls drive these FGATConfig fields: Sampling steps, CFG Scale, Seed
@@ -157,7 +159,7 @@ def _as_bool(value: Any, what: str) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
-    raise ValueError(f"{what} must be true or false, got {value!r}")
+    raise ValueError(f"{what} must be true or false, got {shorten(value)}")
 
 
 def _as_number(value: Any, what: str, integer: bool) -> float | int:
@@ -167,10 +169,10 @@ def _as_number(value: Any, what: str, integer: bool) -> float | int:
         except ValueError:
             pass
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{what} must be a number, got {value!r}")
+        raise ValueError(f"{what} must be a number, got {shorten(value)}")
     if integer:
         if float(value) != int(value):
-            raise ValueError(f"{what} must be a whole number, got {value!r}")
+            raise ValueError(f"{what} must be a whole number, got {shorten(value)}")
         return int(value)
     return float(value)
 
@@ -190,7 +192,7 @@ def mask_source_value(value: Any) -> str:
             return key
     raise ValueError(
         f"mask source must be one of {', '.join(MASK_SOURCE_LABELS.values())} (API: "
-        f"{', '.join(MASK_SOURCE_LABELS)}); got {value!r}"
+        f"{', '.join(MASK_SOURCE_LABELS)}); got {shorten(value)}"
     )
 
 
@@ -207,7 +209,7 @@ def control_value(control: Control, value: Any, position: int | None = None) -> 
         if control.name == "mask_source":
             return mask_source_value(value)
         if value not in control.choices:
-            raise ValueError(f"{what} must be one of {', '.join(control.choices)}; got {value!r}")
+            raise ValueError(f"{what} must be one of {', '.join(control.choices)}; got {shorten(value)}")
         return value
     if control.kind == "percent":
         return _as_number(value, what, integer=False) / 100.0
@@ -275,7 +277,7 @@ def settings_from_dict(data: Mapping[str, Any], presets=None) -> FGATSettings:
     base = FGATConfig()
     if preset not in (None, ""):
         if not isinstance(preset, str):
-            raise ValueError(f"FGAT 'preset' must be a preset name, got {preset!r}")
+            raise ValueError(f"FGAT 'preset' must be a preset name, got {shorten(preset)}")
         if presets is None:
             raise ValueError("FGAT 'preset' was given but no presets are available")
         base = presets.get(preset)

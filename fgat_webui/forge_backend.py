@@ -18,6 +18,9 @@ What differs from A1111 (docs/DESIGN.md §4.3) and how this backend handles it:
   autograd refuses to save. Null-text inversion (fgat_core leaves inference mode for its Adam steps) needs
   gradients through the UNet: while grad mode is on, `ForgeDenoiser` runs the UNet with each inference
   weight replaced by a normal tensor over the same memory (no copy), and puts the originals back after.
+  Forge's UNet also adds its residuals in place (`backend/nn/unet.py:240,272,278`, `x += n`), which
+  modifies tensors autograd saved for the backward pass (a LayerNorm's input): in grad mode, every saved
+  activation is kept as a copy (`torch.autograd.graph.saved_tensors_hooks`; the weights are not copied).
 - Conditioning: `get_learned_conditioning` returns a tensor (SD1/2) or SDXL's {"crossattn", "vector"}
   (`backend/diffusion_engine/sdxl.py:85-121`); fgat conditionings keep them as {"context", "vector"}.
   SDXL's size embedding reads the prompt list's width/height (`SdConditioning`), given the generation's.
@@ -47,17 +50,26 @@ from .ldm_host import DIFT_BLOCK, VECTOR, LDMDenoiser
 
 @contextmanager
 def autograd_safe_weights(module: nn.Module) -> Iterator[None]:
-    """While grad mode is on, give `module` normal tensors aliasing its inference-tensor parameters and
-    buffers (same memory, nothing copied), so that autograd may save them; restore the originals after."""
+    """While grad mode is on, make `module` safe to differentiate through:
+
+    - give it normal tensors aliasing its inference-tensor parameters and buffers (same memory, nothing
+      copied), so that autograd may save them; restore the originals after;
+    - keep a copy of every activation autograd saves for the backward pass (not of the weights), because
+      Forge's UNet adds residuals in place (`x += n`) into tensors that an earlier op saved, which the
+      backward pass would refuse ("modified by an inplace operation")."""
     if not torch.is_grad_enabled():
         yield
         return
     swapped: list[tuple[dict, str, Tensor]] = []
+    weights: set[int] = set()
     try:
         for sub in module.modules():
             for store in (sub._parameters, sub._buffers):
                 for name, tensor in list(store.items()):
-                    if tensor is None or not tensor.is_inference():
+                    if tensor is None:
+                        continue
+                    weights.add(tensor.untyped_storage().data_ptr())
+                    if not tensor.is_inference():
                         continue
                     alias = torch.empty(0, dtype=tensor.dtype, device=tensor.device)
                     alias.set_(tensor.untyped_storage(), tensor.storage_offset(), tensor.size(), tensor.stride())
@@ -65,10 +77,27 @@ def autograd_safe_weights(module: nn.Module) -> Iterator[None]:
                     if isinstance(tensor, nn.Parameter):
                         alias = nn.Parameter(alias, requires_grad=False)
                     store[name] = alias
-        yield
+        with torch.autograd.graph.saved_tensors_hooks(_saved_copy(weights), _unpacked):
+            yield
     finally:
         for store, name, tensor in reversed(swapped):
             store[name] = tensor
+
+
+def _saved_copy(weights: set[int]) -> Callable[[Tensor], Tensor]:
+    """Pack hook: a private copy of a saved activation, so later in-place adds cannot change it; the weights
+    (whose storages are in `weights`) are saved as they are (nothing writes to them)."""
+
+    def pack(tensor: Tensor) -> Tensor:
+        if tensor.untyped_storage().data_ptr() in weights:
+            return tensor
+        return tensor.clone()
+
+    return pack
+
+
+def _unpacked(tensor: Tensor) -> Tensor:
+    return tensor
 
 
 class ForgeDenoiser:

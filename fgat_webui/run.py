@@ -5,19 +5,28 @@
                                       exceptions raised in `process()`, so raising there would be a silent no-op)
     process_batch() /
     process_before_every_sampling()   `FGATRun.install`: take over `p.sampler.sample_img2img`
-    p.sample() -> our sample_img2img  the fgat_core engine runs on the WebUI's model, row by row; whatever
-                                      happens (success, error, Interrupt/Skip) the takeover is undone and
-                                      the progress text cleared before it returns or raises
+    p.init()                          the WebUI encodes the source into `p.init_latent`, a VAE posterior
+                                      *sample*; FGAT keeps the pixels it encoded (`capture_source_pixels`)
+    p.sample() -> our sample_img2img  the fgat_core engine runs on the WebUI's model, row by row, from the
+                                      source encoded deterministically (posterior mean) and with each
+                                      image's own seed; whatever happens (success, error, Interrupt/Skip)
+                                      the takeover is undone and the progress text cleared before it
+                                      returns or raises; a bad input raises `FGATInputError` (HTTP 422)
     postprocess()                     `finish_run`: diagnostics images, then the run is dropped
 
-Nothing global is touched: the only patch is an instance attribute on this generation's sampler, the
-model's forward hooks live inside the engine's calls, and the run itself is an attribute of `p`.
+Nothing global is touched: the only patches are instance attributes of this generation's sampler and
+`p`, the model's forward hooks live inside the engine's calls, and the run itself is an attribute of `p`.
+
+What the user must know about a generation goes into each image's infotext (the API's `info.infotexts`:
+A1111 1.10.1's API response carries no comments): the `FGAT` value with that image's own seed, and an
+`FGAT notes` value (an all-black mask, an attention mask that thresholded to nothing, an interrupted
+image, a masked-content fill that changed the source). The UI also shows them as comments.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,14 +42,57 @@ from fgat_core.mask import prepare_user_mask
 
 from .args import FGATSettings, apply_overrides, settings_from_script_args
 from .backend import SamplerTakeover, WebUIBackend, detect_backend, replace_sample_img2img, same_aspect
+from .errors import FGATError, FGATInputError, failure, input_error, report_rejected, shorten
+
+__all__ = ["FGATError", "FGATInputError", "FGATRun", "start_run", "install_run", "finish_run", "current_run"]
 
 RUN_ATTR = "fgat_run"  # the run of a generation, on its `p`
 XYZ_ATTR = "fgat_xyz"  # X/Y/Z plot overrides, on `p` (see xyz.py)
+NOTES_KEY = "FGAT notes"  # the infotext key of an image's notes
 FILL_NAMES = {0: "fill", 2: "latent noise", 3: "latent nothing"}
+CONDITIONING_ATTR = "img2img_image_conditioning"  # the method of `p` that is handed the source pixels
+INTERRUPTED_NOTE = "FGAT was interrupted; this image is the unchanged source"
 
 
-class FGATError(RuntimeError):
-    """A FGAT setting or input the user has to change; the message says what."""
+class PerImageText(str):
+    """An infotext value that differs per image: as text, the generation's (what `info.extra_generation_params`
+    shows); called by the WebUI's `create_infotext` with its locals (A1111 `processing.py:801-809`, Forge
+    l.784-787: a callable value is called per image), `per_image(seed)` of that image's own seed."""
+
+    per_image: Callable[[int], str | None]
+
+    def __new__(cls, text: str, per_image: Callable[[int], str | None]) -> PerImageText:
+        value = super().__new__(cls, text)
+        value.per_image = per_image
+        return value
+
+    def __call__(self, **infotext_locals: Any) -> str | None:
+        try:
+            seed = int(infotext_locals["all_seeds"][infotext_locals["index"]])
+        except (KeyError, IndexError, TypeError, ValueError):
+            return str(self)
+        return self.per_image(seed)
+
+
+class ImageNotes:
+    """The `FGAT notes` infotext value: the generation's notes, then those of the image's seed (None: no notes)."""
+
+    def __init__(self) -> None:
+        self.general: list[str] = []
+        self.by_seed: dict[int, list[str]] = {}
+
+    def add(self, note: str, seed: int | None = None) -> None:
+        notes = self.general if seed is None else self.by_seed.setdefault(seed, [])
+        if note not in notes:
+            notes.append(note)
+
+    def __call__(self, **infotext_locals: Any) -> str | None:
+        try:
+            seed = int(infotext_locals["all_seeds"][infotext_locals["index"]])
+        except (KeyError, IndexError, TypeError, ValueError):
+            seed = None
+        notes = self.general + self.by_seed.get(seed, [])
+        return " | ".join(notes) if notes else None
 
 
 @dataclass
@@ -77,7 +129,8 @@ def mask_token_positions(backend: WebUIBackend, p, prompt: str, word: str) -> li
             hits.extend(range(i, i + len(needle)))
     if not hits:
         raise ValueError(
-            f"the object word {word!r} is not in the prompt {prompt!r}: type a word that appears in the img2img "
+            f"the object word {shorten(word)} is not in the prompt {shorten(prompt, 120)}: type a word that "
+            "appears in the img2img "
             "prompt as plain text (it names the object whose appearance changes; a textual-inversion embedding "
             "or a LoRA tag has no word tokens to find), or choose mask source 'inpaint mask' or 'none'"
         )
@@ -114,7 +167,11 @@ class FGATRun:
         self.takeover: SamplerTakeover | None = None
         self.results: list[RowResult] = []
         self.interrupted = False
+        self.notes = ImageNotes()
+        self.source_pixels: Tensor | None = None  # (B, 3, H, W) in [-1, 1], as the WebUI encoded them
+        self._captured_p = None
         self._target_latents: dict[tuple[int, int], Tensor] = {}
+        self._source_latents: dict[int, Tensor] = {}
 
     # ------------------------------------------------------------------------------------------ setup
     def prepare(self, p) -> None:
@@ -179,20 +236,40 @@ class FGATRun:
                 mask_token_positions(backend, p, prompt, cfg.mask_word)
         self.config = cfg
         note = sampler_note(p, cfg.steps)
-        p.extra_generation_params[INFOTEXT_KEY] = format_infotext(
-            cfg,
-            target_prompt=settings.target_prompt,
-            target_hash=image_hash(settings.target_image),
-            diagnostics=True if settings.diagnostics else None,
-            sampler_note=note,
-        )
+        extras = dict(target_prompt=settings.target_prompt, target_hash=image_hash(settings.target_image),
+                      diagnostics=True if settings.diagnostics else None, sampler_note=note)
+
+        def for_seed(seed: int) -> str:  # each image records the seed that made it
+            return format_infotext(cfg.replace(seed=seed), **extras)
+
+        p.extra_generation_params[INFOTEXT_KEY] = PerImageText(format_infotext(cfg, **extras), for_seed)
+        p.extra_generation_params[NOTES_KEY] = self.notes
         p.comment(note)
         fill = getattr(p, "inpainting_fill", 1)
         if getattr(p, "image_mask", None) is not None and fill in FILL_NAMES:
-            p.comment(
-                f"FGAT: 'Masked content: {FILL_NAMES[fill]}' changes the source image under the mask before FGAT "
-                "inverts it; choose 'original' to keep the source's structure there"
-            )
+            self.note(p, f"FGAT: 'Masked content: {FILL_NAMES[fill]}' changes the source image under the mask "
+                         "before FGAT inverts it; choose 'original' to keep the source's structure there")
+
+    def note(self, p, text: str, seed: int | None = None) -> None:
+        """A note for the user: in the image's infotext (`FGAT notes`; all images' when `seed` is None) and
+        among the UI's comments."""
+        self.notes.add(text, seed)
+        p.comment(text)
+
+    def capture_source_pixels(self, p) -> None:
+        """Keep the source pixels the WebUI encodes into `p.init_latent`: `init()` hands them, as
+        `image * 2 - 1`, to `p.img2img_image_conditioning` (A1111 `processing.py:1757`, Forge l.1842), shadowed
+        here by an instance attribute of this generation's `p` (removed by `close()`)."""
+        original = getattr(p, CONDITIONING_ATTR, None)
+        if original is None:
+            return
+
+        def capture(source_image, latent_image, *args, **kwargs):
+            self.source_pixels = source_image.detach().float().cpu()
+            return original(source_image, latent_image, *args, **kwargs)
+
+        setattr(p, CONDITIONING_ATTR, capture)
+        self._captured_p = p
 
     # ------------------------------------------------------------------------------------------ takeover
     def install(self, p) -> None:
@@ -216,32 +293,80 @@ class FGATRun:
 
     def close(self) -> None:
         self.release()
+        if self._captured_p is not None:
+            self._captured_p.__dict__.pop(CONDITIONING_ATTR, None)
+            self._captured_p = None
+        self.source_pixels = None
         self._target_latents.clear()
+        self._source_latents.clear()
 
     # ------------------------------------------------------------------------------------------ sampling
     def sample_img2img(
         self, p, x: Tensor, noise: Tensor, conditioning: Any, unconditional_conditioning: Any,
         steps: int | None = None, image_conditioning: Tensor | None = None,
     ) -> Tensor:
-        """Stands in for the sampler's `sample_img2img`: FGAT for each row of the batch."""
+        """Stands in for the sampler's `sample_img2img`: FGAT for each row of the batch. The WebUI's inpaint
+        blend reads `p.init_latent` afterwards: it becomes the deterministic source latent FGAT started from.
+
+        Errors: a setting or input to change (ValueError) -> `FGATInputError` (HTTP 422, one console line);
+        anything else but out of memory -> `FGATError` (HTTP 500); both messages start with FGAT's name."""
         try:
             if self.error is not None:
-                raise FGATError(f"Fine-grained Appearance Transfer: {self.error}") from self.error
+                raise self.error
             # a Skip ends this batch only: the WebUI resets it before the next batch, and so do we
             self.interrupted = False
             with torch.no_grad():
                 rows = [self._transfer_row(p, x, i) for i in range(x.shape[0])]
+            if self.source_pixels is not None:
+                p.init_latent = torch.cat([self.source_latent(p, x, i) for i in range(x.shape[0])]).to(x)
             return torch.cat(rows).to(x.dtype)
-        except ValueError as e:  # an input only sampling can check: the same prefixed error as the settings'
-            raise FGATError(f"Fine-grained Appearance Transfer: {e}") from e
+        except (FGATError, torch.OutOfMemoryError):  # out of memory keeps its type: callers may catch it
+            raise
+        except ValueError as e:  # the settings' error, or an input only sampling can check
+            error = input_error(e)
+            report_rejected(error)
+            raise error from e
+        except Exception as e:  # noqa: BLE001 - any failure inside FGAT reaches the user with FGAT's name
+            raise failure(e) from e
         finally:
             self.release()
 
+    def row_seed(self, p, i: int) -> int:
+        """The WebUI's seed of row i of this batch (`p.seeds`), which FGAT's DIFT noise uses too."""
+        seeds = getattr(p, "seeds", None)
+        return int(seeds[i]) if seeds and i < len(seeds) else int(self.config.seed)
+
+    def source_latent(self, p, x: Tensor, i: int) -> Tensor:
+        """Row i's source latent, encoded deterministically (the posterior mean, as the target is).
+
+        `p.init_latent` (= `x`) holds a posterior *sample* drawn from the global generator, so the same request
+        would give another image after any other request. The pixels the WebUI encoded (after its resize,
+        crop and masked-content fill) are encoded again through `encode_image`; 'Resize mode: latent upscale'
+        resizes the latent as the WebUI does (A1111 `processing.py:1733-1734`); under the mask, 'latent
+        noise' / 'latent nothing' keep the WebUI's latent (l.1749-1754; exact for the default rounded mask)."""
+        row = x[i : i + 1].float()
+        if self.source_pixels is None:
+            return row
+        if i not in self._source_latents:
+            pixels = self.source_pixels[min(i, self.source_pixels.shape[0] - 1)]
+            image = Image.fromarray(((pixels.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy())
+            self._source_latents[i] = self.backend.encode_image(p, image).float().cpu()
+        latent = self._source_latents[i].to(row.device)
+        if latent.shape[-2:] != row.shape[-2:]:
+            latent = torch.nn.functional.interpolate(latent, size=tuple(row.shape[-2:]), mode="bilinear")
+        mask = getattr(p, "mask", None)
+        if mask is not None and getattr(p, "inpainting_fill", 1) in (2, 3):
+            keep = mask.float().to(row.device)  # 1 outside the inpaint mask
+            latent = latent * keep + row * (1 - keep)
+        return latent
+
     def _transfer_row(self, p, x: Tensor, i: int) -> Tensor:
-        src = x[i : i + 1]
+        src = self.source_latent(p, x, i)
+        seed = self.row_seed(p, i)
         if self.interrupted:
+            self.note(p, INTERRUPTED_NOTE, seed)
             return src
-        backend, cfg, settings = self.backend, self.config, self.settings
+        backend, cfg, settings = self.backend, self.config.replace(seed=seed), self.settings
         try:
             backend.check_interrupted()
             h, w = src.shape[-2:]
@@ -252,7 +377,7 @@ class FGATRun:
                 p, [prompt, target_prompt, negative or "", ""]
             )
             inputs = FGATInputs(
-                source_latent=src.float(),
+                source_latent=src,
                 target_latent=self.target_latent(p, (h, w)).to(src.device),
                 source_cond=source_cond,
                 target_cond=target_cond,
@@ -266,10 +391,10 @@ class FGATRun:
             result = run_fgat(backend.denoiser(p), inputs, cfg, progress=backend.report_progress)
         except FGATInterrupted:
             self.interrupted = True
-            p.comment("FGAT was interrupted; the images it had not finished are the unchanged source")
+            self.note(p, INTERRUPTED_NOTE, seed)
             return src
         for message in result.messages:
-            p.comment(message)
+            self.note(p, message, seed)
         self.results.append(RowResult(result.mask, result.correspondence, (int(h), int(w))))
         return result.latent
 
@@ -334,6 +459,8 @@ def start_run(p, args: Sequence[Any], presets=None, backend_factory=detect_backe
         run.prepare(p)
     except Exception as e:  # kept and raised when sampling starts, where the WebUI shows it
         run = FGATRun(None, None, error=e)
+    else:
+        run.capture_source_pixels(p)
     setattr(p, RUN_ATTR, run)
     return run
 

@@ -51,4 +51,9 @@ def _preset_names():
     return preset_store().names()
 
 
+# The X/Y/Z plot's axes: now, while the WebUI loads the scripts (its own `scripts/xyz_grid.py` is loaded before
+# any extension's, A1111 modules/scripts.py:393-425): with --nowebui the API builds every script's choices
+# before the before-UI callbacks run (webui.py:26-38, api.py:253-271). The callback covers a WebUI that loaded
+# the X/Y/Z script after this one; registering twice adds nothing.
+register_xyz_axes(_preset_names)
 script_callbacks.on_before_ui(lambda: register_xyz_axes(_preset_names))

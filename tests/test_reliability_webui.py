@@ -148,12 +148,12 @@ def test_bad_api_requests_get_a_clear_error_and_change_nothing(webui, images, pl
         return fill.get(v, v) if isinstance(v, str) else v
 
     status, body = webui.api_img2img(_payload(src, [resolve(a) for a in args]))
-    assert status == 500 and body["error"] == "FGATError", body
-    assert body["errors"].startswith("Fine-grained Appearance Transfer: ")
+    assert status == 422 and body["error"] == "FGATInputError", body  # a client error, not a server one
+    assert body["errors"] == body["detail"] and body["detail"].startswith("Fine-grained Appearance Transfer: ")
     import re
 
-    assert re.search(message, body["errors"]), body["errors"]
-    assert "Traceback" not in body["errors"]
+    assert re.search(message, body["detail"]), body["detail"]
+    assert "Traceback" not in body["detail"]
     assert webui.latents == []  # refused before sampling produced anything
     _assert_untouched(webui, images, plain_reference)
 
@@ -220,7 +220,7 @@ def test_an_object_word_only_in_a_lora_tag_is_refused_before_any_batch_runs(webu
     src, tar = images
     status, body = webui.api_img2img(_payload(src, [{"target_image": _b64(tar), "mask_word": "stripes"}],
                                               prompt="a cat <lora:stripes:1>", n_iter=2))
-    assert status == 500 and body["error"] == "FGATError", body
+    assert status == 422 and body["error"] == "FGATInputError", body  # a client error, not a server one
     assert body["errors"].startswith("Fine-grained Appearance Transfer: the object word 'stripes' is not in the "
                                      "prompt 'a cat '"), body["errors"]
     assert webui.latents == []
@@ -235,7 +235,7 @@ def test_an_input_error_found_during_sampling_gets_the_prefix(webui, images, pla
     monkeypatch.setattr(A1111Backend, "encode_prompts", bad_encode)
     status, body = webui.api_img2img(_payload(src, [{"target_image": _b64(tar)}]))
     monkeypatch.undo()
-    assert status == 500 and body["error"] == "FGATError", body
+    assert status == 422 and body["error"] == "FGATInputError", body  # a client error, not a server one
     assert body["errors"] == "Fine-grained Appearance Transfer: this input cannot be used: change it"
     _assert_untouched(webui, images, plain_reference)
 
@@ -251,7 +251,7 @@ def test_generation_values_and_unit_slips_are_named_as_the_user_sees_them(webui,
     if message is None:
         assert status == 200, body
         return
-    assert status == 500 and re.search(message, body["errors"]), body
+    assert status == 422 and re.search(message, body["detail"]), body
 
 
 def test_positional_window_fractions_get_a_percent_hint(webui, images):
@@ -262,7 +262,7 @@ def test_positional_window_fractions_get_a_percent_hint(webui, images):
     names = [c.name for c in CONTROLS]
     positional[names.index("window_start")], positional[names.index("window_end")] = 0.24, 0.44
     status, body = webui.api_img2img(_payload(src, positional))
-    assert status == 500 and "percentages in the UI and in positional API args: 24 means 24 %" in body["errors"]
+    assert status == 422 and "percentages in the UI and in positional API args: 24 means 24 %" in body["detail"]
 
 
 def test_an_all_black_inpaint_mask_transfers_nothing_and_says_so(webui, images):
@@ -272,7 +272,8 @@ def test_an_all_black_inpaint_mask_transfers_nothing_and_says_so(webui, images):
                                               mask=_png_b64(Image.new("L", (64, 64), 0))))
     assert status == 200, body
     assert torch.equal(webui.latents[-1], webui.init_latents[-1])  # the source, unchanged
-    assert "the mask is all black, so nothing was transferred" in json.loads(body["info"])["comments"]
+    infotext = json.loads(body["info"])["infotexts"][0]  # the API's `info` has no comments (A1111 1.10.1)
+    assert "FGAT notes: \"" in infotext and "FGAT: the mask is all black, so nothing was transferred" in infotext
 
 
 def test_masks_for_generation_sizes_off_the_latent_grid(webui):

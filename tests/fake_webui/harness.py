@@ -1,9 +1,14 @@
 """Start the fake A1111 WebUI for a test, run img2img through its UI path or its API, paste infotext.
 
 Startup mirrors `webui.py:48-64` + `modules/initialize.py`: load the model (`sd_models.load_model`), load
-the scripts (`scripts.load_scripts`: our extension's `scripts/fgat.py` with the repository as its
-extension folder, and the built-in `scripts/xyz_grid.py`), run the before-UI callbacks, then build the
-img2img script UI (`ScriptRunner.initialize_scripts(True)` + `setup_ui()` inside gr.Blocks).
+the scripts (`scripts.load_scripts`: the WebUI's own `scripts/` folder first, so the built-in
+`scripts/xyz_grid.py` is imported before any extension's script (`modules/scripts.py:393-425`
+list_scripts: the root folder's files, then the extensions'), then our extension's `scripts/fgat.py`
+with the repository as its extension folder), run the before-UI callbacks, then build the img2img script
+UI (`ScriptRunner.initialize_scripts(True)` + `setup_ui()` inside gr.Blocks), then create the API
+(`modules/api/api.py` Api, whose script-arg defaults are computed once).
+With `api_only=True` it mirrors `webui.py:26-38` (`--nowebui`) instead: the API is created first (it
+builds the UI itself, `api.py:259-271`), and the before-UI callbacks run after it.
 
 The UI path mirrors `modules/img2img.py:217-242`: `p.scripts`, `p.script_args = args` (the UI's values,
 slot 0 the selectable-script index), then `scripts_img2img.run(p, *args)` or `process_images(p)`, inside
@@ -49,8 +54,10 @@ class Generation:
 
 
 class FakeWebUI:
-    def __init__(self, pipe, *, parameterization: str = "eps", attention: str = "sdp") -> None:
+    def __init__(self, pipe, *, parameterization: str = "eps", attention: str = "sdp",
+                 api_only: bool = False) -> None:
         self.pipe = pipe
+        self.api_only = api_only
         self.parameterization = parameterization
         self.attention = attention
         self.latents: list[torch.Tensor] = []
@@ -70,19 +77,35 @@ class FakeWebUI:
         self._saved_path = list(sys.path)
         _purge_fake_modules(self.packages)
         sys.path.insert(0, str(self.root))
-        import gradio as gr
-
         from modules import script_callbacks, scripts
+        from modules.api import api
 
         self._load_model()
         scripts.load_scripts([
-            scripts.ScriptFile(str(REPO_ROOT), "fgat.py", str(REPO_ROOT / "scripts" / "fgat.py")),
             scripts.ScriptFile(str(FAKE_ROOT), "xyz_grid.py", str(FAKE_ROOT / "scripts" / "xyz_grid.py")),
+            scripts.ScriptFile(str(REPO_ROOT), "fgat.py", str(REPO_ROOT / "scripts" / "fgat.py")),
         ])
         scripts.scripts_data.append(
             scripts.ScriptClassData(self._latent_capture_class(), str(self.root / "harness.py"), str(self.root), None)
         )
-        script_callbacks.before_ui_callback()
+        if self.api_only:
+            self.api = api.Api(create_ui=self._create_ui)
+            script_callbacks.before_ui_callback()
+        else:
+            script_callbacks.before_ui_callback()
+            self._create_ui()
+            self.api = api.Api(create_ui=self._create_ui)
+        runner = self.runner
+        self.script = runner.script(FGAT_TITLE)
+        self.default_args = [0] + [getattr(c, "value", None) for c in runner.inputs[1:]]
+        return self
+
+    def _create_ui(self) -> None:
+        """The img2img part of `ui.create_ui()`: the script runner's scripts and their UI."""
+        import gradio as gr
+
+        from modules import scripts
+
         runner = scripts.scripts_img2img
         runner.initialize_scripts(is_img2img=True)
         with gr.Blocks() as demo:
@@ -90,9 +113,6 @@ class FakeWebUI:
             runner.setup_ui()
         self.demo = demo
         self.runner = runner
-        self.script = runner.script(FGAT_TITLE)
-        self.default_args = [0] + [getattr(c, "value", None) for c in runner.inputs[1:]]
-        return self
 
     def _load_model(self) -> None:
         """The checkpoint as `sd_models.load_model` leaves it in `shared.sd_model`: an ldm LatentDiffusion
@@ -239,7 +259,7 @@ class FakeWebUI:
         self.latents.clear()
         self.init_latents.clear()
         try:
-            return 200, api.img2imgapi(payload)
+            return 200, self.api.img2imgapi(payload)
         except Exception as e:
             return api.handle_exception(e)
 

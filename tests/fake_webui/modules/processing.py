@@ -8,10 +8,16 @@
   batch: before_process_batch, extra networks, process_batch, setup_conds, the infotext for params.txt,
   alpha-schedule override, p.sample, post_sample, VAE decode, postprocess_batch(_list), postprocess_image,
   infotext per image; and postprocess at the very end (not reached when anything raises).
-- `StableDiffusionProcessingImg2Img.init` (l.1602-1757; inpainting "Whole picture" and "Only masked") and `sample`
+- `StableDiffusionProcessingImg2Img.init` (l.1602-1757; inpainting "Whole picture" and "Only masked"): the
+  source pixels (after resize / crop / masked-content fill) are encoded into `init_latent` by
+  `images_tensor_to_samples`, a VAE posterior *sample* from the global generator (l.1730); 'Resize mode:
+  latent upscale' resizes that latent (l.1733-1734); masked content 'latent noise' / 'latent nothing'
+  replace it under the mask (l.1749-1754); and the pixels, as `image * 2 - 1`, go to
+  `p.img2img_image_conditioning` (l.1757; l.375-396: zeros for a text-to-image model). `sample`
   (l.1759-1789): noise from p.rng, process_before_every_sampling(x=init_latent, noise=...), then
   `self.sampler.sample_img2img(self, self.init_latent, x, ...)`, then the inpaint blend.
-- `create_infotext` (l.705-816, reduced key set) and `Processed` (l.516-611).
+- `create_infotext` (l.705-816, reduced key set; a list value gives each image its item, a callable one is
+  called with the function's locals, l.801-809) and `Processed` (l.516-611; `js()` has no comments).
 - The inpaint overlay (`apply_overlay`, `uncrop`, l.63-88, used at l.1053-1077): the result is pasted back
   into the source ("Only masked") and the source outside the mask laid over it.
 Not mirrored: hires fix, refiner, face restoration, colour correction, saving, grids."""
@@ -220,6 +226,11 @@ class StableDiffusionProcessing:
     def comment(self, text):
         self.comments[text] = 1
 
+    def img2img_image_conditioning(self, source_image, latent_image, image_mask=None, round_image_mask=True):
+        # l.375-396: depth, edit, inpainting and unclip models are refused by FGAT; any other model gets the
+        # dummy zero conditioning (l.395-396)
+        return latent_image.new_zeros(latent_image.shape[0], 5, 1, 1)
+
     def init(self, all_prompts, all_seeds, all_subseeds):
         pass
 
@@ -296,8 +307,13 @@ class Processed:  # l.516-611
                "all_seeds": self.all_seeds, "width": self.width, "height": self.height,
                "sampler_name": self.sampler_name, "cfg_scale": self.cfg_scale, "steps": self.steps,
                "denoising_strength": self.denoising_strength, "extra_generation_params": self.extra_generation_params,
-               "infotexts": self.infotexts, "comments": self.comments}
+               "infotexts": self.infotexts}
         return json.dumps(obj, default=lambda o: None)
+
+
+def create_random_tensors(shape, seeds, subseeds=None, subseed_strength=0.0, seed_resize_from_h=0,
+                          seed_resize_from_w=0, p=None):  # l.616-618
+    return rng.ImageRNG(shape, seeds).next()
 
 
 def create_infotext(p, all_prompts, all_seeds, all_subseeds, comments=None, iteration=0, position_in_batch=0,
@@ -530,7 +546,7 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):  # l.1556-179
         imgs = []
         for img in self.init_images:  # l.1668-1705
             image = images.flatten(img, opts.img2img_background_color)
-            if crop_region is None:
+            if crop_region is None and self.resize_mode != 3:
                 image = images.resize_image(self.resize_mode, image, self.width, self.height)
             if image_mask is not None:  # the source outside the mask, pasted over the result (l.1682-1688)
                 if self.mask_for_overlay.size != image.size:
@@ -560,6 +576,9 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):  # l.1556-179
         image = image.to(shared.device, dtype=devices.dtype_vae)
         self.init_latent = images_tensor_to_samples(image, approximation_indexes.get(opts.sd_vae_encode_method),
                                                     self.sd_model)
+        if self.resize_mode == 3:  # l.1733-1734
+            self.init_latent = torch.nn.functional.interpolate(self.init_latent, size=(self.height // opt_f,
+                                                               self.width // opt_f), mode="bilinear")
         if image_mask is not None:
             latmask = latent_mask.convert("RGB").resize((self.init_latent.shape[3], self.init_latent.shape[2]))
             latmask = np.moveaxis(np.array(latmask, dtype=np.float32), 2, 0) / 255
@@ -569,7 +588,15 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):  # l.1556-179
             latmask = np.tile(latmask[None], (self.init_latent.shape[1], 1, 1))
             self.mask = torch.asarray(1.0 - latmask).to(shared.device).type(devices.dtype)
             self.nmask = torch.asarray(latmask).to(shared.device).type(devices.dtype)
-        self.image_conditioning = self.init_latent.new_zeros(self.init_latent.shape[0], 5, 1, 1)  # l.395-396
+            if self.inpainting_fill == 2:  # l.1749-1751
+                self.init_latent = self.init_latent * self.mask + create_random_tensors(
+                    self.init_latent.shape[1:], all_seeds[0:self.init_latent.shape[0]]) * self.nmask
+                self.extra_generation_params["Masked content"] = "latent noise"
+            elif self.inpainting_fill == 3:  # l.1753-1755
+                self.init_latent = self.init_latent * self.mask
+                self.extra_generation_params["Masked content"] = "latent nothing"
+        self.image_conditioning = self.img2img_image_conditioning(image * 2 - 1, self.init_latent, image_mask,
+                                                                  self.mask_round)  # l.1757
 
     def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
         x = self.rng.next()

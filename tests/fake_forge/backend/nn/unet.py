@@ -12,11 +12,46 @@
   diffusers `up_blocks[i]` itself, so `output_blocks[5]` outputs the same tensor as the real block
   (= DIFT's up_ft_index 1); the other indices are that level's resnets, whose outputs nothing reads.
 - cross-attention: the diffusers `Attention` modules named `...attn2`, with `to_q`, `to_k` and `heads`
-  like Forge's `CrossAttention` (l.133-155)."""
+  like Forge's `CrossAttention` (l.133-155).
+- `BasicTransformerBlock._forward` l.183-280 adds its residuals **in place**: `x += n` after self-attention
+  (l.240) and after cross-attention (l.272), `x += x_skip` after the feed-forward (l.276-278). While the
+  UNet runs, each diffusers `BasicTransformerBlock` computes the same sums the same in-place way
+  (`_forge_transformer_block`), so autograd through this UNet meets what it meets in Forge: a tensor saved
+  for backward (a LayerNorm input) modified afterwards."""
 import math
+import types
+from contextlib import contextmanager
 
 import torch
+from diffusers.models.attention import BasicTransformerBlock
 from torch import nn
+
+
+def _forge_transformer_block(self, hidden_states, attention_mask=None, encoder_hidden_states=None, **_kwargs):
+    """Forge's BasicTransformerBlock._forward (l.183-280) for SD's blocks: pre-norm self-attention,
+    cross-attention and feed-forward, each residual added in place."""
+    x = hidden_states
+    n = self.attn1(self.norm1(x), attention_mask=attention_mask)
+    x += n  # l.240
+    if self.attn2 is not None:
+        n = self.attn2(self.norm2(x), encoder_hidden_states=encoder_hidden_states)
+    x += n  # l.272
+    x_skip = x
+    x = self.ff(self.norm3(x))
+    x += x_skip  # l.276-278
+    return x
+
+
+@contextmanager
+def _forge_blocks(unet):
+    blocks = [m for m in unet.modules() if isinstance(m, BasicTransformerBlock)]
+    try:
+        for block in blocks:
+            block.forward = types.MethodType(_forge_transformer_block, block)
+        yield
+    finally:
+        for block in blocks:
+            block.__dict__.pop("forward", None)
 
 
 def timestep_embedding(timesteps, dim, max_period=10000, repeat_only=False):
@@ -69,7 +104,8 @@ class IntegratedUNet2DConditionModel(nn.Module):
             pooled = y.shape[1] - n_ids * self.unet.config.addition_time_embed_dim
             added = {"text_embeds": y.new_zeros(y.shape[0], pooled), "time_ids": y.new_zeros(y.shape[0], n_ids)}
         try:
-            h = self.unet(x, timesteps, encoder_hidden_states=context, added_cond_kwargs=added).sample
+            with _forge_blocks(self.unet):
+                h = self.unet(x, timesteps, encoder_hidden_states=context, added_cond_kwargs=added).sample
         finally:
             if handle is not None:
                 handle.remove()

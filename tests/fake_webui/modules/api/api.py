@@ -10,23 +10,27 @@
   the type of its component's value (`target_type(value)`: an int slider truncates a float), becomes the
   script arg at that component's index; `init_script_args` puts them in before the alwayson args. The
   request's own fields (prompt, steps, ...) are not read from the infotext here.
-- `img2imgapi` l.492-565, and the middleware's error response `handle_exception` l.167-182.
+- `Api.__init__` l.253-271: the script args' defaults are computed **once**, when the API is created
+  (`init_default_script_args`, which calls every script's `ui()` again: X/Y/Z's `current_axis_options` is
+  rebuilt there); with `--nowebui` (webui.py l.26-38) that happens *before* `before_ui_callback`, and
+  `ui.create_ui()` runs first when the runners hold no scripts yet (the harness passes its UI build);
+- `img2imgapi` l.492-565, and the middleware's error response `handle_exception` l.167-182: the body says
+  `errors: str(e)`, the status is the exception's `status_code` (500 without one), and any exception that
+  is not fastapi's `HTTPException` prints "API error: ..." and its traceback to the console (l.172-178;
+  rich's `print_exception`, max_frames=2: 60-90 lines in the real server). Forge's API-only app answers
+  differently (tests/fake_forge/webui.py).
 """
 import base64
 import io
 import json
+import sys
+import traceback
 
 import gradio as gr
+from fastapi.exceptions import HTTPException  # l.14
 from PIL import Image
 
 from modules import infotext_utils, processing, scripts, shared
-
-
-class HTTPException(Exception):
-    def __init__(self, status_code, detail=""):
-        super().__init__(detail)
-        self.status_code = status_code
-        self.detail = detail
 
 
 def decode_base64_to_image(encoding):
@@ -115,7 +119,22 @@ def init_script_args(alwayson_scripts, default_script_args, script_runner, input
     return script_args
 
 
-def img2imgapi(payload):
+class Api:
+    """l.200-271 for img2img: the default script args, computed once here."""
+
+    def __init__(self, create_ui=None):
+        runner = scripts.scripts_img2img
+        if not runner.scripts and create_ui is not None:  # l.259-260: ui.create_ui()
+            create_ui()
+        if not runner.scripts:
+            runner.initialize_scripts(True)
+        self.default_script_arg_img2img = init_default_script_args(runner)
+
+    def img2imgapi(self, payload):
+        return img2imgapi(payload, self.default_script_arg_img2img)
+
+
+def img2imgapi(payload, default_script_args=None):
     """POST /sdapi/v1/img2img with a JSON body (a dict); returns the response dict or raises."""
     req = dict(payload)
     init_images = req.pop("init_images", None)
@@ -128,7 +147,9 @@ def img2imgapi(payload):
     script_runner = scripts.scripts_img2img
     infotext_script_args = {}
     apply_infotext(req.pop("infotext", None), script_runner, infotext_script_args)
-    script_args = init_script_args(alwayson, init_default_script_args(script_runner), script_runner,
+    if default_script_args is None:
+        default_script_args = init_default_script_args(script_runner)
+    script_args = init_script_args(alwayson, default_script_args, script_runner,
                                    input_script_args=infotext_script_args)
     p = processing.StableDiffusionProcessingImg2Img(mask=decode_base64_to_image(mask) if mask else None, **req)
     p.init_images = [decode_base64_to_image(x) for x in init_images]
@@ -146,7 +167,10 @@ def img2imgapi(payload):
 
 
 def handle_exception(e):
-    """The API middleware's error body and status (l.167-182)."""
+    """The API middleware's error body and status (l.167-182), and what it prints to the console."""
     err = {"error": type(e).__name__, "detail": vars(e).get("detail", ""), "body": vars(e).get("body", ""),
            "errors": str(e)}
+    if not isinstance(e, HTTPException):  # l.172: "do not print backtrace on known httpexceptions"
+        print(f"API error: POST: http://127.0.0.1:7861/sdapi/v1/img2img {err}", file=sys.stderr)
+        traceback.print_exception(e, file=sys.stderr)
     return vars(e).get("status_code", 500), json.loads(json.dumps(err))
