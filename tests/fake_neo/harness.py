@@ -24,8 +24,9 @@ class FakeNeo(FakeForge):
         super()._load_model()
         self.sd_model.model_config.ztsnr = self.ztsnr
 
-    def sampling_alphas_cumprod(self):
-        """a_t the generation samples with: Neo rescales the sigmas to zero terminal SNR around `p.sample`."""
+    def model_alphas_cumprod(self):
+        """a_t the generation samples with (float64): 1 / (1 + sigma^2) of the predictor's sigmas, rescaled to
+        zero terminal SNR as Neo does around `p.sample` for a ztsnr checkpoint or schedule."""
         from backend.modules.k_prediction import rescale_zero_terminal_snr_sigmas
 
         sigmas = self.unet_patcher.model.predictor.sigmas

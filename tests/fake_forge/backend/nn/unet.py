@@ -12,7 +12,12 @@
   diffusers `up_blocks[i]` itself, so `output_blocks[5]` outputs the same tensor as the real block
   (= DIFT's up_ft_index 1); the other indices are that level's resnets, whose outputs nothing reads.
 - cross-attention: the diffusers `Attention` modules named `...attn2`, with `to_q`, `to_k` and `heads`
-  like Forge's `CrossAttention` (l.133-155)."""
+  like Forge's `CrossAttention` (l.133-155).
+- in-place residuals: Forge's `BasicTransformerBlock._forward` adds into tensors autograd has saved (`x += n`
+  l.240 and l.272, `x += x_skip` l.278; Neo 3df257ae backend/nn/unet.py l.234, 266, 272), so a backward pass
+  through the UNet fails ("modified by an inplace operation") unless the saved tensors were copied. Mirrored by
+  an in-place `add_(0)` on the input of each block's `norm3` after that LayerNorm saved it: the values are the
+  same, the version counter moves as the real one's does."""
 import math
 
 import torch
@@ -36,6 +41,10 @@ class Timestep(nn.Module):
         return timestep_embedding(t, self.dim)
 
 
+def _add_into_saved_input(module, args, output):
+    args[0].add_(0.0)  # the real block's `x += ...` on a tensor its LayerNorm saved (see the module docstring)
+
+
 class IntegratedUNet2DConditionModel(nn.Module):
     def __init__(self, unet):
         super().__init__()
@@ -54,6 +63,9 @@ class IntegratedUNet2DConditionModel(nn.Module):
         # backend/loader.py: the model is placed by memory management, fp32 under --all-in-fp32
         self.load_device = self.offload_device = self.initial_device = torch.device("cpu")
         self.storage_dtype = self.computation_dtype = self.dtype = torch.float32
+        for name, module in unet.named_modules():
+            if name.endswith("norm3") and isinstance(module, nn.LayerNorm):
+                module.register_forward_hook(_add_into_saved_input)
 
     def forward(self, x, timesteps=None, context=None, y=None, control=None, transformer_options={}, **kwargs):
         transformer_options["original_shape"] = list(x.shape)
