@@ -5,6 +5,7 @@ one (as test_forge_generation.py does for Forge). The unsupported-model tests ar
 architectures by engine class (backend/diffusion_engine/*.py)."""
 
 import inspect
+import re
 
 import pytest
 import test_webui_generation as _a1111
@@ -36,12 +37,12 @@ NEO_ENGINES = [("flux.py", "Flux", "Flux.1"), ("flux2.py", "Flux2", "Flux.2 (Kle
 
 @pytest.mark.parametrize(("file", "engine", "family"), NEO_ENGINES, ids=[e[1] for e in NEO_ENGINES])
 def test_neo_architectures_fgat_cannot_run_are_named(webui, images, monkeypatch, file, engine, family):
-    from backend.diffusion_engine.base import ForgeDiffusionEngine
-
     src, tar = images
-    monkeypatch.setattr(webui.sd_model, "__class__", type(engine, (ForgeDiffusionEngine,), {}))
+    # an engine of that class name (over the SD 1.5 one, so that img2img can still encode the source)
+    monkeypatch.setattr(webui.sd_model, "__class__", type(engine, (type(webui.sd_model),), {}))
     monkeypatch.setattr(webui.sd_model, "is_sd1", False)  # fix_for_webui_backward_compatibility leaves it False
-    with pytest.raises(FGATError, match=rf"is a {family} model, which FGAT does not support.*SD 1\.5 or SDXL"):
+    message = rf"is a {re.escape(family)} model, which FGAT does not support.*SD 1\.5 or SDXL"
+    with pytest.raises(FGATError, match=message):
         webui.img2img(src, _a1111.PROMPT, _fgat(webui, tar), steps=_a1111.STEPS)
     assert webui.latents == []  # refused before anything was sampled
 
@@ -60,10 +61,22 @@ def test_unsupported_sd_models_are_refused_in_neo(webui, images, monkeypatch, at
 
 def test_forge_1x_backends_get_a_message_naming_the_supported_webuis(webui, images, monkeypatch):
     """reForge / Forge Classic: `forge_objects.unet.model` is an ldm_patched BaseModel (`model_sampling`, no
-    `predictor`); FGAT says so when the generation starts, naming the WebUIs it supports."""
+    `predictor`). FGAT's `process()` keeps the message and raises it when sampling starts, naming the WebUIs it
+    supports. (Only FGAT's part is run: the fake's own sampler needs the predictor.)"""
+    import torch
+
+    from fgat_webui.backend import detect_backend
+    from fgat_webui.run import start_run
+
     src, tar = images
     kmodel = webui.unet_patcher.model
     monkeypatch.delattr(kmodel, "predictor")
     monkeypatch.setattr(kmodel, "model_sampling", object(), raising=False)
-    with pytest.raises(FGATError, match=r"supports AUTOMATIC1111 1\.10\.x, Forge 2\.x .* and Forge Neo.*Forge 1\.x"):
-        webui.img2img(src, _a1111.PROMPT, _fgat(webui, tar), steps=_a1111.STEPS)
+    message = r"supports AUTOMATIC1111 1\.10\.x, Forge 2\.x .* and Forge Neo.*Forge 1\.x backend"
+    with pytest.raises(ValueError, match=message):
+        detect_backend()
+    p = webui.make_p(src, _a1111.PROMPT, steps=_a1111.STEPS)
+    run = start_run(p, _fgat(webui, tar))
+    x = torch.zeros(1, 4, 8, 8)
+    with pytest.raises(FGATError, match=message):
+        run.sample_img2img(p, x, x, None, None)
