@@ -72,20 +72,16 @@ def autograd_safe_weights(module: nn.Module) -> Iterator[None]:
 
 
 @contextmanager
-def autograd_safe_activations(module: nn.Module) -> Iterator[None]:
-    """While grad mode is on, every tensor autograd saves during `module`'s forward is a copy taken when saved,
-    except `module`'s own weights: Forge's and Neo's transformer blocks add into tensors autograd has saved
-    (`x += n`, Forge 2 backend/nn/unet.py:240, 272, 278; Neo 3df257ae l.234, 266, 272), which would make the
-    backward pass of null-text inversion fail ("modified by an inplace operation")."""
+def autograd_safe_activations() -> Iterator[None]:
+    """While grad mode is on, every tensor that requires grad and that autograd saves is a copy taken when saved:
+    Forge's and Neo's transformer blocks add into such tensors in place (`x += n`, Forge 2 backend/nn/unet.py:240,
+    272, 278; Neo 3df257ae l.234, 266, 272), which would make the backward pass of null-text inversion fail
+    ("modified by an inplace operation"). Weights (and their per-call casts under low VRAM) need no grad and are
+    never copied; only activations downstream of the optimised embedding are."""
     if not torch.is_grad_enabled():
         yield
         return
-    weights = {t.untyped_storage().data_ptr() for t in (*module.parameters(), *module.buffers())}
-
-    def pack(t: Tensor) -> Tensor:
-        return t if t.untyped_storage().data_ptr() in weights else t.clone()
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: t.clone() if t.requires_grad else t, lambda t: t):
         yield
 
 
@@ -128,7 +124,7 @@ class ForgeDenoiser:
     def _x0(self, x_ve: Tensor, sigma: Tensor, cond: Cond) -> Tensor:
         if self.interrupt_check is not None:
             self.interrupt_check()
-        with autograd_safe_weights(self.unet), autograd_safe_activations(self.unet):
+        with autograd_safe_weights(self.unet), autograd_safe_activations():
             return self.kmodel.apply_model(x_ve, sigma, **self._model_kwargs(cond, sigma))
 
     def eps(self, x: Tensor, t: Tensor, cond: Cond) -> Tensor:
