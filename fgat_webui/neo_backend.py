@@ -3,7 +3,7 @@
 Tested against Neo as of commit 3df257ae (github:nolanlane/sd-webui-forge-classic, a full-tree copy of Neo,
 Feb 2026; `modules_forge/forge_version.py` says `version = "neo"`). Neo keeps Forge 2's engine surface for
 SD 1.5 and SDXL (`p.sd_model.forge_objects.unet` is a `UnetPatcher` over a `KModel` whose
-`apply_model(x, sigma, ...)` returns x0 in k-diffusion space, `backend/modules/k_model.py:36-57`; the
+`apply_model(x, sigma, ...)` returns x0 in k-diffusion space, `backend/modules/k_model.py:37-58`; the
 predictor's sigma table; `ClassicTextProcessingEngine`; `get_learned_conditioning`; generation under
 `torch.inference_mode()`, `modules/processing.py:914`), so `ForgeBackend` does the model access, the text
 conditioning, the sampling takeover and the loading through memory management (`sampling_prepare`, which

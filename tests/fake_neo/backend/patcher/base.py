@@ -6,10 +6,10 @@ What Neo's patcher adds, and this fake keeps:
   `patches_uuid`, `backup` shared by every clone (l.169-199, clone l.236-251);
 - `add_patches` (l.414-446): with a LoRA file name and `online_mode`, the patches go to `lora_patches` (applied
   by `LoraLoader.refresh`, backend/patcher/lora.py:152-254, called by memory management on every load);
-  otherwise to `patches`, merged into the weights when this clone is loaded (`patch_model` -> `load` ->
-  `patch_weight_to_device`, l.470-484, l.356-469, l.480-506) and undone when another clone of the same model is
-  loaded (`partially_load` -> `unpatch_model`, l.602-626, l.485-522);
-- `is_clone` (l.253-254), `get_model_object` (l.355-363), `detach` (l.628-632).
+  otherwise to `patches`, merged into the weights when this clone is loaded (`patch_model` l.669-682 -> `load`
+  l.555-667 -> `patch_weight_to_device` l.480-506) and undone when another clone of the same model is
+  loaded (`partially_load` l.801-825 -> `unpatch_model` l.684-721);
+- `is_clone` (l.253-254), `get_model_object` (l.355-363), `detach` (l.827-831).
 Patch format: only ("diff", (tensor,)) (merge: weight + strength_patch * diff, strength_model = 1), as
 merge_lora_to_weight computes for a "diff" patch (backend/patcher/lora.py). Weights are set as new
 nn.Parameters of inference tensors (the merge runs under the generation's inference mode)."""
