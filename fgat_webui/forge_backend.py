@@ -85,11 +85,12 @@ def autograd_safe_weights(module: nn.Module) -> Iterator[None]:
 
 
 def _saved_copy(weights: set[int]) -> Callable[[Tensor], Tensor]:
-    """Pack hook: a private copy of a saved activation, so later in-place adds cannot change it; the weights
-    (whose storages are in `weights`) are saved as they are (nothing writes to them)."""
+    """Pack hook: a private copy of a saved activation that requires grad (downstream of the optimised
+    embedding), so later in-place adds cannot change it; the weights (whose storages are in `weights`) and
+    their per-call casts under low VRAM (no grad) are saved as they are (nothing writes to them)."""
 
     def pack(tensor: Tensor) -> Tensor:
-        if tensor.untyped_storage().data_ptr() in weights:
+        if not tensor.requires_grad or tensor.untyped_storage().data_ptr() in weights:
             return tensor
         return tensor.clone()
 

@@ -444,6 +444,7 @@ def start_run(p, args: Sequence[Any], presets=None, backend_factory=detect_backe
         stale.close()
         delattr(p, RUN_ATTR)
     overrides: Mapping[str, Any] = getattr(p, XYZ_ATTR, None) or {}
+    backend = None  # kept with an error, so that its takeover (and clean-up on failure) still wraps sampling
     try:
         settings = settings_from_script_args(args, presets)
         if not settings.enabled:
@@ -455,10 +456,11 @@ def start_run(p, args: Sequence[Any], presets=None, backend_factory=detect_backe
             )
         if overrides:
             settings = apply_overrides(settings, overrides, presets)
-        run = FGATRun(settings, backend_factory())
+        backend = backend_factory()
+        run = FGATRun(settings, backend)
         run.prepare(p)
     except Exception as e:  # kept and raised when sampling starts, where the WebUI shows it
-        run = FGATRun(None, None, error=e)
+        run = FGATRun(None, backend, error=e)
     else:
         run.capture_source_pixels(p)
     setattr(p, RUN_ATTR, run)

@@ -92,11 +92,16 @@ def test_the_source_latent_is_the_posterior_mean_of_the_pixels_the_webui_encoded
     import torch
 
     x = torch.from_numpy(pixels).permute(2, 0, 1)[None]
-    if hasattr(model, "forge_objects"):  # Forge: the VAE patcher with a mode regulation
-        vae = model.forge_objects.vae.clone()
+    vae = model.forge_objects.vae.clone() if hasattr(model, "forge_objects") else None
+    if vae is not None and hasattr(vae.patcher, "set_model_vae_regulation"):  # Forge 2: a mode regulation
         vae.patcher.set_model_vae_regulation(lambda posterior: posterior.mode())
         with torch.inference_mode():
             mean = vae.first_stage_model.process_in(vae.encode(x.movedim(1, -1) * 0.5 + 0.5))
+    elif vae is not None:  # Neo: no regulation hook; the mean half of the encoder's moments
+        vae_model = vae.first_stage_model
+        with torch.inference_mode():
+            moments = vae_model.quant_conv(vae_model.encoder(x))
+            mean = vae_model.process_in(moments.chunk(2, dim=1)[0])
     else:
         mean = model.get_first_stage_encoding(model.encode_first_stage(x).mode())
     assert torch.allclose(webui.init_latents[0].float(), mean.float(), atol=1e-5)

@@ -17,10 +17,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_A1111 = ROOT / "tests" / "fake_webui"
 FAKE_FORGE = ROOT / "tests" / "fake_forge"
+FAKE_NEO = ROOT / "tests" / "fake_neo"
 WEBUI_PACKAGES = ("modules", "modules_forge", "backend", "ldm", "sgm", "k_diffusion", "launch", "scripts")
 
 A1111 = "AUTOMATIC1111 1.10.1"
 FORGE = "Forge 2.0.1"
+NEO = "Forge Neo 3df257ae"
 
 # the WebUI's own modules every WebUI runs (the script, UI, X/Y/Z axes, install, the backend base class)
 COMMON = [
@@ -69,16 +71,19 @@ MANIFEST = {
         "backend.sampling.sampling_function.sampling_prepare",
     ],
 }
+MANIFEST[NEO] = list(MANIFEST[FORGE])  # Neo runs ForgeBackend's code; NeoBackend reaches only modules.shared
 
 
 def _webuis_running(path: Path, scope: str) -> tuple[str, ...]:
     """Which WebUIs run the code at `scope` (a top-level class, or "<module>") of `path`."""
     name = path.relative_to(ROOT).as_posix()
+    if name == "fgat_webui/neo_backend.py":
+        return (NEO,)
     if name == "fgat_webui/forge_backend.py":
-        return (FORGE,)
+        return (FORGE, NEO)
     if name == "fgat_webui/backend.py" and scope != "WebUIBackend":
         return (A1111,)  # A1111Backend and the module-level helpers it calls
-    return (A1111, FORGE)
+    return (A1111, FORGE, NEO)
 
 
 def used_symbols(path: Path) -> set[tuple[str, str]]:
@@ -124,8 +129,10 @@ def _roots(webui: str, package: str) -> list[Path]:
         # install.py's `launch`: the fake Forge has none (its harness does not run install.py); Forge keeps
         # A1111's launch.py, whose is_installed / run_pip come from modules/launch_utils as in A1111
         return [FAKE_A1111]
-    # the fake Forge's `modules` package searches the fake A1111's modules/ after its own (fake_forge/modules)
-    return [FAKE_FORGE, FAKE_A1111] if package == "modules" else [FAKE_FORGE]
+    # the fake Forge's `modules` package searches the fake A1111's modules/ after its own (fake_forge/modules);
+    # the fake Neo's packages search the fake Forge's (and A1111's) after their own (fake_neo/*/__init__.py)
+    forge = [FAKE_FORGE, FAKE_A1111] if package in ("modules", "k_diffusion") else [FAKE_FORGE]
+    return [FAKE_NEO, *forge] if webui == NEO else forge
 
 
 def _module_file(roots: list[Path], parts: list[str]) -> Path | None:
@@ -153,12 +160,15 @@ def _defines(body: list[ast.stmt], name: str) -> ast.AST | None:
 
 
 def _executed_twin(path: Path) -> list[ast.stmt]:
-    """A fake Forge module that runs the fake A1111's file of the same name in its own namespace (e.g.
-    fake_forge/modules/shared.py: `exec(compile(<fake_webui/modules/shared.py>))`) defines what that file does."""
-    if not path.is_relative_to(FAKE_FORGE) or "exec(compile(" not in path.read_text(encoding="utf-8"):
+    """A fake module that runs the file of the same name of the WebUI it extends in its own namespace (e.g.
+    fake_forge/modules/shared.py: `exec(compile(<fake_webui/modules/shared.py>))`, fake_neo's the fake
+    Forge's) defines what that file does, and what that file's own twin does."""
+    bases = {FAKE_NEO: FAKE_FORGE, FAKE_FORGE: FAKE_A1111}
+    fake = next((f for f in bases if path.is_relative_to(f)), None)
+    if fake is None or "exec(compile(" not in path.read_text(encoding="utf-8"):
         return []
-    twin = FAKE_A1111 / path.relative_to(FAKE_FORGE)
-    return ast.parse(twin.read_text(encoding="utf-8")).body if twin.is_file() else []
+    twin = bases[fake] / path.relative_to(fake)
+    return ast.parse(twin.read_text(encoding="utf-8")).body + _executed_twin(twin) if twin.is_file() else []
 
 
 def defined_in_fake(webui: str, symbol: str) -> bool:

@@ -17,7 +17,8 @@
   (l.240) and after cross-attention (l.272), `x += x_skip` after the feed-forward (l.276-278). While the
   UNet runs, each diffusers `BasicTransformerBlock` computes the same sums the same in-place way
   (`_forge_transformer_block`), so autograd through this UNet meets what it meets in Forge: a tensor saved
-  for backward (a LayerNorm input) modified afterwards."""
+  for backward (a LayerNorm input) modified afterwards. Neo (3df257ae) has the same adds in its
+  backend/nn/unet.py l.234, 266, 272; the fake Neo uses this UNet."""
 import math
 import types
 from contextlib import contextmanager

@@ -1,0 +1,1 @@
+"""Fake `modules_forge` package of Forge Neo (what extensions import to tell Forge versions apart)."""

@@ -1,0 +1,82 @@
+"""Generations through the fake Forge Neo: every test of test_webui_generation.py (API dict and positional args,
+infotext round trip, sampler policy, X/Y/Z plot, batches, masks, errors, progress and Interrupt/Skip at every
+stage) is collected here again and run unchanged against the fake Neo, whose `webui` fixture replaces the A1111
+one (as test_forge_generation.py does for Forge). The unsupported-model tests are Neo's own: Neo names its
+architectures by engine class (backend/diffusion_engine/*.py)."""
+
+import inspect
+import re
+
+import pytest
+import test_webui_generation as _a1111
+from fake_neo.harness import fake_neo
+from test_webui_generation import _fgat
+
+from fgat_webui.run import FGATError
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+A1111_ONLY = {"test_unsupported_models_are_refused"}
+
+for _name, _test in vars(_a1111).items():
+    if _name.startswith("test_") and _name not in A1111_ONLY and "webui" in inspect.signature(_test).parameters:
+        globals()[_name] = _test  # collected again in this module, with this module's `webui` fixture
+
+
+@pytest.fixture(scope="module")
+def webui(tiny_pipe):
+    with fake_neo(tiny_pipe) as w:
+        yield w
+
+
+# Neo 3df257ae backend/diffusion_engine/<file>: class <name>(ForgeDiffusionEngine), none an SD 1.5 / SDXL one
+NEO_ENGINES = [("flux.py", "Flux", "Flux.1"), ("flux2.py", "Flux2", "Flux.2 (Klein)"),
+               ("chroma.py", "Chroma", "Chroma"), ("lumina.py", "Lumina2", "Lumina 2"),
+               ("qwen.py", "QwenImage", "Qwen-Image"), ("wan.py", "Wan", "Wan"), ("zimage.py", "ZImage", "Z-Image"),
+               ("anima.py", "Anima", "Anima")]
+
+
+@pytest.mark.parametrize(("file", "engine", "family"), NEO_ENGINES, ids=[e[1] for e in NEO_ENGINES])
+def test_neo_architectures_fgat_cannot_run_are_named(webui, images, monkeypatch, file, engine, family):
+    src, tar = images
+    # an engine of that class name (over the SD 1.5 one, so that img2img can still encode the source)
+    monkeypatch.setattr(webui.sd_model, "__class__", type(engine, (type(webui.sd_model),), {}))
+    monkeypatch.setattr(webui.sd_model, "is_sd1", False)  # fix_for_webui_backward_compatibility leaves it False
+    message = rf"is a {re.escape(family)} model, which FGAT does not support.*SD 1\.5 or SDXL"
+    with pytest.raises(FGATError, match=message):
+        webui.img2img(src, _a1111.PROMPT, _fgat(webui, tar), steps=_a1111.STEPS)
+    assert webui.latents == []  # refused before anything was sampled
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value", "message"),
+    [("is_inpaint", True, "inpainting model"), ("prediction_type", "edm", "predicts 'edm'")],
+)
+def test_unsupported_sd_models_are_refused_in_neo(webui, images, monkeypatch, attribute, value, message):
+    src, tar = images
+    owner = webui.unet_patcher.model.predictor if attribute == "prediction_type" else webui.sd_model
+    monkeypatch.setattr(owner, attribute, value)
+    with pytest.raises(FGATError, match=message):
+        webui.img2img(src, _a1111.PROMPT, _fgat(webui, tar), steps=_a1111.STEPS)
+
+
+def test_forge_1x_backends_get_a_message_naming_the_supported_webuis(webui, images, monkeypatch):
+    """reForge / Forge Classic: `forge_objects.unet.model` is an ldm_patched BaseModel (`model_sampling`, no
+    `predictor`). FGAT's `process()` keeps the message and raises it when sampling starts, naming the WebUIs it
+    supports. (Only FGAT's part is run: the fake's own sampler needs the predictor.)"""
+    import torch
+
+    from fgat_webui.backend import detect_backend
+    from fgat_webui.run import start_run
+
+    src, tar = images
+    kmodel = webui.unet_patcher.model
+    monkeypatch.delattr(kmodel, "predictor")
+    monkeypatch.setattr(kmodel, "model_sampling", object(), raising=False)
+    message = r"supports AUTOMATIC1111 1\.10\.x, Forge 2\.x .* and Forge Neo.*Forge 1\.x backend"
+    with pytest.raises(ValueError, match=message):
+        detect_backend()
+    p = webui.make_p(src, _a1111.PROMPT, steps=_a1111.STEPS)
+    run = start_run(p, _fgat(webui, tar))
+    x = torch.zeros(1, 4, 8, 8)
+    with pytest.raises(FGATError, match=message):
+        run.sample_img2img(p, x, x, None, None)
