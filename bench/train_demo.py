@@ -297,10 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: on a shared, loaded machine 2 threads ran 10x slower)")
-    p.add_argument("--vae-steps", type=int, default=1000)
+    p.add_argument("--vae-steps", type=int, default=600)
     p.add_argument("--vae-batch", type=int, default=16)
     p.add_argument("--scenes", type=int, default=6000)
-    p.add_argument("--unet-steps", type=int, default=1100)
+    p.add_argument("--unet-steps", type=int, default=800)
     p.add_argument("--unet-batch", type=int, default=32)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
