@@ -277,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
            f"own timestep {x0['own']:.3f}, next timestep {x0['next']:.3f}.\n")
     (args.out / "table.md").write_text(md)
     (args.out / "results.json").write_text(json.dumps(
-        {"pairs": args.pairs, "steps": args.steps, "summary": summary, "target_x0": x0, "wall_seconds": time.time() - t0,
+        {"pairs": args.pairs, "steps": args.steps, "summary": summary, "target_x0": x0,
+         "wall_seconds": time.time() - t0,
          "per_pair": [{k: v for k, v in r.items() if k != "images"} for r in rows]}, indent=1))
     figure(sorted(rows, key=lambda r: r["seed"])[: args.figure_pairs], args.out / "figure.png")
     print(md)

@@ -152,7 +152,7 @@ def lr_at(step: int, total: int, peak: float, warmup: int = 100) -> float:
 @torch.no_grad()
 def ema_update(ema, model, step: int, decay: float) -> None:
     d = min(decay, (1 + step) / (10 + step))
-    for pe, pm in zip(ema.parameters(), model.parameters()):
+    for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
         pe.mul_(d).add_(pm.detach(), alpha=1 - d)
 
 
