@@ -216,6 +216,23 @@ def stage_vae(args) -> None:
     train_loop("vae", args.work, model, args.vae_steps, 2e-3, loss_fn, args.seed, 0.99)
 
 
+def stage_decoder(args) -> None:
+    """Fine-tune the decoder alone on whole images, the encoder frozen (so the cached latents and the UNet
+    trained on them stay valid): can run beside the `unet` stage."""
+    vae = ema_of("vae", args.work, build_vae())
+    vae.requires_grad_(False).decoder.requires_grad_(True).train()
+    vae.post_quant_conv.requires_grad_(True)
+
+    def loss_fn(model, rng, step):
+        x = scene_batch(rng, args.decoder_batch)
+        with torch.no_grad():
+            z = model.encode(x).latent_dist.mean
+        y = model.decode(z).sample
+        return (y - x).abs().mean() + 0.5 * (y - x).pow(2).mean()
+
+    train_loop("decoder", args.work, vae, args.decoder_steps, 1e-3, loss_fn, args.seed + 4, 0.99)
+
+
 @torch.no_grad()
 def stage_cache(args) -> None:
     vae = ema_of("vae", args.work, build_vae())
@@ -267,7 +284,7 @@ def stage_unet(args) -> None:
 def stage_export(args) -> None:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    vae = ema_of("vae", args.work, build_vae())
+    vae = ema_of("decoder" if (args.work / "decoder.safetensors").is_file() else "vae", args.work, build_vae())
     vae.register_to_config(scaling_factor=json.loads((args.work / "latents.json").read_text())["scaling_factor"])
     vae.save_pretrained(str(out / "vae"), safe_serialization=True)
     ema_of("unet", args.work, build_unet()).save_pretrained(str(out / "unet"), safe_serialization=True)
@@ -285,7 +302,8 @@ def stage_export(args) -> None:
                  ("text_encoder", "transformers", "CLIPTextModel"), ("tokenizer", "transformers", "CLIPTokenizer"),
                  ("scheduler", "diffusers", "DDIMScheduler"))}}
     (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
-    runs = {n: json.loads((args.work / f"{n}.json").read_text()) for n in ("vae", "unet")}
+    runs = {n: json.loads((args.work / f"{n}.json").read_text()) for n in ("vae", "decoder", "unet")
+            if (args.work / f"{n}.json").is_file()}
     (out / "training.json").write_text(json.dumps({"seed": args.seed, "stages": runs, "scenes": args.scenes,
                                                    "vae_batch": args.vae_batch, "unet_batch": args.unet_batch,
                                                    "threads": torch.get_num_threads()}, indent=2) + "\n")
@@ -294,7 +312,8 @@ def stage_export(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--stage", choices=("all", "vae", "cache", "unet", "export"), default="all")
+    p.add_argument("--stage", choices=("all", "vae", "cache", "unet", "decoder", "export"), default="all",
+                   help="all: vae, cache, unet, export (decoder: optional, beside unet)")
     p.add_argument("--work", type=Path, default=ROOT / "outputs" / "train_demo", help="checkpoints and caches")
     p.add_argument("--out", type=Path, default=ROOT / "fgat_core" / "demo_model")
     p.add_argument("--seed", type=int, default=0)
@@ -305,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenes", type=int, default=6000)
     p.add_argument("--unet-steps", type=int, default=750)
     p.add_argument("--unet-batch", type=int, default=32)
+    p.add_argument("--decoder-steps", type=int, default=1200)
+    p.add_argument("--decoder-batch", type=int, default=8)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -314,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         if s == "cache" and (args.work / "latents.safetensors").is_file():
             print("cache: present (delete it to rebuild)", flush=True)
             continue
-        {"vae": stage_vae, "cache": stage_cache, "unet": stage_unet, "export": stage_export}[s](args)
+        {"vae": stage_vae, "cache": stage_cache, "unet": stage_unet, "decoder": stage_decoder,
+         "export": stage_export}[s](args)
         print(f"stage {s}: {time.time() - t0:.0f} s", flush=True)
     return 0
 

@@ -59,7 +59,7 @@ def background_error(out: np.ndarray, source: np.ndarray, mask: np.ndarray, marg
 class PairScore:
     appearance: float  # mean over visible parts of part_pixel_errors
     colour: float  # mean over visible parts of part_colour_errors
-    iou: float  # changed_mask(out, source background) against the source's object mask
+    iou: float  # changed_mask(out, the method's rendering of the empty background) against the object mask
     background: float  # background_error against the source
 
 
@@ -75,8 +75,9 @@ def score_pair(out: np.ndarray, truth: np.ndarray, source: np.ndarray, source_ba
     )
 
 
-def global_colour_transfer(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Reinhard-style: each RGB channel of the source moved to the target's mean and standard deviation."""
+def global_colour_transfer(source: np.ndarray, target: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
+    """Reinhard-style: each RGB channel of the source moved to the target's mean and standard deviation.
+    `image` (default: the source) is what the source's per-channel affine map is applied to."""
     mu_s, sd_s = source.reshape(-1, 3).mean(0), source.reshape(-1, 3).std(0) + 1e-6
     mu_t, sd_t = target.reshape(-1, 3).mean(0), target.reshape(-1, 3).std(0)
-    return np.clip((source - mu_s) / sd_s * sd_t + mu_t, 0, 1)
+    return np.clip(((source if image is None else image) - mu_s) / sd_s * sd_t + mu_t, 0, 1)

@@ -83,6 +83,7 @@ def test_global_colour_transfer_takes_the_target_statistics():
     out = global_colour_transfer(src, tar)
     np.testing.assert_allclose(out.reshape(-1, 3).mean(0), tar.reshape(-1, 3).mean(0), atol=1e-6)
     np.testing.assert_allclose(out.reshape(-1, 3).std(0), tar.reshape(-1, 3).std(0), atol=1e-6)
+    np.testing.assert_array_equal(global_colour_transfer(src, tar, src), out)  # `image` defaults to the source
     for c in range(3):  # an affine map of each channel: the structure stays
         assert np.corrcoef(out[..., c].ravel(), src[..., c].ravel())[0, 1] == pytest.approx(1.0)
 
