@@ -2,12 +2,18 @@
 
     python examples/make_examples.py
 
-A stylised cat is drawn from ellipses and polygons at 512x512, then saved at 128x128 (the size the
-README's demo command uses with the tiny model) and at 512x512 (for a real Stable Diffusion model):
+The 64x64 images (the README's main job, with the bundled demo model) are cats of the demo world
+(`fgat_core.world`, the scenes the demo model was trained on; these seeds are not among its training scenes):
 
-- source.png  : an orange cat with dark tiger stripes sitting on grass, facing right (structure to keep)
-- target.png  : a white cat with black spots, larger, further left, facing left (appearance to take)
-- target2.png : a grey-blue cat with yellow rings on a table (a second appearance, for the batch example)
+- source.png  : world cat scene 102: lavender body, yellow head, brown tail, facing right (structure to keep)
+- target.png  : world cat scene 107: striped body, red head, spotted tail, facing left (appearance to take)
+- target2.png : world cat scene 108: spotted body and head, striped tail (a second appearance, for the batch example)
+
+The 512x512 images (for a real Stable Diffusion model) are a stylised cat drawn from ellipses and polygons:
+
+- source-512.png  : an orange cat with dark tiger stripes sitting on grass, facing right
+- target-512.png  : a white cat with black spots, larger, further left, facing left
+- target2-512.png : a grey-blue cat with yellow rings on a table
 """
 
 from __future__ import annotations
@@ -121,11 +127,25 @@ def make_examples() -> dict[str, Image.Image]:
     return {"source": src, "target": tar, "target2": tar2}
 
 
+WORLD_SCENES = {"source": 102, "target": 107, "target2": 108}
+
+
+def world_examples() -> dict[str, Image.Image]:
+    import sys
+
+    sys.path.insert(0, str(HERE.parent))
+    from fgat_core.world import render, sample_scene, to_uint8
+
+    return {name: Image.fromarray(to_uint8(render(sample_scene(seed, "cat")))) for name, seed in WORLD_SCENES.items()}
+
+
 def main() -> None:
+    for name, img in world_examples().items():
+        img.save(HERE / f"{name}.png", optimize=True)
+        print(f"wrote examples/{name}.png (64x64, demo world)")
     for name, img in make_examples().items():
-        img.resize((128, 128), Image.LANCZOS).save(HERE / f"{name}.png", optimize=True)
         img.save(HERE / f"{name}-512.png", optimize=True)
-        print(f"wrote examples/{name}.png (128x128) and examples/{name}-512.png (512x512)")
+        print(f"wrote examples/{name}-512.png (512x512)")
 
 
 if __name__ == "__main__":

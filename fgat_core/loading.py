@@ -30,6 +30,7 @@ from .schedule import rescale_zero_terminal_snr, scaled_linear_alphas_cumprod
 
 CONFIG_ROOT = Path(__file__).resolve().parent / "model_configs"
 CLIP_BPE = CONFIG_ROOT / "clip_tokenizer" / "bpe_simple_vocab_16e6.txt.gz"
+DEMO_MODEL = Path(__file__).resolve().parent / "demo_model"  # trained by bench/train_demo.py on fgat_core/world.py
 FAMILY_NAMES = {
     "sd15": "Stable Diffusion 1.x",
     "sd2": "Stable Diffusion 2.x",
@@ -63,14 +64,7 @@ def load_pipeline(
     instead of the shipped configs (unusual architectures; tests use it for tiny models)."""
     model = model or os.environ.get("FGAT_MODEL") or None
     if model is None:
-        print(
-            "warning: no --model and no FGAT_MODEL: using the bundled tiny demo model (random weights); "
-            "its output only demonstrates the wiring",
-            file=sys.stderr,
-        )
-        # the demo model runs on the CPU in fp32 unless a device or dtype is asked for
-        tiny_dev, tiny_dt = pick_device(device or "cpu", dtype)
-        return tiny_pipeline(device=tiny_dev, dtype=tiny_dt)
+        return load_demo_pipeline(device, dtype)
     dev, dt = pick_device(device, dtype)
     pred = _normalize_prediction_type(prediction_type or os.environ.get("FGAT_PREDICTION_TYPE"))
     path = Path(model).expanduser()
@@ -85,6 +79,24 @@ def load_pipeline(
         f"model not found: {text!r} is neither an existing file or folder nor a Hugging Face hub id "
         "(owner/name): pass a .safetensors checkpoint, a diffusers folder, or a hub id"
     )
+
+
+def load_demo_pipeline(device: str | None = None, dtype: str | None = None) -> FGATPipeline:
+    """The bundled demo model (64 px cats, fish, birds, cars and flowers of `fgat_core.world`), on the CPU in
+    fp32 unless a device or dtype is asked for; the tiny random-weight model where its weights are absent."""
+    dev, dt = pick_device(device or "cpu", dtype)
+    if (DEMO_MODEL / "unet" / "diffusion_pytorch_model.safetensors").is_file():
+        print("note: no --model and no FGAT_MODEL: using the bundled demo model, trained on the demo world "
+              "(64 px cat, fish, bird, car, flower; see the README's 'Demo world')", file=sys.stderr)
+        pipe = load_diffusers_folder(DEMO_MODEL, dev, dt)
+        pipe.name = "fgat-demo-world"
+        return pipe
+    print(
+        "warning: no --model and no FGAT_MODEL: using the bundled tiny demo model (random weights); "
+        "its output only demonstrates the wiring",
+        file=sys.stderr,
+    )
+    return tiny_pipeline(device=dev, dtype=dt)
 
 
 def pick_device(device: str | None, dtype: str | None) -> tuple[torch.device, torch.dtype]:

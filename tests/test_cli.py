@@ -21,7 +21,7 @@ from fgat_core.pnginfo import parse_generation_parameters, quote, read_png_setti
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-EXAMPLE_PAIR = (EXAMPLES / "source.png", EXAMPLES / "target.png")  # 128 px, as in the README
+EXAMPLE_PAIR = (EXAMPLES / "source.png", EXAMPLES / "target.png")  # 64 px demo-world cats, as in the README
 PROMPT = "a photo of a cat"
 STEPS = 6  # window [ceil(0.24 * 6), ceil(0.44 * 6)) = [2, 3)
 SIZE = 64  # in-process runs use 64 px copies of the examples (8x8 latents) to stay fast
@@ -66,12 +66,12 @@ def test_readme_command_runs_end_to_end_as_a_module(tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "tiny demo model" in proc.stderr and "only demonstrates the wiring" in proc.stderr
+    assert "bundled demo model" in proc.stderr and "random weights" not in proc.stderr
     assert "Traceback" not in proc.stderr
     with Image.open(out) as img:
-        assert img.size == (128, 128) and img.mode == "RGB"
+        assert img.size == (64, 64) and img.mode == "RGB"
     side = json.loads(out.with_suffix(".json").read_text())
-    assert side["model"] == "tiny-sd" and side["device"] == "cpu" and side["dtype"] == "float32"
+    assert side["model"] == "fgat-demo-world" and side["device"] == "cpu" and side["dtype"] == "float32"
     assert side["config"] == FGATConfig(steps=STEPS).to_dict()
     # direct inversion: source levels N..1 (N calls) batched with the target's N..start (start = 2)
     assert side["stats"]["inversion"]["calls"] == STEPS

@@ -46,5 +46,5 @@ def test_readme_main_command_runs(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     with Image.open(out) as img:
-        assert img.size == (128, 128)
+        assert img.size == (64, 64)  # the demo world's size
     assert out.with_suffix(".json").is_file()

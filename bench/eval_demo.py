@@ -1,0 +1,301 @@
+"""Measure FGAT on the demo world against its ground truth: ablations, baselines, a table and a figure.
+
+    python bench/eval_demo.py                     # 50 held-out pairs, 20 steps, the bundled demo model
+    python bench/eval_demo.py --pairs 8 --steps 10 --methods "FGAT (defaults)" "global colour transfer"
+
+Pairs are `world.render_pair(seed)` for seeds 0..N-1 (scene seeds below world.TRAIN_SEED0: never trained on).
+Per pair and method (metrics in fgat_core/evaluation.py; images in [0, 1]):
+- appearance: mean absolute error inside each of the source's parts against the ground truth (the source's
+  geometry and background in the target's per-part appearance), averaged over parts; `colour`: the same on
+  each part's mean colour (pattern placement ignored);
+- structure: IoU of where the output differs (by > 0.15 in a channel) from the source's empty background, as the
+  method renders it (through the model's VAE; for the colour transfer, under its colour map), with the source's
+  object mask;
+- background: mean absolute error against the source outside the object (mask grown by 2 px);
+- attention-mask IoU: FGAT's mask (latent grid, nearest-upsampled) against the source's object mask.
+Writes <out>/results.json, <out>/table.md and <out>/figure.png (and prints the table)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fgat_core import engine  # noqa: E402
+from fgat_core.cache import InversionCache  # noqa: E402
+from fgat_core.config import FGATConfig  # noqa: E402
+from fgat_core.evaluation import global_colour_transfer, iou, score_pair  # noqa: E402
+from fgat_core.inversion import ddim_invert, guided  # noqa: E402
+from fgat_core.schedule import Schedule, ddim_step, predict_x0  # noqa: E402
+from fgat_core.world import background_image, pair_scenes, render_pair, to_uint8  # noqa: E402
+
+FIGURE_METHODS = ("FGAT (defaults)", "FGAT, ground-truth mask", "no transfer (reconstruction)", "SDEdit, strength 0.5",
+                  "SDEdit, strength 0.75", "global colour transfer")
+
+
+def methods(steps: int, null_text_steps: int) -> dict[str, tuple[str, object]]:
+    """Name -> (kind, setting). FGAT kinds take an FGATConfig."""
+    base = FGATConfig(steps=steps)
+    out: dict[str, tuple[str, object]] = {
+        "FGAT (defaults)": ("fgat", base),
+        "FGAT, no latent deviation (lam=0, gamma=1: transfer on x0 only)": ("fgat", base.replace(lam=0.0, gamma=1.0)),
+        "FGAT, initial matching": ("fgat", base.replace(matching="initial")),
+        "FGAT, ddim inversion": ("fgat", base.replace(inversion="ddim")),
+        "FGAT, negative-prompt inversion": ("fgat", base.replace(inversion="negative-prompt")),
+        f"FGAT, null-text inversion ({null_text_steps} steps)": (
+            "fgat", base.replace(inversion="null-text", null_text_steps=null_text_steps)),
+    }
+    for d in (0.3, 0.9):
+        out[f"FGAT, delta={d}"] = ("fgat", base.replace(delta=d))
+    out["FGAT, inversion at the next timestep (direct)"] = ("fgat-next", base)
+    out["FGAT, inversion at the next timestep (ddim)"] = ("fgat-next", base.replace(inversion="ddim"))
+    out["FGAT, ground-truth mask"] = ("fgat-gtmask", base.replace(mask_source="user"))
+    out["FGAT, mask from all attention layers"] = ("fgat", base.replace(mask_layers="all"))
+    out["no transfer (reconstruction)"] = ("none", base)
+    out["SDEdit, strength 0.5"] = ("sdedit", 0.5)
+    out["SDEdit, strength 0.75"] = ("sdedit", 0.75)
+    out["global colour transfer"] = ("colour", None)
+    out["ground truth through the VAE (floor)"] = ("vae", None)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- conventions
+class NextTimestepHost:
+    """A host whose UNet sees, at level k, the next (noisier) level's timestep tau_{k-1} instead of tau_k
+    (diffusers' DDIMInverseScheduler and the null-text authors' code); level N (clean) sees tau_{N-1}."""
+
+    def __init__(self, host, sched: Schedule) -> None:
+        self.host = host
+        ts = [int(t) for t in sched.timesteps]
+        self.next = {ts[k]: ts[k - 1] for k in range(1, len(ts))}
+
+    def eps(self, x, t, cond):
+        return self.host.eps(x, torch.tensor([self.next[int(v)] for v in t], dtype=t.dtype, device=t.device), cond)
+
+    def __getattr__(self, name):
+        return getattr(self.host, name)
+
+
+@contextlib.contextmanager
+def next_timestep_inversion():
+    """Inside: the engine's DDIM inversions evaluate the UNet at the next level's timestep."""
+    if not hasattr(engine, "ddim_invert"):
+        raise RuntimeError("fgat_core.engine no longer calls ddim_invert by that name: update this experiment")
+    original = engine.ddim_invert
+
+    def shifted(host, latents, conds, sched, *args, **kwargs):
+        return original(NextTimestepHost(host, sched), latents, conds, sched, *args, **kwargs)
+
+    engine.ddim_invert = shifted
+    try:
+        yield
+    finally:
+        engine.ddim_invert = original
+
+
+# ---------------------------------------------------------------------------------------------- baselines
+@torch.no_grad()
+def sdedit(pipe, source: Image.Image, prompt: str, strength: float, steps: int, seed: int) -> Image.Image:
+    """Plain img2img: the source noised to `strength` of the schedule, then CFG DDIM with the prompt."""
+    sched = Schedule.ddim(pipe.host.alphas_cumprod, steps)
+    first = steps - round(strength * steps)
+    z0 = pipe.encode_image(source)
+    noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(seed)).to(z0)
+    x = math.sqrt(sched.a(first)) * z0 + math.sqrt(1 - sched.a(first)) * noise
+    cond, uncond = pipe.encode_prompt(prompt), pipe.encode_prompt("")
+    both = {k: torch.cat([uncond[k], cond[k]]) for k in cond}
+    for i in range(first, steps):
+        t = torch.full((2,), int(sched.timesteps[i]), dtype=torch.long)
+        eps = pipe.host.eps(torch.cat([x, x]), t, both)
+        x = ddim_step(x, guided(eps[:1], eps[1:], 7.5), sched.a(i), sched.a(i + 1))
+    return pipe.decode(x)
+
+
+@torch.no_grad()
+def target_x0_error(pipe, target: Image.Image, prompt: str, cfg: FGATConfig, next_timestep: bool) -> float:
+    """The target's x0 prediction along its inversion, at each window level, decoded, against the target."""
+    sched = Schedule.ddim(pipe.host.alphas_cumprod, cfg.steps)
+    start, end = cfg.window(cfg.steps)
+    host = NextTimestepHost(pipe.host, sched) if next_timestep else pipe.host
+    x0s = {}
+
+    def observe(k, eps, x, active):
+        if start <= k < end:
+            x0s[k] = predict_x0(x, eps, sched.a(k))
+
+    ddim_invert(host, [pipe.encode_image(target)], [pipe.encode_prompt(prompt)], sched, [start], observer=observe)
+    ref = np.asarray(target, dtype=np.float64) / 255
+    return float(np.mean([np.abs(np.asarray(pipe.decode(z), dtype=np.float64) / 255 - ref).mean()
+                          for z in x0s.values()]))
+
+
+# ---------------------------------------------------------------------------------------------- one pair
+def _pil(img: np.ndarray) -> Image.Image:
+    return Image.fromarray(to_uint8(img))
+
+
+def _arr(img: Image.Image) -> np.ndarray:
+    return np.asarray(img.convert("RGB"), dtype=np.float64) / 255
+
+
+def run_method(pipe, kind: str, setting, pair, caches: dict, seed: int):
+    """(output image array, FGAT result or None)."""
+    src, tar = _pil(pair.source), _pil(pair.target)
+    if kind == "colour":
+        return global_colour_transfer(pair.source, pair.target), None
+    if kind == "vae":
+        return _arr(pipe.decode(pipe.encode_image(_pil(pair.truth)))), None
+    if kind == "sdedit":
+        return _arr(sdedit(pipe, src, pair.prompt, setting, caches["steps"], seed)), None
+    mask = _pil(np.repeat((pair.labels > 0)[..., None].astype(float), 3, 2)) if kind == "fgat-gtmask" else None
+    ctx = next_timestep_inversion() if kind == "fgat-next" else contextlib.nullcontext()
+    cache = caches.setdefault("next" if kind == "fgat-next" else "own", InversionCache(8))
+    with ctx:
+        out = pipe.transfer(src, tar, pair.prompt, pair.prompt, setting, mask=mask, transfer=kind != "none",
+                            cache=cache)
+    return _arr(out.image), out.result
+
+
+def evaluate_pair(pipe, seed: int, names: list[str], table: dict, keep_images: bool) -> dict:
+    pair = render_pair(seed)
+    src_scene, _ = pair_scenes(seed)
+    bg = background_image(src_scene)
+    bg_model = _arr(pipe.decode(pipe.encode_image(_pil(bg))))  # the empty background as the model renders it
+    caches: dict = {"steps": table["steps"]}
+    row: dict = {"seed": seed, "category": src_scene.category, "scores": {}, "images": {}}
+    for name in names:
+        kind, setting = table["methods"][name]
+        t0 = time.perf_counter()
+        img, result = run_method(pipe, kind, setting, pair, caches, seed)
+        ref = global_colour_transfer(pair.source, pair.target, bg) if kind == "colour" else bg_model
+        score = vars(score_pair(img, pair.truth, pair.source, ref, pair.labels, len(pair.parts)))
+        score["seconds"] = time.perf_counter() - t0
+        if result is not None and kind.startswith("fgat") and setting.mask_source == "attention":
+            m = result.mask.float().cpu().numpy()
+            up = np.kron(m, np.ones((pair.labels.shape[0] // m.shape[0],) * 2)) > 0.5
+            score["attention_iou"] = iou(up, pair.labels > 0)
+        row["scores"][name] = score
+        if keep_images and name in FIGURE_METHODS:
+            row["images"][name] = to_uint8(img).tolist()
+    if keep_images:
+        row["images"].update({k: to_uint8(getattr(pair, k)).tolist() for k in ("source", "target", "truth")})
+    cfg = table["methods"]["FGAT (defaults)"][1] if "FGAT (defaults)" in table["methods"] else FGATConfig(
+        steps=table["steps"])
+    tar = _pil(pair.target)
+    row["target_x0"] = {conv: target_x0_error(pipe, tar, pair.prompt, cfg, conv == "next") for conv in ("own", "next")}
+    return row
+
+
+# ---------------------------------------------------------------------------------------------- workers
+_PIPE = None
+
+
+def _worker_init(model: str | None, threads: int) -> None:
+    global _PIPE
+    torch.set_num_threads(threads)
+    from fgat_core.loading import load_pipeline
+
+    _PIPE = load_pipeline(model, "cpu", "fp32")
+
+
+def _worker(job) -> dict:
+    seed, names, steps, null_text_steps, figure_pairs = job
+    table = {"steps": steps, "methods": methods(steps, null_text_steps)}
+    return evaluate_pair(_PIPE, seed, names, table, seed < figure_pairs)
+
+
+# ---------------------------------------------------------------------------------------------- report
+def summarise(rows: list[dict], names: list[str]) -> dict[str, dict[str, float]]:
+    out = {}
+    for name in names:
+        cols = {}
+        for key in ("appearance", "colour", "iou", "background", "attention_iou", "seconds"):
+            vals = [r["scores"][name][key] for r in rows if key in r["scores"][name]]
+            if vals:
+                cols[key] = float(np.nanmean(vals))
+        out[name] = cols
+    return out
+
+
+def markdown_table(summary: dict, n: int, steps: int) -> str:
+    lines = [f"| Method ({n} pairs, {steps} steps) | appearance err ↓ | part colour err ↓ | structure IoU ↑ | "
+             "background err ↓ | attention-mask IoU | s/pair |", "|---|---|---|---|---|---|---|"]
+    for name, c in summary.items():
+        att = f"{c['attention_iou']:.2f}" if "attention_iou" in c else "—"
+        lines.append(f"| {name} | {c['appearance']:.3f} | {c['colour']:.3f} | {c['iou']:.2f} | "
+                     f"{c['background']:.3f} | {att} | {c['seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def figure(rows: list[dict], path: Path, scale: int = 2) -> None:
+    cols = ["source", "target", "truth", *[m for m in FIGURE_METHODS if m in rows[0]["images"]]]
+    tiles = [[np.asarray(r["images"][c], dtype=np.uint8) for c in cols] for r in rows if r["images"]]
+    sheet = np.concatenate([np.concatenate(t, 1) for t in tiles], 0)
+    img = Image.fromarray(sheet)
+    img.resize((img.width * scale, img.height * scale), Image.NEAREST).save(path)
+    path.with_suffix(".txt").write_text("columns: " + " | ".join(cols) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--pairs", type=int, default=50)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--null-text-steps", type=int, default=3)
+    p.add_argument("--methods", nargs="*", help="method names (default: all)")
+    p.add_argument("--model", default=None, help="default: the bundled demo model")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (one torch thread each)")
+    p.add_argument("--figure-pairs", type=int, default=4)
+    p.add_argument("--out", type=Path, default=ROOT / "outputs" / "eval_demo")
+    args = p.parse_args(argv)
+    table = methods(args.steps, args.null_text_steps)
+    names = args.methods or list(table)
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise SystemExit(f"unknown method(s) {unknown}: pick from {list(table)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    jobs = [(s, names, args.steps, args.null_text_steps, args.figure_pairs) for s in range(args.pairs)]
+    t0 = time.time()
+    rows = []
+    with ProcessPoolExecutor(args.jobs, initializer=_worker_init, initargs=(args.model, 1)) as ex:
+        for i, row in enumerate(ex.map(_worker, jobs), 1):
+            rows.append(row)
+            print(f"pair {i}/{args.pairs} ({row['category']}) {time.time() - t0:.0f} s", flush=True)
+            if i % 5 == 0 and i < args.pairs:  # a partial report, in case the run is stopped
+                write_report(rows, names, args, t0)
+    md = write_report(rows, names, args, t0)
+    print(md)
+    print(f"wrote {args.out}/table.md, results.json, figure.png ({time.time() - t0:.0f} s)")
+    return 0
+
+
+def write_report(rows: list[dict], names: list[str], args, t0: float) -> str:
+    summary = summarise(rows, names)
+    x0 = {c: float(np.mean([r["target_x0"][c] for r in rows])) for c in ("own", "next")}
+    md = markdown_table(summary, len(rows), args.steps)
+    md += (f"\n\nTarget x0 along its inversion (window levels, decoded), mean abs error against the target: "
+           f"own timestep {x0['own']:.3f}, next timestep {x0['next']:.3f}.\n")
+    (args.out / "table.md").write_text(md)
+    (args.out / "results.json").write_text(json.dumps(
+        {"pairs": len(rows), "steps": args.steps, "summary": summary, "target_x0": x0,
+         "wall_seconds": time.time() - t0,
+         "per_pair": [{k: v for k, v in r.items() if k != "images"} for r in rows]}, indent=1))
+    figure(sorted(rows, key=lambda r: r["seed"])[: args.figure_pairs], args.out / "figure.png")
+    return md
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
