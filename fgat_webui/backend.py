@@ -53,6 +53,7 @@ from torch import Tensor
 
 from fgat_core.engine import FGATInterrupted
 from fgat_core.host import CONTEXT, Cond, Denoiser
+from fgat_core.prepare import same_aspect
 
 from .ldm_host import VECTOR, LDMDenoiser
 
@@ -294,11 +295,6 @@ class A1111Backend(WebUIBackend):
 
 REFINER_MESSAGE = ("the loaded checkpoint is an SDXL refiner, which FGAT does not support (it has no CLIP-L "
                    "text encoder for the object word): load an SDXL base checkpoint (or a finetune of it)")
-
-
-def same_aspect(a: tuple[int, int], b: tuple[int, int], tolerance: float = 0.02) -> bool:
-    """Two (width, height) sizes of the same aspect ratio, within `tolerance` of height/width (the user-mask rule)."""
-    return abs(a[1] / a[0] - b[1] / b[0]) <= tolerance
 
 
 def vae_to_device(model) -> None:
