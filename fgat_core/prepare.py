@@ -98,10 +98,12 @@ def check_user_mask(image: Image.Image, frames: Sequence[Size], value: Any = Non
     try:
         prepare_user_mask(mask, (max(1, mh // 8), max(1, mw // 8)))  # its values
     except ValueError as e:
-        raise InputError("mask", value, "{name} {value!r}: {reason}", problem="values", reason=e) from None
+        raise InputError("mask", value, ("{name}" if value is None else "{name} {value!r}") + ": {reason}",
+                         problem="values", reason=e) from None
     if frames and not any(same_aspect((mw, mh), frame) for frame in frames):
         w, h = frames[0]
-        raise InputError("mask", value, "{name} {value!r} is {mw}x{mh} px, but the source image is {w}x{h} px: "
+        named = "{name}" if value is None else "{name} {value!r}"
+        raise InputError("mask", value, named + " is {mw}x{mh} px, but the source image is {w}x{h} px: "
                          "another aspect ratio ({ma:.3g} against {sa:.3g}); give a mask of the source's aspect "
                          "ratio (any size)", problem="aspect", mw=mw, mh=mh, w=w, h=h, ma=mw / mh, sa=w / h)
     return mask
