@@ -115,10 +115,18 @@ class WebUIBackend(ABC):
     def encode_prompts(self, p, prompts: Sequence[str]) -> list[Cond]: ...
 
     @abstractmethod
-    def prompt_token_ids(self, p, prompt: str) -> list[int]: ...
+    def _text_model(self) -> Any:
+        """The WebUI's prompt-chunking text encoder: `tokenize_line(prompt)` gives the prompt's 77-token chunks
+        as the model sees them, `tokenize([word])` a word's token ids."""
 
-    @abstractmethod
-    def word_token_ids(self, p, word: str) -> list[int]: ...
+    def prompt_token_ids(self, p, prompt: str) -> list[int]:
+        """The prompt's token ids as the text encoder feeds them to the model (every chunk, in order)."""
+        chunks, _ = self._text_model().tokenize_line(prompt)
+        return [int(t) for chunk in chunks for t in chunk.tokens]
+
+    def word_token_ids(self, p, word: str) -> list[int]:
+        """The token ids of `word` alone (no start or end token)."""
+        return [int(t) for t in self._text_model().tokenize([word])[0]]
 
     @abstractmethod
     def encode_image(self, p, image: Image.Image) -> Tensor: ...
@@ -258,13 +266,6 @@ class A1111Backend(WebUIBackend):
             if hasattr(embedder, "tokenize_line"):
                 return embedder
         return model
-
-    def prompt_token_ids(self, p, prompt: str) -> list[int]:
-        chunks, _ = self._text_model().tokenize_line(prompt)
-        return [int(t) for chunk in chunks for t in chunk.tokens]
-
-    def word_token_ids(self, p, word: str) -> list[int]:
-        return [int(t) for t in self._text_model().tokenize([word])[0]]
 
     def _tokenizer(self):
         model = self._text_model()
