@@ -56,3 +56,49 @@ def images(example_images):
 
     src, tar = example_images
     return src.resize((64, 64), Image.BOX), tar.resize((64, 64), Image.BOX)
+
+
+# ---------------------------------------------------------------------------------------------- the WebUI fakes
+WEBUIS = ("a1111", "forge", "neo")  # test ids: test_x[a1111], test_x[forge], test_x[neo]
+BACKEND_NAMES = {"a1111": "A1111", "forge": "Forge", "neo": "Forge Neo"}  # detect_backend().name in each
+
+
+def start_webui(name: str, pipe, **options):
+    """The fake WebUI `name` (a context manager: the fake's `modules` are installed while it is open)."""
+    if name == "a1111":
+        from fake_webui.harness import fake_webui
+
+        return fake_webui(pipe, **options)
+    if name == "forge":
+        from fake_forge.harness import fake_forge
+
+        return fake_forge(pipe, **options)
+    from fake_neo.harness import fake_neo
+
+    return fake_neo(pipe, **options)
+
+
+@pytest.fixture(scope="module", params=WEBUIS)
+def webui_name(request):
+    """Which WebUI fake a shared test runs in: every test that takes `webui` runs once in each."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def webui(webui_name, tiny_pipe, tmp_path_factory):
+    """The fake WebUI `webui_name` around the tiny model, with an empty user-presets folder of its own
+    (`webui.presets_dir`). A module with tests for one WebUI only defines its own `webui` fixture."""
+    from fgat_webui import PRESETS_ENV
+
+    presets = tmp_path_factory.mktemp("presets")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(PRESETS_ENV, str(presets))
+        with start_webui(webui_name, tiny_pipe) as w:
+            w.presets_dir = presets
+            yield w
+
+
+@pytest.fixture(scope="module")
+def api_only_start(webui_name):
+    """Starts the fake `webui_name` as an API-only server (`--nowebui`): `with api_only_start(pipe) as w`."""
+    return lambda pipe: start_webui(webui_name, pipe, api_only=True)
