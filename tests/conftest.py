@@ -84,18 +84,33 @@ def webui_name(request):
     return request.param
 
 
-@pytest.fixture(scope="module")
-def webui(webui_name, tiny_pipe, tmp_path_factory):
-    """The fake WebUI `webui_name` around the tiny model, with an empty user-presets folder of its own
-    (`webui.presets_dir`). A module with tests for one WebUI only defines its own `webui` fixture."""
+def _running_webui(name: str, pipe, tmp_path_factory):
+    """The fake WebUI `name` around `pipe`, with an empty user-presets folder of its own (`.presets_dir`)."""
     from fgat_webui import PRESETS_ENV
 
     presets = tmp_path_factory.mktemp("presets")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(PRESETS_ENV, str(presets))
-        with start_webui(webui_name, tiny_pipe) as w:
+        with start_webui(name, pipe) as w:
             w.presets_dir = presets
             yield w
+
+
+@pytest.fixture(scope="module")
+def webui(webui_name, tiny_pipe, tmp_path_factory):
+    """The fake WebUI `webui_name` around the tiny model (see `_running_webui`)."""
+    yield from _running_webui(webui_name, tiny_pipe, tmp_path_factory)
+
+
+def webui_fixture(*names: str, name: str = "webui"):
+    """A module's own `webui` fixture (or one called `name`), for tests of what some WebUIs do their own way:
+    `webui = webui_fixture("forge")` (one WebUI), or `webui_fixture("forge", "neo")` (each, by test id)."""
+
+    @pytest.fixture(scope="module", params=names, name=name)
+    def running(request, tiny_pipe, tmp_path_factory):
+        yield from _running_webui(request.param, tiny_pipe, tmp_path_factory)
+
+    return running
 
 
 @pytest.fixture(scope="module")

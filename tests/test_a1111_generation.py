@@ -2,7 +2,7 @@
 `conditioning_key`, the SD3 flag). The tests every WebUI shares are in test_webui_generation.py."""
 
 import pytest
-from fake_webui.harness import fake_webui
+from conftest import webui_fixture
 from test_webui_generation import PROMPT, STEPS, _fgat
 
 from fgat_webui.run import FGATError
@@ -10,10 +10,7 @@ from fgat_webui.run import FGATError
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # gradio 3.41 on new FastAPI
 
 
-@pytest.fixture(scope="module")
-def webui(tiny_pipe):
-    with fake_webui(tiny_pipe) as w:
-        yield w
+webui = webui_fixture("a1111")
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 in test_webui_generation.py."""
 
 import pytest
-from fake_forge.harness import fake_forge
+from conftest import webui_fixture
 from test_webui_generation import PROMPT, STEPS, _fgat
 
 from fgat_webui.run import FGATError
@@ -11,10 +11,7 @@ from fgat_webui.run import FGATError
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-@pytest.fixture(scope="module")
-def webui(tiny_pipe):
-    with fake_forge(tiny_pipe) as w:
-        yield w
+webui = webui_fixture("forge")
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ before."""
 
 import pytest
 import torch
+from conftest import webui_fixture
 from fake_forge.harness import fake_forge
 
 from fgat_webui.run import FGATError
@@ -15,13 +16,8 @@ PROMPT, TARGET_PROMPT = "a photo of a cat", "a photo of a dog"
 STEPS = 8
 
 
-@pytest.fixture(scope="module", params=["forge", "neo"])
-def forge(request, tiny_pipe):
-    """A fake of each WebUI on Forge 2's engine: Forge, and Forge Neo (test_neo_run.py has Neo's own tests)."""
-    from conftest import start_webui
-
-    with start_webui(request.param, tiny_pipe) as w:
-        yield w
+# a fake of each WebUI on Forge 2's engine: Forge, and Forge Neo (test_neo_run.py has Neo's own tests)
+forge = webui_fixture("forge", "neo", name="forge")
 
 
 def _fgat(forge, target, **values):

@@ -8,21 +8,12 @@ import ast
 from pathlib import Path
 
 import pytest
-from fake_forge.harness import fake_forge
-
-from fgat_webui import PRESETS_ENV
+from conftest import webui_fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def webui(tiny_pipe, tmp_path_factory):
-    presets = tmp_path_factory.mktemp("presets")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(PRESETS_ENV, str(presets))
-        with fake_forge(tiny_pipe) as w:
-            w.presets_dir = presets
-            yield w
+webui = webui_fixture("forge")
 
 
 def test_forge_is_detected_by_the_model_it_loads(webui):

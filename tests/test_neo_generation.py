@@ -5,7 +5,7 @@ are in test_webui_generation.py."""
 import re
 
 import pytest
-from fake_neo.harness import fake_neo
+from conftest import webui_fixture
 from test_webui_generation import PROMPT, STEPS, _fgat
 
 from fgat_webui.run import FGATError
@@ -13,10 +13,7 @@ from fgat_webui.run import FGATError
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-@pytest.fixture(scope="module")
-def webui(tiny_pipe):
-    with fake_neo(tiny_pipe) as w:
-        yield w
+webui = webui_fixture("neo")
 
 
 # Neo 3df257ae backend/diffusion_engine/<file>: class <name>(ForgeDiffusionEngine), none an SD 1.5 / SDXL one

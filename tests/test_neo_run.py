@@ -10,6 +10,7 @@ zero-terminal-SNR model leaves the schedule as it was."""
 
 import pytest
 import torch
+from conftest import webui_fixture
 from fake_neo.harness import fake_neo
 from test_forge_run import PROMPT, STEPS, _fgat, _state
 
@@ -17,10 +18,7 @@ from fgat_webui.run import FGATError
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-@pytest.fixture(scope="module")
-def forge(tiny_pipe):
-    with fake_neo(tiny_pipe) as w:
-        yield w
+forge = webui_fixture("neo", name="forge")
 
 
 WEIGHT = "diffusion_model.unet.conv_out.weight"  # a KModel state-dict key (the UNet's output conv)

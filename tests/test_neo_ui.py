@@ -3,20 +3,9 @@ WebUI, Neo included): how FGAT tells Neo from Forge 2. Neo runs gradio 4.40 +
 gradio_rangeslider (its launch_utils.py GRADIO_PACKAGE), as Forge 2 does: tests/gradio4/smoke.py builds the section
 under that pin in CI, and test_forge_ui.py checks the UI code for gradio-3-only API."""
 
-import pytest
-from fake_neo.harness import fake_neo
+from conftest import webui_fixture
 
-from fgat_webui import PRESETS_ENV
-
-
-@pytest.fixture(scope="module")
-def webui(tiny_pipe, tmp_path_factory):
-    presets = tmp_path_factory.mktemp("presets")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(PRESETS_ENV, str(presets))
-        with fake_neo(tiny_pipe) as w:
-            w.presets_dir = presets
-            yield w
+webui = webui_fixture("neo")
 
 
 def test_neo_is_detected_by_what_the_model_offers(webui):

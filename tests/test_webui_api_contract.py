@@ -3,7 +3,7 @@ which the fakes now reproduce): a repeatable image, one seed per image, FGAT's n
 client errors answered as HTTP 422 with the message and one console line, inputs not echoed whole,
 failures named after FGAT, and the X/Y/Z axes on an API-only server. Every test that takes `webui` (or
 `api_only_start`) runs in every fake WebUI (conftest.py: A1111, Forge, Forge Neo); what only Forge or Neo
-shows is in test_forge_api_contract.py and test_neo_api_contract.py."""
+shows is in test_forge_api_contract.py."""
 
 import base64
 import io
