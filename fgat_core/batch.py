@@ -22,14 +22,13 @@ from .cache import InversionCache
 from .config import FGATConfig, config_fields
 from .errors import ConfigError, plain_name
 from .pipeline import FGATPipeline
+from .prepare import LENIENT_BOOLS, parse_bool, parse_number, parse_text
 from .runner import Job, StageBars, check_job, job_notes, out_of_memory_message, output_path, run_job
 
 JOB_KEYS = ("source", "target", "source_prompt", "target_prompt", "negative_prompt", "mask", "out", "preset",
             "transfer")
 _TYPES = {f.name: str(f.type) for f in config_fields()}
 KNOWN_KEYS = (*JOB_KEYS, *_TYPES)
-_CONFIG_NAME = re.compile(r"FGATConfig[.](\w+)")
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def _key(name: Any) -> str:
@@ -41,34 +40,11 @@ def _is_unset(v: Any) -> bool:
 
 
 def parse_setting(name: str, value: Any) -> Any:
-    """A CSV cell or YAML value for an FGATConfig field, as the field's type."""
+    """A CSV cell or YAML value for an FGATConfig field, as the field's type (`prepare`'s value parsers)."""
     kind = _TYPES[name]
     if kind == "str":
-        if not isinstance(value, str):
-            raise ValueError(f"{name} must be text, got {value!r}")
-        return value.strip()
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    try:
-        num = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if kind == "int":
-        if not num.is_integer():
-            raise ValueError(f"{name} must be a whole number, got {value!r}")
-        return int(num)
-    return num
-
-
-def _parse_bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError(f"{name} must be true or false, got {value!r}")
+        return parse_text(value, name).strip()
+    return parse_number(value, name, integer=kind == "int")
 
 
 def _normalise(row: Any, where: str) -> dict[str, Any]:
@@ -200,10 +176,9 @@ def read_pairs(
 
 
 def column_message(err: ValueError) -> str:
-    """A row's error naming settings as the file's columns (`window_end`, not `FGATConfig.window_end`)."""
-    if isinstance(err, ConfigError):
-        return err.render(plain_name)
-    return _CONFIG_NAME.sub(r"\1", str(err))
+    """A row's error naming settings as the file's columns (`window_end`, not `FGATConfig.window_end`); inputs
+    in words (`the source image`)."""
+    return err.render(plain_name) if isinstance(err, ConfigError) else str(err)
 
 
 def _line_order(error: str) -> int:
@@ -232,7 +207,7 @@ def _job_from_row(row: dict[str, Any], index: int, ctx: dict[str, Any]) -> Job:
     return Job(
         source=source, target=target, source_prompt=prompt, target_prompt=str(merged.get("target_prompt", prompt)),
         negative_prompt=str(merged.get("negative_prompt", "")), config=cfg, out=output_path(out), mask=mask,
-        transfer=_parse_bool("transfer", merged.get("transfer", True)), diagnostics=ctx["diagnostics"],
+        transfer=parse_bool(merged.get("transfer", True), "transfer", LENIENT_BOOLS), diagnostics=ctx["diagnostics"],
         preset=str(name) if name else None,
     )
 

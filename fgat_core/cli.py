@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from dataclasses import fields
@@ -47,10 +46,8 @@ _PY_TYPES = {"float": float, "int": int, "str": str}
 
 
 def cli_message(err: BaseException | str) -> str:
-    """An error in the command line's words: typed errors name the flags (`--window-end`, `--source`), and
-    any `FGATConfig.window_end` left in an untyped message becomes `--window-end`."""
-    message = err if isinstance(err, str) else render_error(err, flag_name)
-    return re.sub(r"FGATConfig\.(\w+)", lambda m: flag_name(m.group(1)), message)
+    """An error in the command line's words: typed errors name the flags (`--window-end`, `--source`)."""
+    return err if isinstance(err, str) else render_error(err, flag_name)
 
 
 class ShortErrorParser(argparse.ArgumentParser):

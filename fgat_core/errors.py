@@ -33,11 +33,13 @@ def flag_name(field: str) -> str:
 
 class _FieldError(ValueError):
     """A message template whose `{name}`, `{value}`, `{allowed}` and `{names[other]}` slots are filled per
-    front end; extra keyword arguments fill slots of their own."""
+    front end; extra keyword arguments fill slots of their own. `problem` names the kind of fault (e.g.
+    'missing', 'aspect') for a front end that words it its own way: callers tell errors apart by `field`
+    and `problem`, never by the message text."""
 
     def __init__(self, field: str, value: Any, template: str, *, allowed: str | None = None,
-                 related: Sequence[str] = (), **extra: Any) -> None:
-        self.field, self.value, self.allowed = field, value, allowed
+                 related: Sequence[str] = (), problem: str = "", **extra: Any) -> None:
+        self.field, self.value, self.allowed, self.problem = field, value, allowed, problem
         self.template, self.related, self.extra = template, tuple(related), extra
         super().__init__(self.render(self._library_name))
 
@@ -45,7 +47,8 @@ class _FieldError(ValueError):
         return field
 
     def __reduce__(self):  # copy.copy / deepcopy rebuild the error from its parts, not its rendered message
-        return _rebuild, (type(self), self.field, self.value, self.template, self.allowed, self.related, self.extra)
+        return _rebuild, (type(self), self.field, self.value, self.template, self.allowed, self.related,
+                          {"problem": self.problem, **self.extra})
 
     def render(self, name: Namer = plain_name) -> str:
         """The message with every field named by `name` (e.g. `flag_name`)."""

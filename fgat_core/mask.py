@@ -178,6 +178,36 @@ def prepare_user_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 _WORD = re.compile(r"[\w']+|[^\w\s]", re.UNICODE)
+_NAMING = re.compile(r"[^\W\d_]")  # a word that starts with a letter: "4k", "1.3" name nothing
+
+
+def default_mask_word(prompt: str) -> str | None:
+    """The word the attention mask follows when none is named: the prompt's last word that starts with a
+    letter (emphasis weights, "4k", "2" name no object); None when the prompt has none."""
+    named = [w for w in re.findall(r"[\w']+", prompt) if _NAMING.match(w)]
+    return named[-1] if named else None
+
+
+def locate_word_ids(prompt_ids: Sequence[int], word_ids: Sequence[int],
+                    token_texts: Sequence[str] | None = None) -> list[int]:
+    """Positions in `prompt_ids` of every occurrence of `word_ids` (the host's token ids of the prompt as the
+    model sees it, and of the word alone); empty when the word is not there.
+
+    With `token_texts` (the prompt's tokens as text, CLIP's `</w>` marking a word's end) an occurrence counts
+    only where the token before it ends a word or is a special token: 'cat' is not found in 'bobcat'."""
+    hits: list[int] = []
+    n = len(word_ids)
+    if not n:
+        return hits
+    needle = list(word_ids)
+    for i in range(len(prompt_ids) - n + 1):
+        if list(prompt_ids[i : i + n]) != needle:
+            continue
+        if token_texts is not None and i > 0 and not (token_texts[i - 1].endswith("</w>")
+                                                      or token_texts[i - 1].startswith("<|")):
+            continue  # the previous token does not end a word: this is the tail of another word
+        hits.extend(range(i, i + n))
+    return sorted(set(hits))
 
 
 def prompt_words(prompt: str) -> list[str]:
@@ -195,16 +225,16 @@ def word_token_indices(
     matches = list(_WORD.finditer(prompt))
     words = [m.group().lower() for m in matches]
     alnum = [w for w in words if re.match(r"\w", w)]
-    named = [w for w in alnum if re.match(r"[^\W\d_]", w)]  # words that start with a letter: "4k", "1.3" do not
+    default = default_mask_word(prompt)
     if not prompt.strip():
         raise InputError("source_prompt", prompt, "{name} is empty, so there is no word to take the attention mask "
                          "from: write a source prompt naming the object, or choose {names[mask_source]} 'user' or "
                          "'none'", related=("mask_source",))
-    if not alnum or (not word.strip() and not named):
+    if not alnum or (not word.strip() and default is None):
         raise InputError("source_prompt", prompt, "{name} {value!r} has no word with letters to take the attention "
                          "mask from: write a source prompt naming the object, or choose {names[mask_source]} 'user' "
                          "or 'none'", related=("mask_source",))
-    word = word if word.strip() else named[-1]  # the default: the prompt's last word (emphasis weights aside)
+    word = word if word.strip() else default
     target = prompt_words(word)
     hits: list[int] = []
     for i in range(len(words) - len(target) + 1):

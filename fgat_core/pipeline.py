@@ -17,6 +17,7 @@ from .host import CONTEXT, Cond
 from .images import fit_to, mask_from_image, snap_size, to_pil, to_rgb, to_tensor
 from .infotext import image_hash
 from .mask import word_token_indices
+from .prepare import Request, check_request
 from .schedule import scaled_linear_alphas_cumprod
 
 
@@ -154,9 +155,14 @@ class FGATPipeline:
         for name, text in prompts.items():
             if not isinstance(text, str):
                 raise ValueError(f"{name} must be text (\"\" for none), got {type(text).__name__}")
-        if mask is not None and cfg.mask_source != "user":
-            raise ValueError(f"a mask image was given but mask_source is {cfg.mask_source!r}: set "
-                             "FGATConfig(mask_source='user') to use it, or drop the mask")
+        try:  # the checks every front end shares (the mask word is located below, with the model's tokenizer)
+            frames = [to_rgb(source, "source image").size] if mask is not None else []
+            check_request(Request(cfg, [source_prompt], target, mask=mask, mask_frames=frames, transfer=transfer))
+        except InputError as e:
+            if e.field == "mask" and e.problem == "unused":  # in the library's words
+                raise ValueError(f"a mask image was given but mask_source is {cfg.mask_source!r}: set "
+                                 "FGATConfig(mask_source='user') to use it, or drop the mask") from None
+            raise
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         src_img, tar_img = self.prepare_images(source, target)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import FGATConfig
+from .errors import plain_name, render_error
 
 BUILTIN: dict[str, dict[str, Any]] = {
     "Paper defaults": FGATConfig().to_dict(),
@@ -88,8 +89,9 @@ class PresetStore:
             try:
                 check_name(name)
                 good[name] = FGATConfig.from_dict(settings).to_dict()
-            except (ValueError, TypeError) as e:
-                self.errors.append(f"preset {name!r} in {self.path} is invalid ({e}); it was ignored")
+            except (ValueError, TypeError) as e:  # settings named as the file's keys
+                self.errors.append(f"preset {name!r} in {self.path} is invalid ({render_error(e, plain_name)}); "
+                                   "it was ignored")
         return good
 
     def _raw_for_update(self) -> dict[str, Any]:

@@ -21,11 +21,12 @@ from PIL import Image, ImageOps
 from .config import FGATConfig
 from .engine import Progress
 from .errors import InputError
-from .images import mask_from_image, size_notes, to_rgb
+from .images import size_notes, to_rgb
 from .infotext import format_infotext, image_hash
-from .mask import prepare_user_mask, word_token_indices
+from .mask import word_token_indices
 from .pipeline import FGATPipeline, TransferOutput
 from .pnginfo import generation_parameters, save_png
+from .prepare import Request, check_request
 
 
 @dataclass
@@ -133,45 +134,25 @@ def diagnostics_path(out: Path) -> Path:
     return out.with_name(out.stem + "-diagnostics.png")
 
 
-def check_job(job: Job, tokenizer=None) -> tuple[tuple[int, int], tuple[int, int]]:
+def check_job(job: Job, tokenizer: Any = None) -> tuple[tuple[int, int], tuple[int, int]]:
     """Every check that needs no UNet call: files readable, settings consistent, outputs writable, and with
     `tokenizer` (a pipeline's, or one loaded without the weights) the mask word in the prompt.
 
-    Raises InputError / ConfigError (ValueErrors) naming what to change; returns the source's and the
-    target's size."""
+    The checks shared with the other front ends are `prepare.check_request`'s. Raises InputError /
+    ConfigError (ValueErrors) naming what to change; returns the source's and the target's size."""
     source, target = (to_rgb(load_image(path, f"{field} image", field), f"{field} image {str(path)!r}")
                       for path, field in ((job.source, "source"), (job.target, "target")))
-    cfg = job.config
-    if job.mask is not None:
-        _check_mask(job, source.size)
-    elif cfg.mask_source == "user" and job.transfer:
-        raise InputError("mask", None, "{names[mask_source]} is 'user' but no mask image was given: add {name} "
-                         "(white = transfer)", related=("mask_source",))
-    cfg.window()  # an empty window, or an attention mask without steps before the window
-    if tokenizer is not None and job.transfer and cfg.mask_source == "attention":
-        word_token_indices(job.source_prompt, cfg.mask_word, tokenizer.tokenize, tokenizer.model_max_length)
+    mask = load_image(job.mask, "mask image", "mask") if job.mask is not None else None
+    locate = None
+    if tokenizer is not None:
+        def locate(prompt: str, word: str) -> list[int]:
+            return word_token_indices(prompt, word, tokenizer.tokenize, tokenizer.model_max_length)
+    check_request(Request(job.config, [job.source_prompt], target, mask=mask,
+                          mask_value=None if job.mask is None else str(job.mask), mask_frames=[source.size],
+                          transfer=job.transfer), locate)
     out = output_path(job.out)
     check_writable(out, sidecar_path(out), *([diagnostics_path(out)] if job.diagnostics else []))
     return source.size, target.size
-
-
-def _check_mask(job: Job, size: tuple[int, int]) -> None:
-    """The mask image: readable, values in [0, 1], the source's aspect ratio; and a mask source that uses it."""
-    mask = mask_from_image(load_image(job.mask, "mask image", "mask"))
-    w, h = size
-    try:
-        prepare_user_mask(mask, (max(1, h // 8), max(1, w // 8)))  # its values and its aspect ratio
-    except ValueError as e:
-        mh, mw = mask.shape
-        if "aspect ratio" in str(e):  # pixels against pixels: the mask image and the source image
-            raise InputError("mask", str(job.mask), "{name} {value!r} is {mw}x{mh} px, but the source image is "
-                             "{w}x{h} px: another aspect ratio ({ma:.3g} against {sa:.3g}); give a mask of the "
-                             "source's aspect ratio (any size)", mw=mw, mh=mh, w=w, h=h, ma=mw / mh, sa=w / h) from None
-        raise InputError("mask", str(job.mask), "{name} {value!r}: {reason}", reason=e) from None
-    if job.config.mask_source != "user":
-        raise InputError("mask", str(job.mask), "a mask image was given but {names[mask_source]} is {source!r}: "
-                         "drop {name} or set {names[mask_source]} to 'user'", source=job.config.mask_source,
-                         related=("mask_source",))
 
 
 def job_notes(job: Job, tokenizer, sizes: tuple[tuple[int, int], tuple[int, int]], multiple: int) -> list[str]:

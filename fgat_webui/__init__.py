@@ -10,7 +10,10 @@ Layout (one responsibility per module):
 - `infotext`    the "FGAT" infotext value and its paste-back into the UI controls
 - `ui`          the gradio controls and the preset actions
 - `xyz`         X/Y/Z plot axes
-- `diagnostics` the mask-overlay and correspondence images
+- `errors`      the WebUI's HTTP errors for FGAT (422 input, 500 failure)
+
+Checks, value parsing, the mask word's location and the diagnostics images are `fgat_core`'s
+(`fgat_core.prepare`, `fgat_core.diagnostics`), shared with the CLI and the library.
 
 Nothing here imports the WebUI (`modules`) at import time, and nothing imports diffusers at all: the
 WebUI's own model does all the work. `modules` is imported inside functions, when a generation runs.

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -25,8 +24,8 @@ from PIL import Image, UnidentifiedImageError
 
 from fgat_core import images as core_images
 from fgat_core.config import DIFT_PROMPTS, GAMMA_ON, INVERSIONS, MASK_LAYERS, MATCHINGS, FGATConfig
-
-from .errors import shorten
+from fgat_core.errors import ConfigError
+from fgat_core.prepare import parse_bool, parse_number, parse_text, shorten
 
 # UI label of each FGATConfig.mask_source value
 MASK_SOURCE_LABELS = {"attention": "attention", "user": "inpaint mask", "none": "none"}
@@ -152,39 +151,6 @@ def decode_image(value: Any, what: str) -> Image.Image | None:
 
 
 # ---------------------------------------------------------------------------------------------- values
-def _as_bool(value: Any, what: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise ValueError(f"{what} must be true or false, got {shorten(value)}")
-
-
-def _as_number(value: Any, what: str, integer: bool) -> float | int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        try:
-            value = float(value) if isinstance(value, str) else value
-        except ValueError:
-            pass
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{what} must be a number, got {shorten(value)}")
-    if integer:
-        if float(value) != int(value):
-            raise ValueError(f"{what} must be a whole number, got {shorten(value)}")
-        return int(value)
-    return float(value)
-
-
-def _as_text(value: Any, what: str) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ValueError(f"{what} must be text, got {type(value).__name__}")
-    return value
-
-
 def mask_source_value(value: Any) -> str:
     """A UI label ('inpaint mask') or a config value ('user') -> the config value."""
     for key, label in MASK_SOURCE_LABELS.items():
@@ -200,11 +166,11 @@ def control_value(control: Control, value: Any, position: int | None = None) -> 
     """One UI value -> its settings/config value (percent -> fraction, mask label -> config value)."""
     what = f"FGAT argument {position} ({control.name})" if position is not None else f"FGAT '{control.name}'"
     if control.kind == "bool":
-        return _as_bool(value, what)
+        return parse_bool(value, what)
     if control.kind == "image":
         return decode_image(value, what)
     if control.kind == "text":
-        return _as_text(value, what)
+        return parse_text(value, what)
     if control.kind == "choice":
         if control.name == "mask_source":
             return mask_source_value(value)
@@ -212,8 +178,8 @@ def control_value(control: Control, value: Any, position: int | None = None) -> 
             raise ValueError(f"{what} must be one of {', '.join(control.choices)}; got {shorten(value)}")
         return value
     if control.kind == "percent":
-        return _as_number(value, what, integer=False) / 100.0
-    return _as_number(value, what, integer=control.kind == "int")
+        return parse_number(value, what, integer=False) / 100.0
+    return parse_number(value, what, integer=control.kind == "int")
 
 
 def ui_value(control: Control, settings: FGATSettings) -> Any:
@@ -251,7 +217,7 @@ def settings_from_positional(args: Sequence[Any]) -> FGATSettings:
     try:
         config = _config(FGATConfig(), {k: v for k, v in parsed.items() if k in CONFIG_KEYS})
     except ValueError as e:
-        if "window_end" in str(e) and parsed["window_end"] <= parsed["window_start"]:  # say it in the UI's units
+        if isinstance(e, ConfigError) and e.field == "window_end" and parsed["window_end"] <= parsed["window_start"]:
             by_name = {c.name: c for c in CONTROLS}
             start, end = (round(parsed[n] * 100, 4) for n in ("window_start", "window_end"))
             raise ValueError(f"'{by_name['window_end'].label}' ({end:g} %) must be greater than "
@@ -291,13 +257,13 @@ def settings_from_dict(data: Mapping[str, Any], presets=None) -> FGATSettings:
             "set 'mask_source': 'user' to use it, or leave 'mask_image' out"
         )
     return FGATSettings(
-        enabled=_as_bool(data.get("enabled", True), "FGAT 'enabled'"),
+        enabled=parse_bool(data.get("enabled", True), "FGAT 'enabled'"),
         config=config,
         target_image=decode_image(data.get("target_image"), "FGAT 'target_image'"),
-        target_prompt=_as_text(data.get("target_prompt"), "FGAT 'target_prompt'"),
+        target_prompt=parse_text(data.get("target_prompt"), "FGAT 'target_prompt'"),
         mask_image=decode_image(data.get("mask_image"), "FGAT 'mask_image'"),
         preset=preset or None,
-        diagnostics=_as_bool(data.get("diagnostics", False), "FGAT 'diagnostics'"),
+        diagnostics=parse_bool(data.get("diagnostics", False), "FGAT 'diagnostics'"),
         given=frozenset(str(k) for k in data),
     )
 

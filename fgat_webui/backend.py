@@ -53,6 +53,7 @@ from torch import Tensor
 
 from fgat_core.engine import FGATInterrupted
 from fgat_core.host import CONTEXT, Cond, Denoiser
+from fgat_core.prepare import same_aspect
 
 from .ldm_host import VECTOR, LDMDenoiser
 
@@ -114,10 +115,18 @@ class WebUIBackend(ABC):
     def encode_prompts(self, p, prompts: Sequence[str]) -> list[Cond]: ...
 
     @abstractmethod
-    def prompt_token_ids(self, p, prompt: str) -> list[int]: ...
+    def _text_model(self) -> Any:
+        """The WebUI's prompt-chunking text encoder: `tokenize_line(prompt)` gives the prompt's 77-token chunks
+        as the model sees them, `tokenize([word])` a word's token ids."""
 
-    @abstractmethod
-    def word_token_ids(self, p, word: str) -> list[int]: ...
+    def prompt_token_ids(self, p, prompt: str) -> list[int]:
+        """The prompt's token ids as the text encoder feeds them to the model (every chunk, in order)."""
+        chunks, _ = self._text_model().tokenize_line(prompt)
+        return [int(t) for chunk in chunks for t in chunk.tokens]
+
+    def word_token_ids(self, p, word: str) -> list[int]:
+        """The token ids of `word` alone (no start or end token)."""
+        return [int(t) for t in self._text_model().tokenize([word])[0]]
 
     @abstractmethod
     def encode_image(self, p, image: Image.Image) -> Tensor: ...
@@ -258,13 +267,6 @@ class A1111Backend(WebUIBackend):
                 return embedder
         return model
 
-    def prompt_token_ids(self, p, prompt: str) -> list[int]:
-        chunks, _ = self._text_model().tokenize_line(prompt)
-        return [int(t) for chunk in chunks for t in chunk.tokens]
-
-    def word_token_ids(self, p, word: str) -> list[int]:
-        return [int(t) for t in self._text_model().tokenize([word])[0]]
-
     def _tokenizer(self):
         model = self._text_model()
         return getattr(model, "tokenizer", None) or getattr(getattr(model, "wrapped", None), "tokenizer", None)
@@ -294,11 +296,6 @@ class A1111Backend(WebUIBackend):
 
 REFINER_MESSAGE = ("the loaded checkpoint is an SDXL refiner, which FGAT does not support (it has no CLIP-L "
                    "text encoder for the object word): load an SDXL base checkpoint (or a finetune of it)")
-
-
-def same_aspect(a: tuple[int, int], b: tuple[int, int], tolerance: float = 0.02) -> bool:
-    """Two (width, height) sizes of the same aspect ratio, within `tolerance` of height/width (the user-mask rule)."""
-    return abs(a[1] / a[0] - b[1] / b[0]) <= tolerance
 
 
 def vae_to_device(model) -> None:

@@ -21,18 +21,11 @@ from __future__ import annotations
 import re
 import sys
 
+from fgat_core.prepare import shorten  # noqa: F401 - the WebUI modules' name for it
+
 PREFIX = "Fine-grained Appearance Transfer"
 INPUT_STATUS = 422
 _LONG_RUN = re.compile(r"[^\s'\"]{101,}")
-
-
-def shorten(value: object, limit: int = 60) -> str:
-    """`repr(value)`, cut to about `limit` characters with the full length said (a base64 image sent where a
-    number belongs must not come back whole in the error)."""
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    return f"{text[: limit - 20]}…({len(text)} characters)"
 
 
 def clip_long_runs(message: str) -> str:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
@@ -204,7 +205,7 @@ class ForgeBackend(WebUIBackend):
             return [{CONTEXT: out["crossattn"][i : i + 1], VECTOR: out[VECTOR][i : i + 1]} for i in range(len(prompts))]
         return [{CONTEXT: out[i : i + 1]} for i in range(out.shape[0])]
 
-    def _text_engine(self):
+    def _text_model(self):
         model = self._model()
         for name in ("text_processing_engine", "text_processing_engine_l", "text_processing_engine_g"):
             engine = getattr(model, name, None)
@@ -212,26 +213,15 @@ class ForgeBackend(WebUIBackend):
                 return engine
         raise ValueError("the loaded model has no CLIP text encoder, so FGAT cannot find prompt tokens")
 
-    def prompt_token_ids(self, p, prompt: str) -> list[int]:
-        chunks, _ = self._text_engine().tokenize_line(prompt)
-        return [int(t) for chunk in chunks for t in chunk.tokens]
-
-    def word_token_ids(self, p, word: str) -> list[int]:
-        return [int(t) for t in self._text_engine().tokenize([word])[0]]
-
     def _tokenizer(self):
-        return getattr(self._text_engine(), "tokenizer", None)
+        return getattr(self._text_model(), "tokenizer", None)
 
     def encode_image(self, p, image: Image.Image) -> Tensor:
         """The posterior mean through Forge's VAE: a clone of its patcher with a mode regulation
         (`backend/patcher/vae.py:165-193`), then `process_in` (scaling / shift factor)."""
         vae = self._model().forge_objects.vae.clone()
         vae.patcher.set_model_vae_regulation(lambda posterior: posterior.mode())
-        arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-        pixels = torch.from_numpy(arr)[None]  # (1, H, W, 3) in [0, 1], as encode_first_stage passes it
-        with torch.inference_mode():
-            latent = vae.first_stage_model.process_in(vae.encode(pixels))
-        return latent.float()
+        return encode_with(vae, image)
 
     # ------------------------------------------------------------------------------------------ sampling
     def take_over_sampling(self, p, fn: Callable[..., Tensor]) -> SamplerTakeover | None:
@@ -257,3 +247,13 @@ class ForgeBackend(WebUIBackend):
 
         shape = (max(1, (rows + 1) // 2), *latent.shape[1:])
         sampling_prepare(p.sd_model.forge_objects.unet, torch.empty(shape, device="meta"))
+
+
+def encode_with(vae: Any, image: Image.Image) -> Tensor:
+    """`image` through a Forge `VAE`'s `encode` (memory management, batching), then `process_in` (scaling /
+    shift factor), as `encode_first_stage` does; float32."""
+    arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    pixels = torch.from_numpy(arr)[None]  # (1, H, W, 3) in [0, 1], as encode_first_stage passes it
+    with torch.inference_mode():
+        latent = vae.first_stage_model.process_in(vae.encode(pixels))
+    return latent.float()

@@ -34,13 +34,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 
-import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
 from .backend import SamplerTakeover
-from .forge_backend import ForgeBackend
+from .forge_backend import ForgeBackend, encode_with
 
 # Neo's engine classes for models FGAT cannot run (backend/diffusion_engine/<file>.py, class line)
 NEO_FAMILIES = {
@@ -127,11 +126,7 @@ class NeoBackend(ForgeBackend):
         then `process_in` (scaling / shift factor): deterministic, and no random number is drawn."""
         vae = copy.copy(self._model().forge_objects.vae)  # the same patcher and model, another first_stage_model
         vae.first_stage_model = PosteriorMeanEncoder(vae.first_stage_model)
-        arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-        pixels = torch.from_numpy(arr)[None]  # (1, H, W, 3) in [0, 1], as encode_first_stage passes it
-        with torch.inference_mode():
-            latent = vae.first_stage_model.process_in(vae.encode(pixels))
-        return latent.float()
+        return encode_with(vae, image)
 
     def take_over_sampling(self, p, fn: Callable[..., Tensor]) -> SamplerTakeover | None:
         """As Forge; when FGAT fails, the predictor's sigma table is put back as it was at takeover (before

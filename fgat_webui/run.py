@@ -25,7 +25,6 @@ image, a masked-content fill that changed the source). The UI also shows them as
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,12 +35,13 @@ from torch import Tensor
 
 from fgat_core.config import FGATConfig
 from fgat_core.engine import FGATInputs, FGATInterrupted, run_fgat
+from fgat_core.errors import ConfigError, InputError
 from fgat_core.images import fit_to, mask_from_image, to_rgb
 from fgat_core.infotext import INFOTEXT_KEY, format_infotext, image_hash
-from fgat_core.mask import prepare_user_mask
+from fgat_core.prepare import Request, check_request, default_mask_word, locate_word_ids
 
 from .args import FGATSettings, apply_overrides, settings_from_script_args
-from .backend import SamplerTakeover, WebUIBackend, detect_backend, replace_sample_img2img, same_aspect
+from .backend import SamplerTakeover, WebUIBackend, detect_backend, replace_sample_img2img
 from .errors import FGATError, FGATInputError, failure, input_error, report_rejected, shorten
 
 __all__ = ["FGATError", "FGATInputError", "FGATRun", "start_run", "install_run", "finish_run", "current_run"]
@@ -104,37 +104,27 @@ class RowResult:
     latent_size: tuple[int, int]
 
 
-def mask_token_positions(backend: WebUIBackend, p, prompt: str, word: str) -> list[int]:
+def mask_token_positions(backend: WebUIBackend, p: Any, prompt: str, word: str) -> list[int]:
     """Key positions of `word`'s tokens in the prompt as the WebUI's text encoder feeds it to the model
-    (empty word: the prompt's last word). Found by searching the word's token ids in the prompt's token ids,
-    which stays right with emphasis syntax, BREAK and prompts longer than one 77-token chunk."""
+    (empty word: the prompt's last word, `default_mask_word`). Found by searching the word's token ids in the
+    prompt's token ids (`locate_word_ids`), which stays right with emphasis syntax, BREAK and prompts longer
+    than one 77-token chunk."""
     if not word.strip():
-        words = [w for w in re.findall(r"[\w']+", prompt) if re.match(r"[^\W\d_]", w)]  # "4k", "1.3" name nothing
-        if not words:
-            raise ValueError(
-                "the prompt has no word to take the attention mask from: write a prompt naming the object, "
-                "type the object word, or choose mask source 'inpaint mask' or 'none'"
-            )
-        word = words[-1]
+        word = default_mask_word(prompt)
+        if word is None:
+            raise InputError("source_prompt", prompt, "the prompt has no word to take the attention mask from: "
+                             "write a prompt naming the object, type the object word, or choose mask source "
+                             "'inpaint mask' or 'none'", problem="no word")
     needle = backend.word_token_ids(p, word.strip())
     haystack = backend.prompt_token_ids(p, prompt)
-    texts = backend.token_strings(haystack)  # to skip matches inside a longer word ('cat' in 'bobcat')
-    hits: list[int] = []
-    if needle:
-        for i in range(len(haystack) - len(needle) + 1):
-            if haystack[i : i + len(needle)] != needle:
-                continue
-            if texts is not None and i > 0 and not (texts[i - 1].endswith("</w>") or texts[i - 1].startswith("<|")):
-                continue  # the previous token does not end a word: this is the tail of another word
-            hits.extend(range(i, i + len(needle)))
+    hits = locate_word_ids(haystack, needle, backend.token_strings(haystack))
     if not hits:
-        raise ValueError(
-            f"the object word {shorten(word)} is not in the prompt {shorten(prompt, 120)}: type a word that "
-            "appears in the img2img "
-            "prompt as plain text (it names the object whose appearance changes; a textual-inversion embedding "
-            "or a LoRA tag has no word tokens to find), or choose mask source 'inpaint mask' or 'none'"
-        )
-    return sorted(set(hits))
+        raise InputError(
+            "mask_word", word, "the object word {short} is not in the prompt {prompt}: type a word that appears in "
+            "the img2img prompt as plain text (it names the object whose appearance changes; a textual-inversion "
+            "embedding or a LoRA tag has no word tokens to find), or choose mask source 'inpaint mask' or 'none'",
+            problem="not found", short=shorten(word), prompt=shorten(prompt, 120))
+    return hits
 
 
 def only_masked(p) -> bool:
@@ -152,6 +142,60 @@ def sampler_note(p, steps: int) -> str:
         ignored.append(f"denoising strength {float(strength):g}")
     note = f"FGAT sampled with its own deterministic DDIM path (eta 0, {steps} steps from a full inversion)"
     return note + (f"; {' and '.join(ignored)} not used" if ignored else "")
+
+
+OWNED_NAMES = {"guidance_scale": "CFG scale", "steps": "sampling steps", "seed": "seed"}  # the WebUI's controls
+
+
+def generation_config(settings: FGATSettings, p: Any) -> FGATConfig:
+    """The settings' config with the generation's own sampling steps, CFG scale and (first) seed."""
+    seeds = getattr(p, "all_seeds", None) or [p.seed]
+    owned = {"steps": int(p.steps), "guidance_scale": float(p.cfg_scale), "seed": int(seeds[0])}
+    for name, value in owned.items():
+        if name in settings.given and getattr(settings.config, name) != value:
+            raise ValueError(
+                f"FGAT '{name}' ({getattr(settings.config, name)!r}) differs from the generation's own value "
+                f"({value!r}): FGAT uses the WebUI's sampling steps, CFG scale and seed; drop '{name}' from "
+                "the FGAT args or set it on the request itself"
+            )
+    try:
+        return settings.config.replace(**owned)
+    except ConfigError as e:  # the generation's own value is outside FGAT's range: name it as the UI does
+        if e.field not in OWNED_NAMES:
+            raise
+        name = OWNED_NAMES[e.field]
+        raise ValueError(f"the generation's {name} {owned[e.field]!r} is outside what FGAT takes"
+                         + (f" ({e.allowed})" if e.allowed else "") + f": change the {name}") from None
+
+
+def mask_frames(p: Any) -> list[tuple[int, int]]:
+    """The sizes an API `mask_image` may be drawn at: the source image's frame (resized or cropped with the
+    source), or, except for 'Only masked', the generation's."""
+    source = p.init_images[0].size
+    return [source] if only_masked(p) else [source, (p.width, p.height)]
+
+
+def in_webui_words(error: ConfigError | InputError, p: Any, cfg: FGATConfig) -> ValueError:
+    """`check_request`'s error as the WebUI says it: control names, the inpaint mask, percent windows."""
+    if isinstance(error, ConfigError):
+        if cfg.window_end <= 0.01:  # 0.24 sent where the UI and positional args take percent (24)
+            return ValueError(f"{error} (window start and end are percentages in the UI and in positional API "
+                              "args: 24 means 24 %, 0.24 means 0.24 %)")
+        return error
+    if error.field == "target" and error.problem == "missing":
+        return ValueError("FGAT is enabled but has no target image: add the image whose appearance to transfer "
+                          "(API: 'target_image', base64 PNG/JPEG)")
+    if error.field == "mask" and error.problem == "missing":
+        return ValueError("mask source 'inpaint mask' needs a mask: draw one in img2img's Inpaint tab (API: 'mask' "
+                          "or FGAT 'mask_image'), or choose mask source 'attention' or 'none'")
+    if error.field == "mask" and error.problem == "aspect":
+        (w, h), (sw, sh) = (error.extra["mw"], error.extra["mh"]), p.init_images[0].size
+        return ValueError(f"the FGAT mask image is {w}x{h}, an aspect ratio neither of the source image ({sw}x{sh})"
+                          + ("" if only_masked(p) else f" nor of the generation ({p.width}x{p.height})")
+                          + ": draw the mask over the source image, at any size of its aspect ratio")
+    if error.field == "mask" and error.problem == "values":
+        return ValueError(str(error.extra["reason"]))
+    return error
 
 
 class FGATRun:
@@ -174,66 +218,20 @@ class FGATRun:
         self._source_latents: dict[int, Tensor] = {}
 
     # ------------------------------------------------------------------------------------------ setup
-    def prepare(self, p) -> None:
-        """Validate everything that can be checked before sampling; write the infotext."""
+    def prepare(self, p: Any) -> None:
+        """Validate everything that can be checked before sampling (`fgat_core.prepare.check_request`, in the
+        WebUI's words); write the infotext."""
         settings, backend = self.settings, self.backend
         backend.check_model(p)
-        seeds = getattr(p, "all_seeds", None) or [p.seed]
-        owned = {"steps": int(p.steps), "guidance_scale": float(p.cfg_scale), "seed": int(seeds[0])}
-        for name, value in owned.items():
-            if name in settings.given and getattr(settings.config, name) != value:
-                raise ValueError(
-                    f"FGAT '{name}' ({getattr(settings.config, name)!r}) differs from the generation's own value "
-                    f"({value!r}): FGAT uses the WebUI's sampling steps, CFG scale and seed; drop '{name}' from "
-                    "the FGAT args or set it on the request itself"
-                )
+        cfg = generation_config(settings, p)
+        prompts = getattr(p, "all_prompts", None) or [p.prompt]  # as sampling will see them (LoRA tags removed)
+        request = Request(cfg, [backend.strip_extra_networks(q) for q in prompts], settings.target_image,
+                          mask=settings.mask_image if cfg.mask_source == "user" else None,
+                          mask_frames=mask_frames(p), host_mask=getattr(p, "image_mask", None) is not None)
         try:
-            cfg = settings.config.replace(**owned)
-        except ValueError as e:  # the generation's own value is outside FGAT's range: name it as the UI does
-            names = {"guidance_scale": "CFG scale", "steps": "sampling steps", "seed": "seed"}
-            name = next((n for n in names if f"FGATConfig.{n} " in str(e)), None)
-            if name is None:
-                raise
-            bounds = re.search(r"must be in (\S+ \S+)", str(e))
-            raise ValueError(f"the generation's {names[name]} {owned[name]!r} is outside what FGAT takes"
-                             + (f" ({bounds.group(1).rstrip(',')})" if bounds else "")
-                             + f": change the {names[name]}") from None
-        try:
-            cfg.window(cfg.steps)  # an empty window or a mask with no steps before it: a clear error now
-        except ValueError as e:
-            if cfg.window_end <= 0.01:  # 0.24 sent where the UI and positional args take percent (24)
-                raise ValueError(f"{e} (window start and end are percentages in the UI and in positional API "
-                                 "args: 24 means 24 %, 0.24 means 0.24 %)") from None
-            raise
-        if settings.target_image is None:
-            raise ValueError(
-                "FGAT is enabled but has no target image: add the image whose appearance to transfer "
-                "(API: 'target_image', base64 PNG/JPEG)"
-            )
-        to_rgb(settings.target_image, "target image")
-        if cfg.mask_source == "user" and settings.mask_image is None and getattr(p, "image_mask", None) is None:
-            raise ValueError(
-                "mask source 'inpaint mask' needs a mask: draw one in img2img's Inpaint tab (API: 'mask' or "
-                "FGAT 'mask_image'), or choose mask source 'attention' or 'none'"
-            )
-        if cfg.mask_source == "user" and settings.mask_image is not None:  # its size and values, before sampling
-            mask = mask_from_image(settings.mask_image)  # its values
-            size, source = settings.mask_image.size, p.init_images[0].size
-            # the source's frame (resized or cropped with the source), or, except for 'Only masked', the
-            # generation's
-            frames = [source] if only_masked(p) else [source, (p.width, p.height)]
-            if not any(same_aspect(size, frame) for frame in frames):
-                raise ValueError(
-                    f"the FGAT mask image is {size[0]}x{size[1]}, an aspect ratio neither of the source image "
-                    f"({source[0]}x{source[1]})" + ("" if only_masked(p) else f" nor of the generation "
-                                                    f"({p.width}x{p.height})")
-                    + ": draw the mask over the source image, at any size of its aspect ratio"
-                )
-            prepare_user_mask(mask, (max(1, size[1] // 8), max(1, size[0] // 8)))
-        prompts = getattr(p, "all_prompts", None) or [p.prompt]
-        if cfg.mask_source == "attention":  # every batch's prompt, as sampling will see it (LoRA tags removed)
-            for prompt in dict.fromkeys(backend.strip_extra_networks(q) for q in prompts):
-                mask_token_positions(backend, p, prompt, cfg.mask_word)
+            check_request(request, lambda prompt, word: mask_token_positions(backend, p, prompt, word))
+        except (ConfigError, InputError) as e:
+            raise in_webui_words(e, p, cfg) from None
         self.config = cfg
         note = sampler_note(p, cfg.steps)
         extras = dict(target_prompt=settings.target_prompt, target_hash=image_hash(settings.target_image),
@@ -421,8 +419,10 @@ class FGATRun:
         return nmask[0] if nmask.dim() == 3 else nmask.reshape(nmask.shape[-2:])
 
     # ------------------------------------------------------------------------------------------ results
-    def diagnostic_images(self, p) -> list[Image.Image]:
-        from .diagnostics import correspondence_image, mask_overlay
+    def diagnostic_images(self, p: Any) -> list[Image.Image]:
+        """Per image: the mask over the source as FGAT saw it, and the target rearranged by the correspondence
+        (the same panels as the CLI's diagnostics sheet, from `fgat_core.diagnostics`)."""
+        from fgat_core.diagnostics import mask_overlay, warp_by_correspondence
 
         out: list[Image.Image] = []
         target = to_rgb(self.settings.target_image, "target image")
@@ -432,7 +432,7 @@ class FGATRun:
             size = (row.latent_size[1] * f, row.latent_size[0] * f)
             out.append(mask_overlay(fit_to(source, size), row.mask))
             if row.correspondence is not None:
-                out.append(correspondence_image(fit_to(target, size), row.correspondence, row.latent_size))
+                out.append(warp_by_correspondence(fit_to(target, size), row.correspondence, row.latent_size))
         return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -88,7 +88,6 @@ def _problems(store, lead: str = "") -> str:
 class FGATUI:
     controls: list[Any]  # in CONTROLS order: the script's args
     infotext_fields: list[tuple[Any, Callable]]
-    preset_components: dict[str, Any] = field(default_factory=dict)
 
 
 def _component(control: Control) -> Any:
@@ -174,12 +173,7 @@ def build_ui(actions: PresetActions) -> FGATUI:
     refresh.click(fn=on_refresh, inputs=[], outputs=[preset, status])
 
     infotext_fields = [(by_name[c.name], partial(paste_value, c)) for c in CONTROLS if c.kind != "image"]
-    return FGATUI(
-        controls=controls,
-        infotext_fields=infotext_fields,
-        preset_components={"preset": preset, "refresh": refresh, "name": preset_name, "save": save,
-                           "delete": delete, "status": status},
-    )
+    return FGATUI(controls=controls, infotext_fields=infotext_fields)
 
 
 def _control(name: str) -> Control:

@@ -1,4 +1,5 @@
-"""End-to-end engine checks on the tiny model: identities, reconstruction, counts, errors."""
+"""End-to-end engine checks on the tiny model: identities, reconstruction, counts, errors, and that a run
+which fails or is interrupted at any stage leaves the model as it was."""
 
 import subprocess
 import sys
@@ -7,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from fgat_core import FGATConfig, FGATInputs, run_fgat
+from fgat_core.config import FGATConfig
 from fgat_core.diffusers_host import DiffusersDenoiser
-from fgat_core.engine import ddim_sample
-from fgat_core.mask import word_token_indices
+from fgat_core.engine import FGATInputs, FGATInterrupted, ddim_sample, run_fgat
+from fgat_core.mask import AttentionRecorder, word_token_indices
 from fgat_core.schedule import Schedule, v_from_eps
 
 SRC_PROMPT, TAR_PROMPT = "a photo of a cat sitting on grass", "a photo of a dog"
@@ -278,3 +279,161 @@ def test_the_attention_mask_costs_one_explicit_call_only_when_the_window_starts_
     assert cfg.window(10)[0] == (1 if mask_calls else 3)
     st = run_fgat(tiny_pipe.host, inputs, cfg).stats
     assert (st["mask"].calls, st["mask"].rows) == (mask_calls, mask_calls)
+
+
+CFG = FGATConfig(steps=6)  # few steps: the fault tests below rerun the engine often
+
+
+def module_hooks(*models) -> int:
+    """Forward / pre-forward / backward hooks on every submodule, plus torch's global module hooks."""
+    n = 0
+    for model in models:
+        for m in model.modules():
+            n += len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+    g = torch.nn.modules.module
+    return n + len(g._global_forward_hooks) + len(g._global_forward_pre_hooks)
+
+
+# ============================================================================ faults leave nothing behind
+@pytest.fixture(scope="module")
+def small(tiny_pipe, example_images):
+    """FGAT inputs at 64x64 pixels (an 8x8 latent), built once: the fault tests rerun the engine often."""
+    src, tar = (im.resize((64, 64)) for im in example_images)
+    return FGATInputs(
+        source_latent=tiny_pipe.encode_image(src), target_latent=tiny_pipe.encode_image(tar),
+        source_cond=tiny_pipe.encode_prompt(SRC_PROMPT), target_cond=tiny_pipe.encode_prompt(TAR_PROMPT),
+        uncond=tiny_pipe.encode_prompt(""), mask_tokens=word_token_indices(SRC_PROMPT, "cat", tiny_pipe.tokens),
+    )
+
+
+@pytest.fixture(scope="module")
+def probe(tiny_pipe):
+    """A fixed UNet call whose output must not change after any failed run."""
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(1, 4, 8, 8, generator=g)
+    cond = tiny_pipe.encode_prompt(SRC_PROMPT)
+    t = torch.tensor([500])
+
+    def run() -> torch.Tensor:
+        with torch.no_grad():
+            return tiny_pipe.host.eps(x, t, cond).clone()
+
+    return run
+
+
+def _state(pipe):
+    mods = pipe._modules()
+    return {
+        "hooks": module_hooks(*mods),
+        "grad": torch.is_grad_enabled(),
+        "inference": torch.is_inference_mode_enabled(),
+        "rng": torch.get_rng_state(),
+        "training": [m.training for model in mods for m in model.modules()],
+        "requires_grad": [p.requires_grad for model in mods for p in model.parameters()],
+    }
+
+
+def _assert_same_state(after, before, where: str) -> None:
+    assert after["hooks"] == before["hooks"], f"hooks left behind after {where}"
+    assert after["grad"] == before["grad"] and after["inference"] == before["inference"], f"grad mode, {where}"
+    assert torch.equal(after["rng"], before["rng"]), f"global RNG state changed after {where}"
+    assert after["training"] == before["training"], f"train/eval flags changed after {where}"
+    assert after["requires_grad"] == before["requires_grad"], f"requires_grad changed after {where}"
+
+
+def _stage_of(event, cfg: FGATConfig) -> str:
+    """inversion / before / inside / after the window, from a progress event."""
+    stage, done, total = event
+    if stage != "sampling":
+        return stage
+    start, end = cfg.window()
+    i = cfg.steps - total + done - 1  # sampling covers the last `total` steps
+    return "before" if i < start else "inside" if i < end else "after"
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        FGATConfig(steps=6),  # direct: sampling starts at the window
+        FGATConfig(steps=6, inversion="ddim"),  # samples from step 0: steps before the window
+        FGATConfig(steps=3, inversion="null-text", null_text_steps=2),  # autograd inside
+    ],
+    ids=["direct", "ddim", "null-text"],
+)
+def test_interrupt_at_every_stage_leaves_the_model_as_it_was(tiny_pipe, small, probe, cfg):
+    events: list[tuple[str, int, int]] = []
+    before, plain = _state(tiny_pipe), probe()
+    full = run_fgat(tiny_pipe.host, small, cfg, progress=lambda *e: events.append(e))
+    stages = [_stage_of(e, cfg) for e in events]
+    expected = {"inversion", "inside", "after"} | ({"before"} if cfg.inversion != "direct" else set())
+    assert set(stages) == expected
+    # the first and the last event of every stage
+    picks = sorted({stages.index(s) for s in expected} | {len(stages) - 1 - stages[::-1].index(s) for s in expected})
+    for k in picks:
+        seen = []
+
+        def stop(*e, k=k, seen=seen):
+            seen.append(e)
+            if len(seen) == k + 1:
+                raise FGATInterrupted("Interrupted")
+
+        with pytest.raises(FGATInterrupted):
+            run_fgat(tiny_pipe.host, small, cfg, progress=stop)
+        _assert_same_state(_state(tiny_pipe), before, f"an interrupt at {stages[k]} event {events[k]}")
+    assert torch.equal(probe(), plain)
+    assert torch.equal(run_fgat(tiny_pipe.host, small, cfg).latent, full.latent)
+
+
+@pytest.mark.parametrize(
+    "where,error", [("eps", torch.cuda.OutOfMemoryError), ("features", RuntimeError)], ids=["eps", "features"]
+)
+def test_out_of_memory_at_every_unet_call_leaves_the_model_as_it_was(tiny_pipe, small, probe, where, error,
+                                                                   monkeypatch):
+    host = tiny_pipe.host
+    original = getattr(host, where)
+    calls = [0]
+    fail_at = [-1]
+
+    def wrapped(*a, **kw):
+        calls[0] += 1
+        if calls[0] == fail_at[0]:
+            raise error("CUDA out of memory. Tried to allocate 20.00 MiB")
+        return original(*a, **kw)
+
+    monkeypatch.setattr(host, where, wrapped)
+    full = run_fgat(host, small, CFG)
+    total = calls[0]
+    assert total >= 1
+    before, plain = _state(tiny_pipe), probe()
+    for k in range(1, total + 1):
+        calls[0], fail_at[0] = 0, k
+        with pytest.raises(error, match="out of memory"):
+            run_fgat(host, small, CFG)
+        _assert_same_state(_state(tiny_pipe), before, f"out of memory at {where} call {k} of {total}")
+    fail_at[0] = -1
+    assert torch.equal(probe(), plain)
+    assert torch.equal(run_fgat(host, small, CFG).latent, full.latent)
+
+
+def test_exception_inside_the_attention_hook_removes_every_hook(tiny_pipe, small, probe, monkeypatch):
+    before, plain = _state(tiny_pipe), probe()
+
+    def k_hook(self, i, heads):
+        def hook(*_):
+            if self.active:
+                raise RuntimeError("boom inside the attention hook")
+
+        return hook
+
+    monkeypatch.setattr(AttentionRecorder, "_k_hook", k_hook)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_fgat(tiny_pipe.host, small, CFG)
+    _assert_same_state(_state(tiny_pipe), before, "an exception in a hook")
+    assert torch.equal(probe(), plain)
+
+
+def test_a_successful_run_leaves_global_state_alone(tiny_pipe, small):
+    before = _state(tiny_pipe)
+    run_fgat(tiny_pipe.host, small, CFG.replace(inversion="null-text", steps=3, null_text_steps=2))
+    run_fgat(tiny_pipe.host, small, CFG)
+    _assert_same_state(_state(tiny_pipe), before, "successful runs")

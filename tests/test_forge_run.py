@@ -1,10 +1,12 @@
-"""FGAT generations inside the fake Forge: the run goes through Forge's memory management, and a generation
-that succeeds, fails or is interrupted (at any stage, null-text included) leaves Forge exactly as it was:
-no hooks, no patched UnetPatcher, no sampler takeover, weights back to Forge's inference tensors, and the
-next plain generation identical to one made before."""
+"""FGAT generations inside the fake Forge and the fake Forge Neo (the `forge` fixture runs each test in both):
+the run goes through Forge's memory management, and a generation that succeeds, fails or is interrupted (at
+any stage, null-text included) leaves Forge exactly as it was: no hooks, no patched UnetPatcher, no sampler
+takeover, weights back to Forge's inference tensors, and the next plain generation identical to one made
+before."""
 
 import pytest
 import torch
+from conftest import webui_fixture
 from fake_forge.harness import fake_forge
 
 from fgat_webui.run import FGATError
@@ -14,10 +16,8 @@ PROMPT, TARGET_PROMPT = "a photo of a cat", "a photo of a dog"
 STEPS = 8
 
 
-@pytest.fixture(scope="module")
-def forge(tiny_pipe):
-    with fake_forge(tiny_pipe) as w:
-        yield w
+# a fake of each WebUI on Forge 2's engine: Forge, and Forge Neo (test_neo_run.py has Neo's own tests)
+forge = webui_fixture("forge", "neo", name="forge")
 
 
 def _fgat(forge, target, **values):

@@ -1,44 +1,26 @@
-"""The script inside the fake Forge without generating: every test of test_webui_ui.py that drives the WebUI
-(UI build, API default args, presets through the UI's event handlers, infotext paste-back, X/Y/Z axes) is
-collected here again and run unchanged against the fake Forge, whose `webui` fixture replaces the A1111 one.
+"""The script inside the fake Forge without generating, what only Forge shows (test_webui_ui.py runs in every
+fake WebUI, Forge included): FGAT detects Forge by the model, and the UI code's gradio API.
 
 The UI is built with the venv's gradio 3.41 (A1111's pin); Forge 2.x runs gradio 4.40, which cannot be
 installed beside it. What can be checked here is that the UI code uses only the API both versions share."""
 
 import ast
-import inspect
 from pathlib import Path
 
 import pytest
-import test_webui_ui as _a1111
-from fake_forge.harness import fake_forge
-
-from fgat_webui import PRESETS_ENV
+from conftest import webui_fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 
-for _name, _test in vars(_a1111).items():
-    if _name.startswith("test_") and "webui" in inspect.signature(_test).parameters:
-        globals()[_name] = _test  # collected again in this module, with this module's `webui` fixture
+
+webui = webui_fixture("forge")
 
 
-@pytest.fixture(scope="module")
-def webui(tiny_pipe, tmp_path_factory):
-    presets = tmp_path_factory.mktemp("presets")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(PRESETS_ENV, str(presets))
-        with fake_forge(tiny_pipe) as w:
-            w.presets_dir = presets
-            yield w
-
-
-def test_the_forge_tests_really_run_in_forge(webui):
+def test_forge_is_detected_by_the_model_it_loads(webui):
     from fgat_webui.backend import detect_backend
 
     assert hasattr(webui.sd_model, "forge_objects") and not hasattr(webui.sd_model, "apply_model")
     assert detect_backend().name == "Forge"
-    reused = [n for n, f in globals().items() if n.startswith("test_") and f.__module__ == _a1111.__name__]
-    assert len(reused) >= 5
 
 
 # gradio 3.41-only API (removed or renamed in gradio 4): what the UI code must not use

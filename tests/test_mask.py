@@ -1,11 +1,16 @@
-"""The attention mask: a synthetic attention blob, thresholding, token positions, user masks."""
+"""The attention mask: a synthetic attention blob, thresholding, token positions, user masks; the mask word in
+odd prompts (empty, without letters, beyond the token limit) and user masks through the pipeline."""
 
 import math
+import re
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
+from fgat_core.config import FGATConfig
 from fgat_core.host import AttentionLayer
 from fgat_core.mask import (
     AttentionRecorder,
@@ -14,6 +19,7 @@ from fgat_core.mask import (
     threshold_mask,
     word_token_indices,
 )
+from fgat_core.tiny import DEMO_WORDS, tiny_tokenizer
 
 
 def _blob(h, w, cy, cx, r):
@@ -158,3 +164,119 @@ def test_word_token_indices_with_a_real_bpe_tokenizer(tiny_pipe):
         word_token_indices("a photo of a cat", "dog", tok)
     with pytest.raises(ValueError, match="source prompt is empty"):
         word_token_indices("  ", "", tok)
+
+
+CFG = FGATConfig(steps=6)  # the pipeline tests below: few steps
+SRC_PROMPT, TAR_PROMPT = "a photo of a cat sitting on grass", "a photo of a dog"
+
+
+# ============================================================================ prompts and the mask word
+@pytest.mark.parametrize("prompt, says", [("", "is empty"), ("   ", "is empty"),
+                                          (" , ! ", "' , ! ' has no word with letters"),
+                                          ("!!!", "'!!!' has no word with letters")])
+def test_empty_source_prompt_with_attention_mask_says_what_to_do(tiny_pipe, example_images, prompt, says):
+    """A prompt of punctuation is not called empty: the message quotes it and says what it lacks."""
+    with pytest.raises(ValueError, match=f"the source prompt {re.escape(says)}.*mask source 'user' or 'none'"):
+        tiny_pipe.transfer(*example_images, prompt, TAR_PROMPT, CFG)
+
+
+def test_empty_prompts_are_fine_where_no_word_is_needed(tiny_pipe, example_images):
+    a = tiny_pipe.transfer(*example_images, "", "", CFG.replace(mask_source="none"))
+    b = tiny_pipe.transfer(*example_images, SRC_PROMPT, "", CFG)
+    assert torch.isfinite(a.latent).all() and torch.isfinite(b.latent).all()
+    assert not torch.equal(a.latent, b.latent)  # the prompts did reach the model
+
+
+def test_mask_word_not_in_prompt_lists_the_prompts_words(tiny_pipe, example_images):
+    with pytest.raises(ValueError) as e:
+        tiny_pipe.transfer(*example_images, "a photo of a cat, sitting", TAR_PROMPT, CFG.replace(mask_word="cats"))
+    msg = str(e.value)
+    assert "'cats' is not in the source prompt" in msg
+    assert msg.endswith("a, photo, of, cat, sitting")
+
+
+def _token_tokenizer():
+    return tiny_tokenizer(tuple(DEMO_WORDS) + ("((", "))", "!!"))
+
+
+@pytest.mark.parametrize(
+    "prompt,word",
+    [
+        ("a photo of a cat", "cat"),
+        ("a photo of a cat", ""),  # empty word: the last word
+        ("A Photo of a CAT on grass", "cat"),
+        ("a zebra on grass", "zebra"),  # not in the vocabulary: spelled in several tokens
+        ("wow!! a ((cat)) on grass", "cat"),  # punctuation runs merge into one token
+        ("a red car, a blue car", "blue car"),
+    ],
+)
+def test_mask_token_positions_spell_the_word(prompt, word):
+    tok = _token_tokenizer()
+    pos = word_token_indices(prompt, word, tok.tokenize)
+    ids = tok(prompt).input_ids
+    spelled = "".join(tok.convert_ids_to_tokens([ids[p] for p in pos])).replace("</w>", " ").split()
+    want = (word or prompt.split()[-1]).lower().split()
+    assert spelled == want
+    assert pos == list(range(pos[0], pos[0] + len(pos)))  # one contiguous run
+
+
+def test_mask_word_beyond_the_token_limit_is_an_error():
+    tok = _token_tokenizer()
+    prompt = " ".join(["grass"] * 80) + " cat"
+    with pytest.raises(ValueError, match="beyond the first 75 tokens.*move it earlier"):
+        word_token_indices(prompt, "cat", tok.tokenize)
+    assert word_token_indices("a cat " + " ".join(["grass"] * 80), "cat", tok.tokenize) == [2]
+
+
+# ============================================================================ masks
+def test_attention_mask_that_thresholds_to_nothing_falls_back_and_says_so(tiny_pipe, example_images, monkeypatch):
+    none = tiny_pipe.transfer(*example_images, SRC_PROMPT, TAR_PROMPT, CFG.replace(mask_source="none"))
+    for empty in (torch.zeros, lambda s: torch.full(s, float("nan"))):
+        monkeypatch.setattr(AttentionRecorder, "mean_map", lambda self, e=empty: e(self.latent_size))
+        out = tiny_pipe.transfer(*example_images, SRC_PROMPT, TAR_PROMPT, CFG)
+        assert any("thresholded to nothing" in m and "whole image" in m for m in out.messages)
+        assert (out.result.mask == 1).all()
+        assert torch.equal(out.latent, none.latent)  # M = 1 exactly as with mask source 'none'
+
+
+def test_threshold_mask_of_empty_or_broken_maps_is_empty():
+    for m in (torch.zeros(8, 8), torch.full((8, 8), float("nan")), -torch.ones(8, 8)):
+        assert threshold_mask(m).sum() == 0
+
+
+def test_user_mask_of_same_aspect_is_area_resized():
+    rng = np.random.default_rng(10)
+    m = rng.random((32, 64)).astype(np.float32)
+    out = prepare_user_mask(torch.from_numpy(m), (8, 16))
+    expected = m.reshape(8, 4, 16, 4).mean(axis=(1, 3))  # 4x4 block means
+    assert np.allclose(out.numpy(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (64, 16)])
+def test_user_mask_of_other_aspect_is_rejected(shape):
+    with pytest.raises(ValueError, match="other aspect ratio.*same aspect ratio as the source"):
+        prepare_user_mask(torch.ones(shape), (8, 16))
+
+
+def test_user_mask_through_the_pipeline(tiny_pipe, example_images):
+    cfg = CFG.replace(mask_source="user")
+    half = np.zeros((256, 256), np.uint8)
+    half[:, 128:] = 255
+    out = tiny_pipe.transfer(*example_images, SRC_PROMPT, TAR_PROMPT, cfg, mask=Image.fromarray(half))
+    h, w = out.latent.shape[-2:]
+    expected = np.zeros((h, w))
+    expected[:, w // 2:] = 1
+    assert np.allclose(out.result.mask.numpy(), expected)
+    with pytest.raises(ValueError, match="aspect ratio"):
+        tiny_pipe.transfer(*example_images, SRC_PROMPT, TAR_PROMPT, cfg, mask=Image.new("L", (256, 128), 255))
+    with pytest.raises(ValueError, match="no mask image was given"):
+        tiny_pipe.transfer(*example_images, SRC_PROMPT, TAR_PROMPT, cfg)
+
+
+def test_all_black_user_mask_changes_nothing_and_says_so(tiny_pipe, example_images):
+    cfg = CFG.replace(mask_source="user")
+    black = Image.new("L", (128, 128), 0)
+    out = tiny_pipe.transfer(*example_images, SRC_PROMPT, TAR_PROMPT, cfg, mask=black)
+    recon = tiny_pipe.transfer(*example_images, SRC_PROMPT, TAR_PROMPT, cfg, transfer=False, mask=black)
+    assert any("all black" in m for m in out.messages)
+    assert torch.allclose(out.latent, recon.latent, atol=1e-5)

@@ -1,31 +1,19 @@
-"""Generations through the fake Forge Neo: every test of test_webui_generation.py (API dict and positional args,
-infotext round trip, sampler policy, X/Y/Z plot, batches, masks, errors, progress and Interrupt/Skip at every
-stage) is collected here again and run unchanged against the fake Neo, whose `webui` fixture replaces the A1111
-one (as test_forge_generation.py does for Forge). The unsupported-model tests are Neo's own: Neo names its
-architectures by engine class (backend/diffusion_engine/*.py)."""
+"""Generations through the fake Forge Neo that only Neo shows: it names its architectures by engine class
+(backend/diffusion_engine/*.py), and Forge 1.x backends are refused. The tests every WebUI shares (Neo included)
+are in test_webui_generation.py."""
 
-import inspect
 import re
 
 import pytest
-import test_webui_generation as _a1111
-from fake_neo.harness import fake_neo
-from test_webui_generation import _fgat
+from conftest import webui_fixture
+from test_webui_generation import PROMPT, STEPS, _fgat
 
 from fgat_webui.run import FGATError
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-A1111_ONLY = {"test_unsupported_models_are_refused"}
-
-for _name, _test in vars(_a1111).items():
-    if _name.startswith("test_") and _name not in A1111_ONLY and "webui" in inspect.signature(_test).parameters:
-        globals()[_name] = _test  # collected again in this module, with this module's `webui` fixture
 
 
-@pytest.fixture(scope="module")
-def webui(tiny_pipe):
-    with fake_neo(tiny_pipe) as w:
-        yield w
+webui = webui_fixture("neo")
 
 
 # Neo 3df257ae backend/diffusion_engine/<file>: class <name>(ForgeDiffusionEngine), none an SD 1.5 / SDXL one
@@ -43,7 +31,7 @@ def test_neo_architectures_fgat_cannot_run_are_named(webui, images, monkeypatch,
     monkeypatch.setattr(webui.sd_model, "is_sd1", False)  # fix_for_webui_backward_compatibility leaves it False
     message = rf"is a {re.escape(family)} model, which FGAT does not support.*SD 1\.5 or SDXL"
     with pytest.raises(FGATError, match=message):
-        webui.img2img(src, _a1111.PROMPT, _fgat(webui, tar), steps=_a1111.STEPS)
+        webui.img2img(src, PROMPT, _fgat(webui, tar), steps=STEPS)
     assert webui.latents == []  # refused before anything was sampled
 
 
@@ -56,7 +44,7 @@ def test_unsupported_sd_models_are_refused_in_neo(webui, images, monkeypatch, at
     owner = webui.unet_patcher.model.predictor if attribute == "prediction_type" else webui.sd_model
     monkeypatch.setattr(owner, attribute, value)
     with pytest.raises(FGATError, match=message):
-        webui.img2img(src, _a1111.PROMPT, _fgat(webui, tar), steps=_a1111.STEPS)
+        webui.img2img(src, PROMPT, _fgat(webui, tar), steps=STEPS)
 
 
 def test_forge_1x_backends_get_a_message_naming_the_supported_webuis(webui, images, monkeypatch):
@@ -75,7 +63,7 @@ def test_forge_1x_backends_get_a_message_naming_the_supported_webuis(webui, imag
     message = r"supports AUTOMATIC1111 1\.10\.x, Forge 2\.x .* and Forge Neo.*Forge 1\.x backend"
     with pytest.raises(ValueError, match=message):
         detect_backend()
-    p = webui.make_p(src, _a1111.PROMPT, steps=_a1111.STEPS)
+    p = webui.make_p(src, PROMPT, steps=STEPS)
     run = start_run(p, _fgat(webui, tar))
     x = torch.zeros(1, 4, 8, 8)
     with pytest.raises(FGATError, match=message):

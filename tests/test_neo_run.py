@@ -1,18 +1,16 @@
-"""FGAT generations inside the fake Forge Neo.
+"""FGAT generations inside the fake Forge Neo, what only Neo shows.
 
-Every test of test_forge_run.py that takes its `forge` fixture is collected here again with this module's `forge`
-fixture, a fake Neo: FGAT runs between `sampling_prepare` and `sampling_cleanup`, reloads a UNet that encoding
+test_forge_run.py's tests run in the fake Neo as well (its `forge` fixture is parametrised over Forge and Neo):
+FGAT runs between `sampling_prepare` and `sampling_cleanup`, reloads a UNet that encoding
 offloaded (low VRAM), lets other extensions' block modifiers see Neo's transformer_options, and a generation that
 succeeds, fails or is interrupted (null-text included) leaves Neo exactly as it was, the next plain generation
 bit-identical. Then what is Neo's own: the ComfyUI-port patcher's weight patches and LoRA apply to FGAT's UNet
 calls, the target encode is the posterior mean without drawing a random number, and a failed run on a
 zero-terminal-SNR model leaves the schedule as it was."""
 
-import inspect
-
 import pytest
-import test_forge_run as _forge
 import torch
+from conftest import webui_fixture
 from fake_neo.harness import fake_neo
 from test_forge_run import PROMPT, STEPS, _fgat, _state
 
@@ -20,15 +18,7 @@ from fgat_webui.run import FGATError
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-for _name, _test in vars(_forge).items():
-    if _name.startswith("test_") and "forge" in inspect.signature(_test).parameters:
-        globals()[_name] = _test  # collected again in this module, with this module's `forge` fixture
-
-
-@pytest.fixture(scope="module")
-def forge(tiny_pipe):
-    with fake_neo(tiny_pipe) as w:
-        yield w
+forge = webui_fixture("neo", name="forge")
 
 
 WEIGHT = "diffusion_model.unet.conv_out.weight"  # a KModel state-dict key (the UNet's output conv)

@@ -1,8 +1,9 @@
 """What an API user of a real WebUI meets (issue 10: defects found on a real A1111 1.10.1 and Forge f2.0.1,
 which the fakes now reproduce): a repeatable image, one seed per image, FGAT's notes in the infotext,
 client errors answered as HTTP 422 with the message and one console line, inputs not echoed whole,
-failures named after FGAT, and the X/Y/Z axes on an API-only server. Every test here runs again against
-the fake Forge (test_forge_api_contract.py)."""
+failures named after FGAT, and the X/Y/Z axes on an API-only server. Every test that takes `webui` (or
+`api_only_start`) runs in every fake WebUI (conftest.py: A1111, Forge, Forge Neo); what only Forge or Neo
+shows is in test_forge_api_contract.py."""
 
 import base64
 import io
@@ -12,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_webui.harness import fake_webui
 from PIL import Image
 
 import fgat_webui.run as fgat_run
@@ -25,17 +25,6 @@ STEPS = 8
 PREFIX = "Fine-grained Appearance Transfer"
 NOTES_KEY = "FGAT notes"  # the infotext key API users read (README, Infotext)
 README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-@pytest.fixture(scope="module")
-def webui(tiny_pipe):
-    with fake_webui(tiny_pipe) as w:
-        yield w
-
-
-@pytest.fixture(scope="module")
-def api_only_start():
-    return lambda pipe: fake_webui(pipe, api_only=True)
 
 
 def _b64(img: Image.Image) -> str:

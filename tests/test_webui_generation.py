@@ -1,5 +1,7 @@
-"""Generations through the fake A1111 WebUI: API dict and positional args, infotext round trip, sampler
-policy, X/Y/Z plot, batches, masks, errors, progress and Interrupt/Skip at every stage."""
+"""Generations through every fake WebUI (the `webui` fixture of conftest.py: A1111, Forge, Forge Neo): API dict
+and positional args, infotext round trip, sampler policy, X/Y/Z plot, batches, masks, errors, progress and
+Interrupt/Skip at every stage. What one WebUI does its own way is in test_a1111_generation.py,
+test_forge_generation.py and test_neo_generation.py."""
 
 import base64
 import io
@@ -9,7 +11,6 @@ import os
 import numpy as np
 import pytest
 import torch
-from fake_webui.harness import fake_webui
 from PIL import Image
 
 import fgat_webui.run as fgat_run
@@ -21,12 +22,6 @@ from fgat_webui.run import FGATError
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # gradio 3.41 on new FastAPI
 PROMPT, TARGET_PROMPT = "a photo of a cat", "a photo of a dog"
 STEPS = 8
-
-
-@pytest.fixture(scope="module")
-def webui(tiny_pipe):
-    with fake_webui(tiny_pipe) as w:
-        yield w
 
 
 def _b64(img: Image.Image) -> str:
@@ -355,18 +350,6 @@ def test_ui_errors_abort_with_a_clear_message(webui, images, values, kwargs, mes
     with pytest.raises(FGATError, match=message):
         webui.img2img(src, prompt, args, **{"steps": STEPS, **kwargs})
     assert webui.latents == []
-
-
-@pytest.mark.parametrize(
-    ("attribute", "value", "message"),
-    [("is_sd3", True, "SD3"), ("conditioning_key", "hybrid", "inpainting, depth or instruct-pix2pix")],
-)
-def test_unsupported_models_are_refused(webui, images, monkeypatch, attribute, value, message):
-    src, tar = images
-    owner = webui.sd_model.model if attribute == "conditioning_key" else webui.sd_model
-    monkeypatch.setattr(owner, attribute, value)
-    with pytest.raises(FGATError, match=message):
-        webui.img2img(src, PROMPT, _fgat(webui, tar), steps=STEPS)
 
 
 def test_an_sdxl_refiner_is_refused(webui, images, monkeypatch):

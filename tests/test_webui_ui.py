@@ -1,29 +1,29 @@
-"""The script inside the fake A1111 WebUI without generating: UI build, API default args, presets through the
-UI's own event handlers, infotext paste-back, X/Y/Z axis registration."""
+"""The script inside every fake WebUI (the `webui` fixture of conftest.py: A1111, Forge, Forge Neo) without
+generating: UI build, API default args, presets through the UI's own event handlers, infotext paste-back, X/Y/Z
+axis registration. What only Forge or Neo shows is in test_forge_ui.py and test_neo_ui.py."""
 
 import copy
 import json
 
 import pytest
-from fake_webui.harness import fake_webui
 from PIL import Image
 
 from fgat_core.config import FGATConfig
 from fgat_core.infotext import INFOTEXT_KEY, format_infotext
 from fgat_core.presets import BUILTIN, PresetStore
-from fgat_webui import PRESETS_ENV, TITLE
+from fgat_webui import TITLE
 from fgat_webui.args import CONFIG_CONTROLS, CONTROLS, FGATSettings, ui_value
 from fgat_webui.ui import PresetActions
 
 
-@pytest.fixture(scope="module")
-def webui(tiny_pipe, tmp_path_factory):
-    presets = tmp_path_factory.mktemp("presets")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(PRESETS_ENV, str(presets))
-        with fake_webui(tiny_pipe) as w:
-            w.presets_dir = presets
-            yield w
+def test_each_fake_is_detected_as_the_webui_it_stands_for(webui, webui_name):
+    """The shared tests really run in each WebUI: FGAT picks the backend of the fake that is running."""
+    from conftest import BACKEND_NAMES
+
+    from fgat_webui.backend import detect_backend
+
+    assert detect_backend().name == BACKEND_NAMES[webui_name]
+    assert hasattr(webui.sd_model, "forge_objects") == (webui_name != "a1111")
 
 
 def test_script_is_one_always_on_section_in_img2img_only(webui):
