@@ -81,7 +81,7 @@ def sample_scene(seed: int, category: str | None = None, size: int = IMAGE_SIZE)
     category = category or pick
     if category not in CATEGORIES:
         raise ValueError(f"unknown category {category!r}: pick one of {', '.join(cats)}")
-    scale = float(rng.uniform(0.17, 0.25) * size)
+    scale = float(rng.uniform(0.2, 0.28) * size)
     margin = 1.35 * scale
     center = (float(rng.uniform(margin, size - margin)), float(rng.uniform(margin * 0.8, size - margin * 0.9)))
     flip = bool(rng.integers(2))
