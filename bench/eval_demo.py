@@ -64,6 +64,10 @@ def methods(steps: int, null_text_steps: int) -> dict[str, tuple[str, object]]:
     out["FGAT, inversion at the next timestep (ddim)"] = ("fgat-next", base.replace(inversion="ddim"))
     out["FGAT, ground-truth mask"] = ("fgat-gtmask", base.replace(mask_source="user"))
     out["FGAT, mask from all attention layers"] = ("fgat", base.replace(mask_layers="all"))
+    out["FGAT, mask from the layers at 1/4 of the latent (4x4 grid)"] = ("fgat-mask4", base)
+    out["FGAT, mask threshold 0.5"] = ("fgat", base.replace(mask_threshold=0.5))
+    out["FGAT, window 0.12-0.44 (longer)"] = ("fgat", base.replace(window_start=0.12))
+    out["FGAT, window 0.24-0.64 (longer)"] = ("fgat", base.replace(window_end=0.64))
     out["no transfer (reconstruction)"] = ("none", base)
     out["SDEdit, strength 0.5"] = ("sdedit", 0.5)
     out["SDEdit, strength 0.75"] = ("sdedit", 0.75)
@@ -104,6 +108,20 @@ def next_timestep_inversion():
         yield
     finally:
         engine.ddim_invert = original
+
+
+@contextlib.contextmanager
+def quarter_mask_grid():
+    """Inside: the attention mask averages the layers at 1/4 of the latent even where that grid is under 8x8
+    (the rule before mask.mask_grid's 8-cell floor)."""
+    from fgat_core import mask
+
+    original = mask.MIN_MASK_CELLS
+    mask.MIN_MASK_CELLS = 1
+    try:
+        yield
+    finally:
+        mask.MIN_MASK_CELLS = original
 
 
 # ---------------------------------------------------------------------------------------------- baselines
@@ -161,7 +179,7 @@ def run_method(pipe, kind: str, setting, pair, caches: dict, seed: int):
     if kind == "sdedit":
         return _arr(sdedit(pipe, src, pair.prompt, setting, caches["steps"], seed)), None
     mask = _pil(np.repeat((pair.labels > 0)[..., None].astype(float), 3, 2)) if kind == "fgat-gtmask" else None
-    ctx = next_timestep_inversion() if kind == "fgat-next" else contextlib.nullcontext()
+    ctx = {"fgat-next": next_timestep_inversion, "fgat-mask4": quarter_mask_grid}.get(kind, contextlib.nullcontext)()
     cache = caches.setdefault("next" if kind == "fgat-next" else "own", InversionCache(8))
     with ctx:
         out = pipe.transfer(src, tar, pair.prompt, pair.prompt, setting, mask=mask, transfer=kind != "none",
