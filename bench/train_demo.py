@@ -35,12 +35,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fgat_core.world import CATEGORIES, TRAIN_SEED0, render, sample_scene  # noqa: E402
+from fgat_core.world import CATEGORIES, TRAIN_SEED0, object_mask, render, sample_scene  # noqa: E402
 
 PROMPT_TEMPLATES = ("a photo of a {}", "a {}", "a picture of a {}")
 SD_SCHEDULER = {
@@ -88,11 +89,57 @@ def tokenizer():
 
 
 @torch.no_grad()
-def prompt_table(te, tok) -> tuple[list[str], torch.Tensor]:
-    """Every training prompt (index 0 is the empty prompt) and its context (n, 77, 32)."""
+def prompt_table(te, tok) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """Every training prompt (index 0 is the empty prompt), its context (n, 77, 32) and the position of its
+    category word's token (the last before the end token; -1 for the empty prompt)."""
     prompts = [""] + [t.format(c) for c in sorted(CATEGORIES) for t in PROMPT_TEMPLATES]
     ids = tok(prompts, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
-    return prompts, te(ids)[0]
+    word = torch.tensor([len(tok(p).input_ids) - 2 if p else -1 for p in prompts])
+    return prompts, te(ids)[0], word
+
+
+class WordAttention:
+    """Hooks on every cross-attention layer's to_q / to_k that keep, with gradients, each layer's softmax
+    probability of one context token per batch row (averaged over heads): (B, h, w) maps by grid."""
+
+    def __init__(self, unet) -> None:
+        self.maps: list[torch.Tensor] = []
+        self.tokens: torch.Tensor | None = None
+        self._q: dict[int, torch.Tensor] = {}
+        self.handles = []
+        for i, m in enumerate(m for n, m in unet.named_modules() if n.endswith("attn2")):
+            self.handles.append(m.to_q.register_forward_hook(self._keep_q(i)))
+            self.handles.append(m.to_k.register_forward_hook(self._score(i, m.heads)))
+
+    def _keep_q(self, i):
+        def hook(_m, _inp, out):
+            self._q[i] = out
+        return hook
+
+    def _score(self, i, heads):
+        def hook(_m, _inp, k):
+            q = self._q.pop(i)
+            b, nq, inner = q.shape
+            d = inner // heads
+            qh = q.view(b, nq, heads, d).transpose(1, 2)
+            kh = k.view(b, k.shape[1], heads, d).transpose(1, 2)
+            p = torch.softmax(qh @ kh.transpose(-1, -2) / math.sqrt(d), dim=-1).mean(1)  # (b, nq, nk)
+            side = int(math.isqrt(nq))
+            self.maps.append(p[torch.arange(b), :, self.tokens.clamp(min=0)].view(b, side, side))
+        return hook
+
+
+def attention_loss(maps: list[torch.Tensor], masks: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of each layer's word-attention probability against the object mask at that
+    grid (area fraction > 0.5), over the rows whose prompt names the category; grids under 4x4 (the mid
+    block's 2x2) are left free."""
+    losses = []
+    for m in (m for m in maps if min(m.shape[-2:]) >= 4):
+        target = (F.adaptive_avg_pool2d(masks[:, None].float(), m.shape[-2:])[:, 0] > 0.5).float()
+        p = m.clamp(1e-6, 1 - 1e-6)
+        bce = -(target * p.log() + (1 - target) * (1 - p).log())
+        losses.append(bce[rows].mean())
+    return torch.stack(losses).mean()
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -242,16 +289,18 @@ def stage_cache(args) -> None:
     vae = ema_of("vae", args.work, build_vae())
     rng = np.random.default_rng(args.seed + 7)
     seeds = TRAIN_SEED0 + (1 << 41) + rng.choice(1 << 40, size=args.scenes, replace=False)
-    lats, labels = [], []
+    lats, labels, masks = [], [], []
     for i in range(0, args.scenes, 64):
         scenes = [sample_scene(int(s)) for s in seeds[i : i + 64]]
         x = torch.from_numpy(np.stack([render(s) for s in scenes])).permute(0, 3, 1, 2).float() * 2 - 1
         lats.append(vae.encode(x).latent_dist.mean)
         labels += [sorted(CATEGORIES).index(s.category) for s in scenes]
+        masks += [torch.from_numpy(object_mask(s)) for s in scenes]
         print(f"cache: {min(i + 64, args.scenes)}/{args.scenes}", flush=True) if i % 1024 == 0 else None
     lat = torch.cat(lats)
     scale = float(1.0 / lat.std())
-    save_file({"latents": lat.contiguous(), "labels": torch.tensor(labels)}, str(args.work / "latents.safetensors"))
+    save_file({"latents": lat.contiguous(), "labels": torch.tensor(labels),
+               "masks": torch.stack(masks).to(torch.uint8)}, str(args.work / "latents.safetensors"))
     (args.work / "latents.json").write_text(json.dumps({"scaling_factor": scale, "scenes": args.scenes}))
     print(f"cache: {len(lat)} latents, scaling factor {scale:.4f}", flush=True)
 
@@ -262,11 +311,16 @@ def stage_unet(args) -> None:
     data = load_file(str(args.work / "latents.safetensors"))
     scale = json.loads((args.work / "latents.json").read_text())["scaling_factor"]
     lat, labels = data["latents"] * scale, data["labels"]
-    _, ctx = prompt_table(build_text_encoder(args.seed + 1), tokenizer())
+    if args.attention_weight > 0 and "masks" not in data:
+        raise SystemExit("the latent cache has no object masks (made by an older script): delete "
+                         f"{args.work / 'latents.safetensors'} and run --stage cache again")
+    masks = data.get("masks")
+    _, ctx, word = prompt_table(build_text_encoder(args.seed + 1), tokenizer())
     ac = scaled_linear_alphas_cumprod().float()
     torch.manual_seed(args.seed + 2)
     model = build_unet().train()
     n_t = len(PROMPT_TEMPLATES)
+    watch = WordAttention(model) if args.attention_weight > 0 else None
 
     def loss_fn(unet, rng, step):
         idx = torch.from_numpy(rng.integers(0, len(lat), args.unet_batch))
@@ -277,10 +331,15 @@ def stage_unet(args) -> None:
         noise = torch.randn_like(z0)
         a = ac[t].view(-1, 1, 1, 1)
         zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
+        if watch is not None:
+            watch.maps, watch.tokens = [], word[prompt]
         pred = unet(zt, t, encoder_hidden_states=ctx[prompt]).sample
         snr = a / (1 - a)
         w = torch.clamp(snr, max=5.0) / snr  # min-SNR-5 weighting (eps prediction)
-        return (w * (pred - noise).pow(2)).mean()
+        loss = (w * (pred - noise).pow(2)).mean()
+        if watch is not None and bool((prompt > 0).any()):
+            loss = loss + args.attention_weight * attention_loss(watch.maps, masks[idx], prompt > 0)
+        return loss
 
     train_loop("unet", args.work, model, args.unet_steps, 1e-3, loss_fn, args.seed + 3, 0.999)
 
@@ -328,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenes", type=int, default=6000)
     p.add_argument("--unet-steps", type=int, default=6000)
     p.add_argument("--unet-batch", type=int, default=32)
+    p.add_argument("--attention-weight", type=float, default=0.02,
+                   help="weight of the word-attention loss (0: none; see the module docstring)")
     p.add_argument("--decoder-steps", type=int, default=1200)
     p.add_argument("--decoder-batch", type=int, default=8)
     args = p.parse_args(argv)

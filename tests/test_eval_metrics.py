@@ -123,3 +123,12 @@ def test_next_timestep_host_shifts_each_level_to_the_next_noisier_one():
     host = _eval_demo().NextTimestepHost(Host(), sched)
     host.eps(torch.zeros(3), torch.tensor([0, 1, 801]), {})
     assert seen == [[1, 101, 901]]
+
+
+def test_quarter_mask_grid_experiment_restores_the_8_cell_floor():
+    from fgat_core.mask import mask_grid
+
+    assert mask_grid((16, 16)) == (8, 8)
+    with _eval_demo().quarter_mask_grid():
+        assert mask_grid((16, 16)) == (4, 4) and mask_grid((64, 64)) == (16, 16)
+    assert mask_grid((16, 16)) == (8, 8)
