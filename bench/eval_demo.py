@@ -64,8 +64,11 @@ def methods(steps: int, null_text_steps: int) -> dict[str, tuple[str, object]]:
     out["FGAT, inversion at the next timestep (ddim)"] = ("fgat-next", base.replace(inversion="ddim"))
     out["FGAT, ground-truth mask"] = ("fgat-gtmask", base.replace(mask_source="user"))
     out["FGAT, mask from all attention layers"] = ("fgat", base.replace(mask_layers="all"))
-    out["FGAT, mask from the layers at 1/4 of the latent (4x4 grid)"] = ("fgat-mask4", base)
+    out["FGAT, mask from the layers at 1/2 of the latent (8x8 grid)"] = ("fgat-mask8", base)
     out["FGAT, mask threshold 0.5"] = ("fgat", base.replace(mask_threshold=0.5))
+    out["FGAT, mask not dilated"] = ("fgat", base.replace(mask_dilate=0))
+    out["FGAT, guidance scale 3"] = ("fgat", base.replace(guidance_scale=3.0))
+    out["FGAT, guidance scale 1 (no guidance)"] = ("fgat", base.replace(guidance_scale=1.0))
     out["FGAT, window 0.12-0.44 (longer)"] = ("fgat", base.replace(window_start=0.12))
     out["FGAT, window 0.24-0.64 (longer)"] = ("fgat", base.replace(window_end=0.64))
     out["no transfer (reconstruction)"] = ("none", base)
@@ -111,17 +114,22 @@ def next_timestep_inversion():
 
 
 @contextlib.contextmanager
-def quarter_mask_grid():
-    """Inside: the attention mask averages the layers at 1/4 of the latent even where that grid is under 8x8
-    (the rule before mask.mask_grid's 8-cell floor)."""
-    from fgat_core import mask
+def half_mask_grid():
+    """Inside: the attention mask averages the layers at 1/2 of the latent (8x8 at 64 px) instead of 1/4."""
+    from fgat_core.mask import AttentionRecorder, downsampled_size
 
-    original = mask.MIN_MASK_CELLS
-    mask.MIN_MASK_CELLS = 1
+    original = AttentionRecorder.__init__
+
+    def init(self, layers, tokens, latent_size, which="quarter"):
+        original(self, layers, tokens, latent_size, which)
+        if which == "quarter":
+            self.grids = [downsampled_size(latent_size, 2)]
+
+    AttentionRecorder.__init__ = init
     try:
         yield
     finally:
-        mask.MIN_MASK_CELLS = original
+        AttentionRecorder.__init__ = original
 
 
 # ---------------------------------------------------------------------------------------------- baselines
@@ -179,7 +187,7 @@ def run_method(pipe, kind: str, setting, pair, caches: dict, seed: int):
     if kind == "sdedit":
         return _arr(sdedit(pipe, src, pair.prompt, setting, caches["steps"], seed)), None
     mask = _pil(np.repeat((pair.labels > 0)[..., None].astype(float), 3, 2)) if kind == "fgat-gtmask" else None
-    ctx = {"fgat-next": next_timestep_inversion, "fgat-mask4": quarter_mask_grid}.get(kind, contextlib.nullcontext)()
+    ctx = {"fgat-next": next_timestep_inversion, "fgat-mask8": half_mask_grid}.get(kind, contextlib.nullcontext)()
     cache = caches.setdefault("next" if kind == "fgat-next" else "own", InversionCache(8))
     with ctx:
         out = pipe.transfer(src, tar, pair.prompt, pair.prompt, setting, mask=mask, transfer=kind != "none",
@@ -258,6 +266,24 @@ def markdown_table(summary: dict, n: int, steps: int) -> str:
     return "\n".join(lines)
 
 
+def paired(rows: list[dict], names: list[str], base: str, key: str = "appearance") -> str:
+    """Per method, the per-pair difference of `key` against `base`: mean ± standard error, share of pairs lower."""
+    if base not in names:
+        return ""
+    lines = [f"| Method | Δ {key} vs {base} (mean ± s.e.) | pairs lower |", "|---|---|---|"]
+    for name in names:
+        if name == base:
+            continue
+        d = np.array([r["scores"][name][key] - r["scores"][base][key] for r in rows
+                      if key in r["scores"][name] and key in r["scores"][base]], dtype=np.float64)
+        d = d[np.isfinite(d)]
+        if len(d) < 2:
+            continue
+        lines.append(f"| {name} | {d.mean():+.4f} ± {d.std(ddof=1) / math.sqrt(len(d)):.4f} | "
+                     f"{(d < 0).mean() * 100:.0f} % |")
+    return "\n".join(lines)
+
+
 def figure(rows: list[dict], path: Path, scale: int = 2) -> None:
     cols = ["source", "target", "truth", *[m for m in FIGURE_METHODS if m in rows[0]["images"]]]
     tiles = [[np.asarray(r["images"][c], dtype=np.uint8) for c in cols] for r in rows if r["images"]]
@@ -306,6 +332,9 @@ def write_report(rows: list[dict], names: list[str], args, t0: float) -> str:
     md = markdown_table(summary, len(rows), args.steps)
     md += (f"\n\nTarget x0 along its inversion (window levels, decoded), mean abs error against the target: "
            f"own timestep {x0['own']:.3f}, next timestep {x0['next']:.3f}.\n")
+    for base in ("no transfer (reconstruction)", "FGAT (defaults)"):
+        table = paired(rows, names, base)
+        md += f"\nPaired over the pairs, appearance error against {base}:\n\n{table}\n" if table else ""
     (args.out / "table.md").write_text(md)
     (args.out / "results.json").write_text(json.dumps(
         {"pairs": len(rows), "steps": args.steps, "summary": summary, "target_x0": x0,

@@ -125,10 +125,24 @@ def test_next_timestep_host_shifts_each_level_to_the_next_noisier_one():
     assert seen == [[1, 101, 901]]
 
 
-def test_quarter_mask_grid_experiment_restores_the_8_cell_floor():
-    from fgat_core.mask import mask_grid
+def test_half_mask_grid_experiment_records_the_8x8_layers_and_restores_the_default():
+    from torch import nn
 
-    assert mask_grid((16, 16)) == (8, 8)
-    with _eval_demo().quarter_mask_grid():
-        assert mask_grid((16, 16)) == (4, 4) and mask_grid((64, 64)) == (16, 16)
-    assert mask_grid((16, 16)) == (8, 8)
+    from fgat_core.host import AttentionLayer
+    from fgat_core.mask import AttentionRecorder
+
+    layer = [AttentionLayer("l", nn.Identity(), nn.Identity(), 1)]
+    with _eval_demo().half_mask_grid():
+        assert AttentionRecorder(layer, [1], (16, 16), "quarter").grids == [(8, 8)]
+        assert len(AttentionRecorder(layer, [1], (16, 16), "all").grids) == 5
+    assert AttentionRecorder(layer, [1], (16, 16), "quarter").grids == [(4, 4)]
+
+
+def test_paired_differences_mean_standard_error_and_share_lower():
+    pairs = ((1.0, 0.5), (1.0, 0.7), (1.0, 1.3))
+    rows = [{"scores": {"a": {"appearance": x}, "b": {"appearance": y}}} for x, y in pairs]
+    table = _eval_demo().paired(rows, ["a", "b"], "a")
+    d = np.array([-0.5, -0.3, 0.3])
+    se = d.std(ddof=1) / np.sqrt(3)
+    assert f"| b | {d.mean():+.4f} ± {se:.4f} | 67 % |" in table
+    assert "| a |" not in table.split("\n", 2)[2]
