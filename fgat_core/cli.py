@@ -34,7 +34,7 @@ FIELD_HELP = {
     "dift_ensemble": "DIFT noise draws averaged per feature map",
     "gamma_on": "guided: mix the guided noise; uncond: mix only the unconditional branch",
     "seed": "seed of the DIFT noise",
-    "mask_layers": "attention layers averaged for the mask: quarter (1/4 latent size, at least 8x8 cells) or all",
+    "mask_layers": "attention layers averaged for the mask: quarter (1/4 latent size) or all",
     "mask_dilate": "latent pixels of mask dilation",
     "dift_prompt": "DIFT conditioning: each image's own prompt, or the empty prompt",
     "null_text_steps": "null-text inversion: Adam iterations per step",

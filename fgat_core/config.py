@@ -70,7 +70,7 @@ class FGATConfig:
     dift_ensemble: int = 1
     gamma_on: str = "guided"
     seed: int = 0
-    mask_layers: str = "quarter"  # attention layers at 1/4 of the latent size (>= 8x8 cells), or all
+    mask_layers: str = "quarter"  # attention layers at 1/4 of the latent size, or all
     mask_dilate: int = 1  # latent pixels of dilation after thresholding
     dift_prompt: str = "own"  # DIFT conditioning: each image's own prompt, or the empty prompt
     null_text_steps: int = 10

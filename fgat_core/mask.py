@@ -26,19 +26,6 @@ def downsampled_size(size: tuple[int, int], factor: int) -> tuple[int, int]:
     return h, w
 
 
-MIN_MASK_CELLS = 8  # a coarser map cannot find an object: at 4x4, thresholding and dilating switch on every cell
-
-
-def mask_grid(latent_size: tuple[int, int]) -> tuple[int, int]:
-    """The grid of the layers the mask averages: 1/4 of the latent (SD 1.5 at 512 px: 16x16, as the paper), or,
-    for a small latent, the coarsest grid with at least MIN_MASK_CELLS a side (64 px on the demo model: 8x8)."""
-    for f in (4, 2):
-        g = downsampled_size(latent_size, f)
-        if min(g) >= MIN_MASK_CELLS:
-            return g
-    return tuple(latent_size)  # type: ignore[return-value]
-
-
 class AttentionRecorder:
     """Recomputes softmax(q k^T / sqrt(d)) for chosen tokens from hooks on attn2.to_q / attn2.to_k.
 
@@ -62,7 +49,7 @@ class AttentionRecorder:
         self.tokens = list(token_indices)
         self.latent_size = latent_size
         grids = [downsampled_size(latent_size, f) for f in (1, 2, 4, 8, 16)]
-        self.grids = [mask_grid(latent_size)] if which == "quarter" else grids
+        self.grids = [downsampled_size(latent_size, 4)] if which == "quarter" else grids
         self.rows: list[int] = []
         self.active = False
         self.sums: dict[tuple[int, int], Tensor] = {}

@@ -15,7 +15,6 @@ from fgat_core.host import AttentionLayer
 from fgat_core.mask import (
     AttentionRecorder,
     downsampled_size,
-    mask_grid,
     prepare_user_mask,
     threshold_mask,
     word_token_indices,
@@ -30,20 +29,6 @@ def _blob(h, w, cy, cx, r):
 
 def _iou(a, b):
     return float((a * b).sum() / ((a + b) > 0).float().sum())
-
-
-@pytest.mark.parametrize(("latent", "grid"), [
-    ((64, 64), (16, 16)),  # SD 1.5 at 512 px: the paper's 16x16 maps, 1/4 of the latent
-    ((128, 128), (32, 32)),  # SDXL at 1024 px: 1/4
-    ((32, 32), (8, 8)),  # 1/4 still has 8 cells a side
-    ((16, 16), (8, 8)),  # 1/4 would be 4x4: 1/2 instead (the demo model at 64 px)
-    ((16, 24), (8, 12)),  # the short side decides
-    ((8, 8), (8, 8)),  # nothing coarser has 8 cells: the latent's own grid
-    ((28, 36), (14, 18)),  # 1/4 would be 7x9: under 8 cells, so 1/2
-    ((26, 26), (13, 13)),  # SD's downsamplers round up: 1/2 of 26 is 13, 1/4 is 7
-])
-def test_mask_grid_is_a_quarter_of_the_latent_but_never_under_8_cells(latent, grid):
-    assert mask_grid(latent) == grid
 
 
 def test_mask_of_synthetic_attention_blob():
@@ -94,7 +79,7 @@ def test_recorder_records_only_inside_recording_and_only_its_rows():
     to_q, to_k = nn.Identity(), nn.Identity()
     g = torch.Generator().manual_seed(0)
     q, k = torch.randn(2, 4, 8, generator=g), torch.randn(2, 3, 8, generator=g)
-    rec = AttentionRecorder([AttentionLayer("x", to_q, to_k, 1)], [1], (8, 8), "all")
+    rec = AttentionRecorder([AttentionLayer("x", to_q, to_k, 1)], [1], (8, 8), "quarter")
     with rec:
         with rec.recording([1]):
             to_q(q), to_k(k)
@@ -115,7 +100,7 @@ def test_recorder_softmax_matches_explicit_attention():
     heads, d, nq, nk = 2, 4, 16, 5
     q_lin, k_lin = nn.Linear(6, heads * d, bias=False), nn.Linear(7, heads * d, bias=False)
     hs, ctx = torch.randn(1, nq, 6, generator=g), torch.randn(1, nk, 7, generator=g)
-    with AttentionRecorder([AttentionLayer("l", q_lin, k_lin, heads)], [2, 3], (16, 16), "all") as rec, \
+    with AttentionRecorder([AttentionLayer("l", q_lin, k_lin, heads)], [2, 3], (16, 16), "quarter") as rec, \
             rec.recording([0]):
         q, k = q_lin(hs), k_lin(ctx)
     qh, kh = q.view(nq, heads, d).transpose(0, 1), k.view(nk, heads, d).transpose(0, 1)
@@ -131,7 +116,7 @@ def test_recorder_keeps_float32_inside_an_autocast_region():
     heads, d, nq, nk = 2, 32, 16, 5
     q_lin, k_lin = nn.Linear(64, heads * d, bias=False), nn.Linear(64, heads * d, bias=False)
     hs, ctx = torch.randn(1, nq, 64, generator=g) * 3, torch.randn(1, nk, 64, generator=g) * 3
-    with AttentionRecorder([AttentionLayer("l", q_lin, k_lin, heads)], [2, 3], (16, 16), "all") as rec, \
+    with AttentionRecorder([AttentionLayer("l", q_lin, k_lin, heads)], [2, 3], (16, 16), "quarter") as rec, \
             rec.recording([0]):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             q, k = q_lin(hs), k_lin(ctx)
