@@ -1,6 +1,6 @@
 """Train the bundled demo model on the demo world (fgat_core/world.py): a small SD-layout model, on the CPU.
 
-    python bench/train_demo.py                      # everything: VAE, latent cache, UNet, export
+    python bench/train_demo.py                      # everything: VAE, latent cache, UNet, decoder, export
     python bench/train_demo.py --stage unet         # one stage (resumes from its last checkpoint)
 
 Stages (each resumable: rerun the same command after an interruption):
@@ -8,11 +8,15 @@ Stages (each resumable: rerun the same command after an interruption):
    random 32x32 crops of freshly rendered scenes (the VAE is fully convolutional, so crops train it for
    whole images at a quarter of the cost); 4000 steps of 32 crops.
 2. `cache`: renders the UNet's training scenes once and stores their latents (the VAE's mean, scaled to
-   unit variance: the scale goes into the VAE's `scaling_factor`).
+   unit variance: the scale goes into the VAE's `scaling_factor`) and object masks.
 3. `unet`: an SD 1.x-layout UNet2DConditionModel (4 levels, cross-attention in down 0-2 / up 1-3, so DIFT's
    `up_blocks[1]` gives an 8x8 grid), epsilon prediction on SD's scaled-linear schedule, min-SNR weighting,
-   10 % empty prompts (classifier-free guidance), EMA weights exported; 6000 steps of 32 latents.
-4. `export`: a diffusers folder (safetensors) in `fgat_core/demo_model/`, which `python -m fgat_core` loads
+   10 % empty prompts (classifier-free guidance), EMA weights exported; 6000 steps of 32 latents. Plus the
+   word-attention loss (`--attention-weight`, `attention_loss`): every cross-attention layer's probability
+   for the category word, against the object mask at its grid.
+4. `decoder`: the VAE's decoder fine-tuned on whole 64 px images, the encoder frozen (the cached latents and
+   the UNet stay valid); 1200 steps of 8.
+5. `export`: a diffusers folder (safetensors) in `fgat_core/demo_model/`, which `python -m fgat_core` loads
    when no model is given.
 
 The text encoder is a CLIPTextModel with no transformer layers (token and position embeddings and the final
@@ -376,7 +380,7 @@ def stage_export(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--stage", choices=("all", "vae", "cache", "unet", "decoder", "export"), default="all",
-                   help="all: vae, cache, unet, export (decoder: optional, beside unet)")
+                   help="all: vae, cache, unet, decoder, export")
     p.add_argument("--work", type=Path, default=ROOT / "outputs" / "train_demo", help="checkpoints and caches")
     p.add_argument("--out", type=Path, default=ROOT / "fgat_core" / "demo_model")
     p.add_argument("--seed", type=int, default=0)
@@ -394,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
-    stages = ("vae", "cache", "unet", "export") if args.stage == "all" else (args.stage,)
+    stages = ("vae", "cache", "unet", "decoder", "export") if args.stage == "all" else (args.stage,)
     for s in stages:
         t0 = time.time()
         if s == "cache" and (args.work / "latents.safetensors").is_file():
