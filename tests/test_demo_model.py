@@ -5,6 +5,7 @@ import json
 
 import torch
 
+from fgat_core.host import CONTEXT
 from fgat_core.loading import DEMO_MODEL, load_pipeline
 from fgat_core.mask import AttentionRecorder, downsampled_size
 from fgat_core.world import IMAGE_SIZE, render, sample_scene
@@ -39,3 +40,17 @@ def test_default_model_is_the_demo_model_with_an_8x8_dift_grid(monkeypatch, caps
         pipe.host.eps(z, torch.tensor([261]), cond)
     assert set(rec.sums) == {downsampled_size((16, 16), 4)} == {(4, 4)}
     assert pipe.decode(z).size == (IMAGE_SIZE, IMAGE_SIZE)
+
+
+def test_only_the_category_word_carries_the_category(monkeypatch):
+    """The demo text encoder has no transformer layers (token + position embedding, final norm), so prompts that
+    differ in the category word differ in that token's context only: the UNet can learn the category from that
+    token alone, which is what lets its cross-attention to the word find the object (the attention mask)."""
+    monkeypatch.delenv("FGAT_MODEL", raising=False)
+    pipe = load_pipeline()
+    cat, fish = pipe.encode_prompt("a photo of a cat"), pipe.encode_prompt("a photo of a fish")
+    diff = (cat[CONTEXT] - fish[CONTEXT]).abs().amax(-1)[0]
+    ids = pipe.tokenizer("a photo of a cat").input_ids
+    word = ids.index(pipe.tokenizer.convert_tokens_to_ids("cat</w>"))
+    assert diff[word] > 0.1
+    assert torch.count_nonzero(diff) == 1
