@@ -60,6 +60,8 @@ def methods(steps: int, null_text_steps: int) -> dict[str, tuple[str, object]]:
     }
     for d in (0.3, 0.9):
         out[f"FGAT, delta={d}"] = ("fgat", base.replace(delta=d))
+    out["FGAT, lam=0.5"] = ("fgat", base.replace(lam=0.5))
+    out["FGAT, gamma=0.5"] = ("fgat", base.replace(gamma=0.5))
     out["FGAT, inversion at the next timestep (direct)"] = ("fgat-next", base)
     out["FGAT, inversion at the next timestep (ddim)"] = ("fgat-next", base.replace(inversion="ddim"))
     out["FGAT, ground-truth mask"] = ("fgat-gtmask", base.replace(mask_source="user"))
