@@ -42,8 +42,9 @@ from fgat_core.inversion import ddim_invert, guided  # noqa: E402
 from fgat_core.schedule import Schedule, ddim_step, predict_x0  # noqa: E402
 from fgat_core.world import background_image, pair_scenes, render_pair, to_uint8  # noqa: E402
 
-FIGURE_METHODS = ("FGAT (defaults)", "FGAT, ground-truth mask", "no transfer (reconstruction)", "SDEdit, strength 0.5",
-                  "SDEdit, strength 0.75", "global colour transfer")
+FIGURE_METHODS = ("FGAT (defaults)", "FGAT, negative-prompt inversion", "FGAT, ground-truth mask",
+                  "no transfer (reconstruction)", "SDEdit, strength 0.5", "SDEdit, strength 0.75",
+                  "global colour transfer")
 
 
 def methods(steps: int, null_text_steps: int) -> dict[str, tuple[str, object]]:
