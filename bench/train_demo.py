@@ -45,6 +45,7 @@ from safetensors.torch import load_file, save_file
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fgat_core.mask import attention_probabilities  # noqa: E402
 from fgat_core.world import CATEGORIES, TRAIN_SEED0, object_mask, render, sample_scene  # noqa: E402
 
 PROMPT_TEMPLATES = ("a photo of a {}", "a {}", "a picture of a {}")
@@ -123,11 +124,8 @@ class WordAttention:
     def _score(self, i, heads):
         def hook(_m, _inp, k):
             q = self._q.pop(i)
-            b, nq, inner = q.shape
-            d = inner // heads
-            qh = q.view(b, nq, heads, d).transpose(1, 2)
-            kh = k.view(b, k.shape[1], heads, d).transpose(1, 2)
-            p = torch.softmax(qh @ kh.transpose(-1, -2) / math.sqrt(d), dim=-1).mean(1)  # (b, nq, nk)
+            b, nq, _ = q.shape
+            p = attention_probabilities(q, k, heads).mean(1)  # (b, nq, nk), with gradients
             side = int(math.isqrt(nq))
             self.maps.append(p[torch.arange(b), :, self.tokens.clamp(min=0)].view(b, side, side))
         return hook

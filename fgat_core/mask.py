@@ -108,14 +108,8 @@ class AttentionRecorder:
             if grid is None or max(self.tokens) >= out.shape[1]:
                 return
             rows = [r for r in self.rows if r < q.shape[0]]
-            qq = q[rows].float()
-            kk = out.detach()[rows].float()
-            b, _, inner = qq.shape
-            d = inner // heads
-            qh = qq.reshape(b, nq, heads, d).transpose(1, 2)
-            kh = kk.reshape(b, kk.shape[1], heads, d).transpose(1, 2)
-            with full_precision(qh.device):  # float32 even inside the WebUI's fp16 autocast
-                probs = torch.softmax(qh @ kh.transpose(-1, -2) / math.sqrt(d), dim=-1)  # (b, H, nq, nk)
+            with full_precision(q.device):  # float32 even inside the WebUI's fp16 autocast
+                probs = attention_probabilities(q[rows].float(), out.detach()[rows].float(), heads)
             m = probs[..., self.tokens].sum(-1).mean(dim=(0, 1))  # mean over rows and heads
             m = m.reshape(grid).cpu()
             self.sums[grid] = self.sums.get(grid, torch.zeros(grid)) + m
@@ -135,6 +129,15 @@ class AttentionRecorder:
             upsample_map(self.sums[g] / self.counts[g], self.latent_size) for g in sorted(self.sums)
         ]
         return torch.stack(maps).mean(0)
+
+
+def attention_probabilities(q: Tensor, k: Tensor, heads: int) -> Tensor:
+    """softmax(q k^T / sqrt(d)) per head from projected queries (B, Nq, H*d) and keys (B, Nk, H*d): (B, H, Nq, Nk)."""
+    b, nq, inner = q.shape
+    d = inner // heads
+    qh = q.reshape(b, nq, heads, d).transpose(1, 2)
+    kh = k.reshape(b, k.shape[1], heads, d).transpose(1, 2)
+    return torch.softmax(qh @ kh.transpose(-1, -2) / math.sqrt(d), dim=-1)
 
 
 def upsample_map(m: Tensor, size: tuple[int, int]) -> Tensor:
