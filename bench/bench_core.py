@@ -35,7 +35,7 @@ def main() -> None:
 
     from PIL import Image
 
-    from fgat_core.pipeline import tiny_pipeline
+    from fgat_cli.pipeline import tiny_pipeline
 
     t0 = time.perf_counter()
     pipe = tiny_pipeline()

@@ -1,7 +1,7 @@
 """GPU benchmark: FGAT against plain CFG sampling of the same steps, in one process, image in to image out.
 
 Full-size SD 1.5 / SD 2 (768 v) / SDXL networks are built from the shipped configs
-(fgat_core/model_configs) with seeded random weights: the speed of the real architectures without their
+(fgat_cli/model_configs) with seeded random weights: the speed of the real architectures without their
 weights (no download). Prints per-stage times, UNet calls, totals, FGAT/plain ratios and peak memory; it
 asserts nothing about timings.
 
@@ -78,7 +78,7 @@ def test_images(size: int) -> tuple[Image.Image, Image.Image]:
 
 def build(name: str, device: torch.device, dtype: torch.dtype, tiny: bool):
     if tiny:
-        from fgat_core.pipeline import cast, tiny_pipeline
+        from fgat_cli.pipeline import cast, tiny_pipeline
 
         pipe = tiny_pipeline(seed=0, prediction_type="v_prediction" if name == "sd2" else "epsilon",
                              sdxl=name == "sdxl")
@@ -86,7 +86,7 @@ def build(name: str, device: torch.device, dtype: torch.dtype, tiny: bool):
             cast(m.to(device), dtype)
         pipe.device, pipe.dtype = device, dtype
         return pipe
-    from fgat_core.loading import random_pipeline
+    from fgat_cli.loading import random_pipeline
 
     return random_pipeline(FAMILIES[name], device, dtype, seed=0)
 
@@ -257,7 +257,7 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device, dtype
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fgat_core.loading import pick_device
+    from fgat_cli.loading import pick_device
 
     args = parse_args(argv)
     device, dtype = pick_device(args.device, args.dtype)

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from PIL import Image
 
-    from fgat_core.pipeline import tiny_pipeline
+    from fgat_cli.pipeline import tiny_pipeline
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(min(2, os.cpu_count() or 1))

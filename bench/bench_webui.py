@@ -59,7 +59,7 @@ def main() -> None:
     from fake_webui.harness import fake_webui
     from PIL import Image
 
-    from fgat_core.pipeline import tiny_pipeline
+    from fgat_cli.pipeline import tiny_pipeline
 
     pipe = tiny_pipeline(seed=0)
     gen = torch.Generator().manual_seed(0)

@@ -3,7 +3,7 @@
     python examples/make_examples.py
 
 The 64x64 images (the README's main job, with the bundled demo model) are cats of the demo world
-(`fgat_core.world`, the scenes the demo model was trained on; these seeds are not among its training scenes):
+(`fgat_demo.world`, the scenes the demo model was trained on; these seeds are not among its training scenes):
 
 - source.png  : world cat scene 102: lavender body, yellow head, brown tail, facing right (structure to keep)
 - target.png  : world cat scene 107: striped body, red head, spotted tail, facing left (appearance to take)
@@ -134,7 +134,7 @@ def world_examples() -> dict[str, Image.Image]:
     import sys
 
     sys.path.insert(0, str(HERE.parent))
-    from fgat_core.world import render, sample_scene, to_uint8
+    from fgat_demo.world import render, sample_scene, to_uint8
 
     return {name: Image.fromarray(to_uint8(render(sample_scene(seed, "cat")))) for name, seed in WORLD_SCENES.items()}
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import numbers
-import re
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -137,24 +135,6 @@ class FGATConfig:
 
     def replace(self, **changes: Any) -> FGATConfig:
         return self.from_dict({**self.to_dict(), **changes})
-
-    # ------------------------------------------------------------------ infotext
-    def to_infotext(self) -> str:
-        """One line holding every setting: `delta=0.6; lam=0.2; ...; mask_word="cat"`."""
-        parts = []
-        for k, v in self.to_dict().items():
-            parts.append(f"{k}={json.dumps(v)}")
-        return "; ".join(parts)
-
-    @classmethod
-    def from_infotext(cls, text: str) -> FGATConfig:
-        """Inverse of `to_infotext` (also accepts a JSON object)."""
-        from .infotext import parse_items
-
-        return cls.from_dict(parse_items(text))
-
-
-_INFOTEXT_ITEM = re.compile(r'\s*(\w+)=("(?:[^"\\]|\\.)*"|[^;]*)\s*(?:;|$)')
 
 
 def config_fields() -> list[dataclasses.Field]:

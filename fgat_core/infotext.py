@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import fields
 from typing import Any
 
 from PIL import Image
 
-from .config import _INFOTEXT_ITEM, FGATConfig
+from .config import FGATConfig
 
 INFOTEXT_KEY = "FGAT"
+# one `key=value` item: a JSON string (which may hold `;`) or anything up to the next `;`
+_ITEM = re.compile(r'\s*(\w+)=("(?:[^"\\]|\\.)*"|[^;]*)\s*(?:;|$)')
 
 
 def image_hash(img: Image.Image) -> str:
@@ -35,7 +38,7 @@ def parse_items(text: str) -> dict[str, Any]:
         return data
     data: dict[str, Any] = {}
     pos = 0
-    for m in _INFOTEXT_ITEM.finditer(text):
+    for m in _ITEM.finditer(text):
         if m.end() == m.start():
             break
         if text[pos : m.start()].strip(" ;"):
@@ -53,8 +56,8 @@ def parse_items(text: str) -> dict[str, Any]:
 
 def format_infotext(config: FGATConfig, **extras: Any) -> str:
     """Every config field, then extras (target_prompt, target_hash, sampler_note, ...)."""
-    parts = [config.to_infotext()]
-    parts += [f"{k}={json.dumps(v)}" for k, v in extras.items() if v is not None]
+    items = {**config.to_dict(), **{k: v for k, v in extras.items() if v is not None}}
+    parts = [f"{k}={json.dumps(v)}" for k, v in items.items()]
     return "; ".join(parts)
 
 

@@ -312,23 +312,3 @@ def vae_to_device(model) -> None:
             lowvram.module_in_gpu.to(lowvram.cpu)
         vae.to(devices.device)
         lowvram.module_in_gpu = vae
-
-
-def backend_classes() -> list[type[WebUIBackend]]:
-    """Every backend, most specific first; the first whose `is_active()` is true runs."""
-    from .forge_backend import ForgeBackend
-    from .neo_backend import NeoBackend
-
-    return [NeoBackend, ForgeBackend, A1111Backend]
-
-
-def detect_backend() -> WebUIBackend:
-    from .neo_backend import SUPPORTED_WEBUIS, unsupported_webui
-
-    reason = unsupported_webui()  # reForge / Forge Classic (Forge 1.x backend)
-    if reason:
-        raise ValueError(reason)
-    for cls in backend_classes():
-        if cls.is_active():
-            return cls()
-    raise ValueError(f"FGAT does not recognise this WebUI: it supports {SUPPORTED_WEBUIS}")

@@ -26,7 +26,8 @@ applies LoRA and the ComfyUI-style weight patches of the clone being sampled). W
 
 Detection is by what the loaded model offers: a Forge engine (`forge_objects`, a `KModel` with a predictor)
 whose VAE patcher has no regulation hook. reForge and Forge Classic (the Forge 1.x `ldm_patched` backend,
-whose UNet patcher's model has `model_sampling` and no `predictor`) are named by `unsupported_webui()`.
+whose UNet patcher's model has `model_sampling` and no `predictor`) are named by
+`fgat_webui.detect.unsupported_webui()`.
 """
 
 from __future__ import annotations
@@ -53,9 +54,6 @@ NEO_FAMILIES = {
     "Anima": "Anima",  # anima.py:13
     "StableDiffusion3": "SD3",  # older Neo
 }
-SUPPORTED_WEBUIS = "AUTOMATIC1111 1.10.x, Forge 2.x (lllyasviel) and Forge Neo"
-
-
 def model_family(model) -> str:
     """A readable name for the architecture of a loaded Neo engine that is neither SD 1.5 nor SDXL."""
     name = type(model).__name__
@@ -63,20 +61,6 @@ def model_family(model) -> str:
         return NEO_FAMILIES[name]
     guess = type(getattr(model, "model_config", None)).__name__  # huggingface_guess model_list class
     return NEO_FAMILIES.get(guess, f"{name} ({guess})" if guess not in ("NoneType", name) else name)
-
-
-def unsupported_webui() -> str | None:
-    """Why this WebUI cannot run FGAT (None when it can, or when no model tells): a Forge 1.x backend
-    (reForge, Forge Classic), whose UNet patcher wraps an `ldm_patched` BaseModel (`model_sampling`, no
-    `predictor`) behind `forge_objects`."""
-    from modules import shared
-
-    objects = getattr(shared.sd_model, "forge_objects", None)
-    unet = getattr(getattr(objects, "unet", None), "model", None)
-    if unet is None or hasattr(unet, "predictor") or not hasattr(unet, "model_sampling"):
-        return None
-    return (f"FGAT supports {SUPPORTED_WEBUIS}; this WebUI runs the Forge 1.x backend (ldm_patched, as reForge "
-            "and Forge Classic do), which FGAT does not support: use one of those WebUIs")
 
 
 class PosteriorMeanEncoder:

@@ -41,7 +41,8 @@ from fgat_core.infotext import INFOTEXT_KEY, format_infotext, image_hash
 from fgat_core.prepare import Request, check_request, default_mask_word, locate_word_ids
 
 from .args import FGATSettings, apply_overrides, settings_from_script_args
-from .backend import SamplerTakeover, WebUIBackend, detect_backend, replace_sample_img2img
+from .backend import SamplerTakeover, WebUIBackend, replace_sample_img2img
+from .detect import detect_backend
 from .errors import FGATError, FGATInputError, failure, input_error, report_rejected, shorten
 
 __all__ = ["FGATError", "FGATInputError", "FGATRun", "start_run", "install_run", "finish_run", "current_run"]

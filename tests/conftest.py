@@ -16,21 +16,21 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="session")
 def tiny_pipe():
-    from fgat_core.pipeline import tiny_pipeline
+    from fgat_cli.pipeline import tiny_pipeline
 
     return tiny_pipeline(seed=0)
 
 
 @pytest.fixture(scope="session")
 def tiny_pipe_v():
-    from fgat_core.pipeline import tiny_pipeline
+    from fgat_cli.pipeline import tiny_pipeline
 
     return tiny_pipeline(seed=0, prediction_type="v_prediction")
 
 
 @pytest.fixture(scope="session")
 def tiny_pipe_xl():
-    from fgat_core.pipeline import tiny_pipeline
+    from fgat_cli.pipeline import tiny_pipeline
 
     return tiny_pipeline(seed=0, sdxl=True)
 

@@ -1,4 +1,4 @@
-"""`python -m fgat_core batch` and the inversion cache: a repeated image is inverted once, cached runs
+"""`python -m fgat_cli batch` and the inversion cache: a repeated image is inverted once, cached runs
 equal fresh runs, and the pairs file's precedence and errors."""
 
 import json
@@ -9,12 +9,12 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from fgat_core import cli
-from fgat_core.batch import read_pairs
+from fgat_cli import cli
+from fgat_cli.batch import read_pairs
+from fgat_cli.pipeline import tiny_pipeline
+from fgat_cli.tiny import tiny_tokenizer
 from fgat_core.cache import InversionCache
 from fgat_core.config import FGATConfig
-from fgat_core.pipeline import tiny_pipeline
-from fgat_core.tiny import tiny_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -1,4 +1,4 @@
-"""`python -m fgat_core`: transfer end to end on the tiny model, PNG settings round trip, flags, presets,
+"""`python -m fgat_cli`: transfer end to end on the tiny model, PNG settings round trip, flags, presets,
 errors, diagnostics."""
 
 import json
@@ -13,11 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-from fgat_core import cli
+from fgat_cli import cli
+from fgat_cli.pnginfo import parse_generation_parameters, quote, read_png_settings
 from fgat_core.config import DIFT_PROMPTS, GAMMA_ON, INVERSIONS, MASK_LAYERS, MASK_SOURCES, MATCHINGS, FGATConfig
 from fgat_core.diagnostics import COLUMNS, LABEL_HEIGHT, mask_overlay, warp_by_correspondence
 from fgat_core.infotext import image_hash, parse_infotext
-from fgat_core.pnginfo import parse_generation_parameters, quote, read_png_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -316,7 +316,7 @@ def test_batch_rows_that_run_out_of_memory_are_reported_with_their_size(tmp_path
 
 
 def test_out_of_memory_messages_of_each_allocator():
-    from fgat_core.runner import out_of_memory_message
+    from fgat_cli.runner import out_of_memory_message
 
     cuda = RuntimeError("CUDA out of memory. Tried to allocate 512.00 MiB (GPU 0; 8.00 GiB total capacity)")
     text = out_of_memory_message(cuda, (2048, 1024), "cuda", "float32")
@@ -454,14 +454,14 @@ def test_argument_errors_are_one_line_without_the_usage_block(capsys):
         cli.main(["transfer", "--source", "a.png", "--delta", "big"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "usage:" not in err and len(err.strip().splitlines()) <= 2
-    assert err.startswith("error: ") and "--delta" in err and "python -m fgat_core transfer --help" in err
+    assert err.startswith("error: ") and "--delta" in err and "python -m fgat_cli transfer --help" in err
     assert cli.main([]) == 2
     assert "usage:" not in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------- 6. progress and notes
 def test_the_model_load_says_what_it_does(tmp_path, small, tiny_pipe, capsys, monkeypatch):
-    from fgat_core import loading
+    from fgat_cli import loading
 
     monkeypatch.setattr(loading, "load_pipeline", lambda *a, **k: tiny_pipe)
     args = [a for a in transfer_args(tmp_path / "r.png", small, "--steps", str(STEPS)) if a != "--quiet"]
@@ -480,7 +480,8 @@ def test_null_text_optimisation_has_a_bar_of_its_own_and_the_library_takes_progr
 
 
 def test_large_and_reshaped_inputs_get_notes_before_the_work_starts(tmp_path, use_tiny, capsys, monkeypatch):
-    from fgat_core import images, runner
+    from fgat_cli import runner
+    from fgat_core import images
 
     m = use_tiny.size_multiple
     Image.new("RGB", (3 * m - m // 4, m), "white").save(tmp_path / "s.png")  # snapped to 3m x m: another aspect

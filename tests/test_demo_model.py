@@ -1,14 +1,14 @@
-"""The bundled demo model (fgat_core/demo_model): shipped as safetensors within the size budget, loaded offline by
+"""The bundled demo model (fgat_cli/demo_model): shipped as safetensors within the size budget, loaded offline by
 default, and shaped so that the diffusers host, DIFT (>= 8x8 grid) and the attention mask run on it unchanged."""
 
 import json
 
 import torch
 
+from fgat_cli.loading import DEMO_MODEL, load_pipeline
 from fgat_core.host import CONTEXT
-from fgat_core.loading import DEMO_MODEL, load_pipeline
 from fgat_core.mask import AttentionRecorder, downsampled_size
-from fgat_core.world import IMAGE_SIZE, render, sample_scene
+from fgat_demo.world import IMAGE_SIZE, render, sample_scene
 
 
 def test_weights_are_safetensors_within_25_mb():

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from fgat_cli.diffusers_host import DiffusersDenoiser
 from fgat_core.config import FGATConfig
-from fgat_core.diffusers_host import DiffusersDenoiser
 from fgat_core.engine import FGATInputs, FGATInterrupted, ddim_sample, run_fgat
+from fgat_core.infotext import format_infotext, parse_infotext
 from fgat_core.mask import AttentionRecorder, word_token_indices
 from fgat_core.schedule import Schedule, v_from_eps
 
@@ -71,9 +72,9 @@ def test_null_text_optimises_a_half_precision_unet_like_a_float32_one(tiny_pipe)
     gradients to underflow unless the loss is scaled for the backward pass: the fp16 optimisation must move the
     embeddings as the fp32 one does (within 5 %; unscaled it is off by ~17 % on this model, and entirely, every
     gradient zero, at the ~1e-6 losses of a real model). Loss scales are powers of two, so fp32 is unchanged."""
+    from fgat_cli.pipeline import cast, tiny_pipeline
     from fgat_core.host import CONTEXT
     from fgat_core.inversion import ddim_invert, loss_scale, null_text_optimize
-    from fgat_core.pipeline import cast, tiny_pipeline
 
     half = tiny_pipeline(0)
     for m in half._modules():
@@ -213,7 +214,7 @@ def test_config_validation_names_field_and_range(field, value, pattern):
 def test_config_dict_and_infotext_round_trip():
     cfg = FGATConfig(delta=0.45, mask_word='cat; "x"', inversion="null-text", seed=7)
     assert FGATConfig.from_dict(cfg.to_dict()) == cfg
-    assert FGATConfig.from_infotext(cfg.to_infotext()) == cfg
+    assert parse_infotext(format_infotext(cfg)) == (cfg, {})
     with pytest.raises(ValueError, match="unknown FGAT setting.*colour"):
         FGATConfig.from_dict({"colour": 1})
 

@@ -13,8 +13,8 @@ import torch
 from fake_forge.harness import fake_forge
 from test_webui_equivalence import PROMPT, TARGET_PROMPT, _relative
 
+from fgat_cli.pipeline import FGATPipeline
 from fgat_core.config import FGATConfig
-from fgat_core.pipeline import FGATPipeline
 
 
 def _core_like(pipe, alphas) -> FGATPipeline:

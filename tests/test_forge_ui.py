@@ -17,7 +17,7 @@ webui = webui_fixture("forge")
 
 
 def test_forge_is_detected_by_the_model_it_loads(webui):
-    from fgat_webui.backend import detect_backend
+    from fgat_webui.detect import detect_backend
 
     assert hasattr(webui.sd_model, "forge_objects") and not hasattr(webui.sd_model, "apply_model")
     assert detect_backend().name == "Forge"

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fgat_cli.runner import Job, check_job, load_image, output_path
 from fgat_core import FGATConfig
 from fgat_core.images import mask_from_image
 from fgat_core.mask import word_token_indices
-from fgat_core.runner import Job, check_job, load_image, output_path
 
 
 def test_a_palette_mask_with_a_transparent_colour_is_read_by_its_alpha():

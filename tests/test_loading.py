@@ -13,9 +13,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from fgat_core import FGATConfig
-from fgat_core.diffusers_host import DiffusersDenoiser
-from fgat_core.loading import (
+from fgat_cli.diffusers_host import DiffusersDenoiser
+from fgat_cli.loading import (
     CONFIG_ROOT,
     alphas_cumprod_from_config,
     clip_tokenizer,
@@ -25,7 +24,8 @@ from fgat_core.loading import (
     read_safetensors_shapes,
     unet_predicts_v,
 )
-from fgat_core.pipeline import tiny_pipeline
+from fgat_cli.pipeline import tiny_pipeline
+from fgat_core import FGATConfig
 from fgat_core.schedule import scaled_linear_alphas_cumprod
 from tests.ldm_layout import clip_to_ldm, open_clip_to_ldm, unet_to_ldm, vae_to_ldm
 
@@ -42,7 +42,7 @@ def _sd(module) -> dict[str, torch.Tensor]:
 
 
 def _write_configs(pipe, folder: Path, prediction_type: str = "epsilon") -> Path:
-    """A config folder for the tiny models, laid out like fgat_core/model_configs/<family>/."""
+    """A config folder for the tiny models, laid out like fgat_cli/model_configs/<family>/."""
     pipe.unet.save_config(folder / "unet")
     pipe.vae.save_config(folder / "vae")
     pipe.text_encoder.config.save_pretrained(folder / "text_encoder")
@@ -165,7 +165,7 @@ def test_sdxl_single_file_loads_both_text_encoders_and_runs(sdxl_pipe, sdxl_file
 
 
 def test_sdxl_vae_runs_in_fp32_inside_an_fp16_pipeline(sdxl_pipe, sdxl_file, sd1_file, small_images):
-    from fgat_core.loading import UpcastVAE
+    from fgat_cli.loading import UpcastVAE
 
     path, conf = sdxl_file
     pipe = load_pipeline(str(path), "cpu", "fp16", config_dir=conf)
@@ -250,7 +250,7 @@ def test_prediction_type_from_the_environment(sd1_file, monkeypatch):
 
 
 def test_sd2_without_yaml_asks_the_unet(sd1_pipe, tmp_path, monkeypatch):
-    import fgat_core.loading as loading
+    import fgat_cli.loading as loading
 
     path = tmp_path / "tiny-sd2.safetensors"
     save_file(_ldm_state_dict(sd1_pipe, "sd2"), str(path))
@@ -425,7 +425,7 @@ PUBLISHED = {
 
 @pytest.mark.parametrize("family", sorted(PUBLISHED))
 def test_shipped_configs_build_the_published_architectures(family):
-    import fgat_core.loading as loading
+    import fgat_cli.loading as loading
 
     conf = CONFIG_ROOT / family
     counts = {
@@ -475,7 +475,7 @@ def test_alphas_cumprod_from_config_matches_the_formula():
 
 def test_no_network_variable_leaks(monkeypatch):
     # the loader decides "offline" from the environment at call time, not from import-time constants
-    from fgat_core.loading import hub_offline
+    from fgat_cli.loading import hub_offline
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)

@@ -22,7 +22,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from fgat_core import loading
+from fgat_cli import loading
 from tests.ldm_layout import clip_to_ldm, open_clip_to_ldm, unet_to_ldm, vae_to_ldm
 
 SD1_CLIP, SD2_CLIP = "cond_stage_model.transformer.", "cond_stage_model.model."
@@ -209,7 +209,7 @@ def _vae():
 
 @pytest.fixture(scope="module")
 def models():
-    from fgat_core.tiny import tiny_tokenizer
+    from fgat_cli.tiny import tiny_tokenizer
 
     tok = tiny_tokenizer()
     v = len(tok)

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from fgat_cli.tiny import DEMO_WORDS, tiny_tokenizer
 from fgat_core.config import FGATConfig
 from fgat_core.host import AttentionLayer
 from fgat_core.mask import (
@@ -19,7 +20,6 @@ from fgat_core.mask import (
     threshold_mask,
     word_token_indices,
 )
-from fgat_core.tiny import DEMO_WORDS, tiny_tokenizer
 
 
 def _blob(h, w, cy, cx, r):

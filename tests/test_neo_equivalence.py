@@ -16,7 +16,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # gradio 
 
 @pytest.fixture(scope="session")
 def tiny_pipe_xl_v():
-    from fgat_core.pipeline import tiny_pipeline
+    from fgat_cli.pipeline import tiny_pipeline
 
     return tiny_pipeline(seed=0, sdxl=True, prediction_type="v_prediction")
 

@@ -53,7 +53,7 @@ def test_forge_1x_backends_get_a_message_naming_the_supported_webuis(webui, imag
     supports. (Only FGAT's part is run: the fake's own sampler needs the predictor.)"""
     import torch
 
-    from fgat_webui.backend import detect_backend
+    from fgat_webui.detect import detect_backend
     from fgat_webui.run import start_run
 
     src, tar = images

@@ -13,7 +13,7 @@ def test_neo_is_detected_by_what_the_model_offers(webui):
     not by modules_forge.forge_version, which the fake sets to Neo's "neo" all the same."""
     from modules_forge import forge_version
 
-    from fgat_webui.backend import detect_backend
+    from fgat_webui.detect import detect_backend
 
     assert forge_version.version == "neo"
     assert not hasattr(webui.sd_model.forge_objects.vae.patcher, "set_model_vae_regulation")
@@ -23,7 +23,7 @@ def test_neo_is_detected_by_what_the_model_offers(webui):
 def test_forge_2_is_still_detected_as_forge(tiny_pipe):
     from fake_forge.harness import fake_forge
 
-    from fgat_webui.backend import detect_backend
+    from fgat_webui.detect import detect_backend
 
     with fake_forge(tiny_pipe):
         assert detect_backend().name == "Forge"

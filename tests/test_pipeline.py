@@ -1,4 +1,4 @@
-"""The library's pipeline (fgat_core.pipeline) on odd input: targets in any image mode, of another size or
+"""The library's pipeline (fgat_cli.pipeline) on odd input: targets in any image mode, of another size or
 aspect, oversized images, SDXL and v-prediction, and an inversion cache shared across checkpoints.
 
 The tiny model runs with few steps so the file stays fast."""
@@ -92,7 +92,7 @@ def test_oversized_images_are_rejected_by_name(tiny_pipe, example_images, monkey
 
 @pytest.mark.parametrize("kind", ["sdxl", "v_prediction"])
 def test_sdxl_and_v_prediction_take_odd_targets(example_images, gray_target, tiny_pipe_v, kind):
-    from fgat_core.pipeline import tiny_pipeline
+    from fgat_cli.pipeline import tiny_pipeline
 
     pipe = tiny_pipeline(sdxl=True) if kind == "sdxl" else tiny_pipe_v
     src = example_images[0].resize((128, 64))
@@ -104,8 +104,8 @@ def test_sdxl_and_v_prediction_take_odd_targets(example_images, gray_target, tin
 def test_an_inversion_cache_shared_across_checkpoints_is_never_stale(tiny_pipe, example_images):
     """Switching models between runs that share one cache: nothing of the other model is reused, the cache
     serves only the model that filled it, and it never holds more than its limit."""
+    from fgat_cli.pipeline import tiny_pipeline
     from fgat_core.cache import InversionCache
-    from fgat_core.pipeline import tiny_pipeline
 
     other = tiny_pipeline(seed=1)
     src, tar = (im.resize((64, 64)) for im in example_images)

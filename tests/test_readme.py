@@ -21,7 +21,7 @@ def _commands() -> list[str]:
 def test_readme_has_exactly_two_setup_commands():
     cmds = _commands()
     assert len(cmds) == 2
-    assert cmds[0].startswith("pip install -r requirements.txt && python -m fgat_core transfer ")
+    assert cmds[0].startswith("pip install -r requirements.txt && python -m fgat_cli transfer ")
     assert cmds[1] == "pip install -r requirements-test.txt && python -m pytest -q"
 
 
@@ -35,7 +35,7 @@ def test_readme_main_command_runs(tmp_path):
     """The main job exactly as written (minus the install), with fewer steps and another output path."""
     job = _commands()[0].split("&&", 1)[1]
     argv = shlex.split(job)
-    assert argv[:3] == ["python", "-m", "fgat_core"]
+    assert argv[:3] == ["python", "-m", "fgat_cli"]
     for flag in ("--source", "--target"):
         assert (ROOT / argv[argv.index(flag) + 1]).is_file()
     out = tmp_path / "result.png"

@@ -457,7 +457,7 @@ def test_checkpoint_switch_between_runs_uses_the_new_model(webui, images, plain_
     from ldm.models.diffusion.ddpm import LatentDiffusion
     from modules import sd_hijack, sd_models, shared
 
-    from fgat_core.pipeline import tiny_pipeline
+    from fgat_cli.pipeline import tiny_pipeline
 
     src, tar = images
     other = tiny_pipeline(seed=1)

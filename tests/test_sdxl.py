@@ -1,6 +1,6 @@
 """SDXL through the core: dict conditioning, DIFT layer, determinism, inversion, v-prediction, matching memory.
 
-The tiny SDXL model (fgat_core.tiny, seeded, built in code) has SDXL's architecture at toy width: three
+The tiny SDXL model (fgat_cli.tiny, seeded, built in code) has SDXL's architecture at toy width: three
 levels, `addition_embed_type="text_time"`, two text encoders whose penultimate hidden states are joined.
 The real SDXL layout is checked on the meta device (shapes only, no weights, no download)."""
 
@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from fgat_cli.diffusers_host import DiffusersDenoiser
 from fgat_core import FGATConfig, FGATInputs, run_fgat
-from fgat_core.diffusers_host import DiffusersDenoiser
 from fgat_core.host import CONTEXT
 from fgat_core.mask import word_token_indices
 from fgat_core.matching import correspondence
@@ -151,7 +151,7 @@ def test_real_architectures_dift_layer_on_meta_device(config, image, expected):
 
 # ----------------------------------------------------------------------------------- end to end
 def test_sdxl_transfer_is_deterministic(xl, example_images):
-    from fgat_core.pipeline import tiny_pipeline
+    from fgat_cli.pipeline import tiny_pipeline
 
     cfg = FGATConfig(steps=STEPS)
     a = xl.transfer(*example_images, "a photo of a cat", "a photo of a dog", cfg)
@@ -300,7 +300,7 @@ def test_sdxl_webui_conditioning_is_the_core_dict(xl, webui_name):
     crossattn + vector as the core pipeline's SDXL encoding at the same image size."""
     from types import SimpleNamespace
 
-    from fgat_webui.backend import detect_backend
+    from fgat_webui.detect import detect_backend
 
     prompts = ["a photo of a cat", "", "a red car with stripes"]
     with _harness(webui_name)(xl):
@@ -321,7 +321,7 @@ def test_sdxl_webui_path_matches_core_path(xl, example_images, webui_name):
     """Done-when 2: the tiny SDXL model through the script in each fake WebUI gives the core's latent."""
     from PIL import Image
 
-    from fgat_core.pipeline import FGATPipeline
+    from fgat_cli.pipeline import FGATPipeline
 
     src, tar = (im.resize((64, 64), Image.BOX) for im in example_images)
     prompt, target_prompt, steps = "a photo of a cat", "a photo of a dog", 12

@@ -1,7 +1,6 @@
-"""bench/train_demo.py's pieces that decide what the demo model learns: prompt positions and the word-attention loss
+"""fgat_demo/train.py's pieces that decide what the demo model learns: prompt positions and the word-attention loss
 (checked on hand-made maps and against an explicit softmax, not on trained numbers)."""
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -13,10 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def train_demo():
-    spec = importlib.util.spec_from_file_location("train_demo", ROOT / "bench" / "train_demo.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from fgat_demo import train
+
+    return train
 
 
 def test_prompt_table_points_at_each_prompts_category_word(train_demo):

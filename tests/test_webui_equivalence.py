@@ -10,8 +10,8 @@ import pytest
 import torch
 from fake_webui.harness import fake_webui
 
+from fgat_cli.pipeline import FGATPipeline
 from fgat_core.config import FGATConfig
-from fgat_core.pipeline import FGATPipeline
 
 PROMPT, TARGET_PROMPT = "a photo of a cat", "a photo of a dog"
 

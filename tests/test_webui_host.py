@@ -6,7 +6,7 @@ import pytest
 import torch
 from fake_webui.harness import fake_webui
 
-from fgat_core.diffusers_host import DiffusersDenoiser
+from fgat_cli.diffusers_host import DiffusersDenoiser
 from fgat_core.mask import AttentionRecorder, downsampled_size, upsample_map
 from fgat_webui.backend import A1111Backend
 from fgat_webui.ldm_host import LDMDenoiser

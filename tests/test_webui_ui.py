@@ -20,7 +20,7 @@ def test_each_fake_is_detected_as_the_webui_it_stands_for(webui, webui_name):
     """The shared tests really run in each WebUI: FGAT picks the backend of the fake that is running."""
     from conftest import BACKEND_NAMES
 
-    from fgat_webui.backend import detect_backend
+    from fgat_webui.detect import detect_backend
 
     assert detect_backend().name == BACKEND_NAMES[webui_name]
     assert hasattr(webui.sd_model, "forge_objects") == (webui_name != "a1111")

@@ -1,11 +1,11 @@
-"""The demo world (fgat_core/world.py): its ground truth, masks, poses, patterns and seeding."""
+"""The demo world (fgat_demo/world.py): its ground truth, masks, poses, patterns and seeding."""
 
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from fgat_core.world import (
+from fgat_demo.world import (
     CATEGORIES,
     PATTERNS,
     Appearance,

@@ -5,7 +5,7 @@ changes, and the model side is Forge's own `backend/` package. So this fake is:
 
 - `backend/`, `modules_forge/`: Forge's backend (UnetPatcher / KModel / predictor / sampling_function /
   memory management / VAE / CLIP / text processing / SD1.5 and SDXL diffusion engines) over the tiny
-  diffusers networks of `fgat_core.tiny`, each file citing the Forge file and lines it mirrors;
+  diffusers networks of `fgat_cli.tiny`, each file citing the Forge file and lines it mirrors;
 - `modules/`: the Forge versions of the modules that differ from A1111 (processing, samplers, CFG
   denoiser, sd_models, scripts runner, shared options). Every other `modules.*` (script_callbacks,
   infotext_utils, api, ui_components, prompt_parser, rng, ...) falls back to the fake A1111's file

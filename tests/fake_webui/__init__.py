@@ -5,7 +5,7 @@
 ldm (Stability-AI/stablediffusion@cf1d67a) that an always-on img2img script meets: the Script API and its
 hook order, `process_images`, the img2img `init`/`sample`, the k-diffusion and DDIM samplers with the
 CFG denoiser's row layout, infotext writing and pasting, the API's script-args handling, and an ldm-shaped
-model around the tiny diffusers networks of `fgat_core.tiny`. Every fake names the real file and lines it
+model around the tiny diffusers networks of `fgat_cli.tiny`. Every fake names the real file and lines it
 mirrors; where it simplifies (no emphasis parsing, no prompt scheduling, no hires fix), it says so.
 
 `harness.py` starts this fake WebUI for a test (sys.path and sys.modules are restored afterwards): nothing

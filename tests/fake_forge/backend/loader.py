@@ -3,7 +3,7 @@ loaded **under `torch.inference_mode()`**, so every weight of the UNet, VAE and 
 inference tensor (autograd through them needs care: see fgat_webui.forge_backend), then handed to the
 engine class of the detected architecture (`StableDiffusion` or `StableDiffusionXL`).
 
-Here the components are copies of a `fgat_core.pipeline.FGATPipeline`'s tiny diffusers networks (the copies
+Here the components are copies of a `fgat_cli.pipeline.FGATPipeline`'s tiny diffusers networks (the copies
 made under inference mode; the pipeline itself is left as it was), and the scheduler is the
 diffusers-style config of SD's scaled-linear schedule (k_prediction_from_diffusers_scheduler)."""
 import copy

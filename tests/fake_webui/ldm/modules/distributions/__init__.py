@@ -1,1 +1,1 @@
-"""Fake ldm (Stability-AI/stablediffusion@cf1d67a) around the tiny diffusers networks of fgat_core.tiny."""
+"""Fake ldm (Stability-AI/stablediffusion@cf1d67a) around the tiny diffusers networks of fgat_cli.tiny."""

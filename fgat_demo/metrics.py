@@ -1,7 +1,7 @@
 """Metrics of an appearance transfer against the demo world's ground truth, and a global colour transfer.
 
 Images are (H, W, 3) float arrays in [0, 1]; `labels` are the source's part labels (0 = background, k = part k).
-Pure numpy: the evaluation (bench/eval_demo.py) and the tests share these definitions."""
+Pure numpy: the evaluation (fgat_demo/evaluate.py) and the tests share these definitions."""
 
 from __future__ import annotations
 

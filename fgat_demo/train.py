@@ -1,7 +1,7 @@
-"""Train the bundled demo model on the demo world (fgat_core/world.py): a small SD-layout model, on the CPU.
+"""Train the bundled demo model on the demo world (fgat_demo/world.py): a small SD-layout model, on the CPU.
 
-    python bench/train_demo.py                      # everything: VAE, latent cache, UNet, decoder, export
-    python bench/train_demo.py --stage unet         # one stage (resumes from its last checkpoint)
+    python -m fgat_demo.train                      # everything: VAE, latent cache, UNet, decoder, export
+    python -m fgat_demo.train --stage unet         # one stage (resumes from its last checkpoint)
 
 Stages (each resumable: rerun the same command after an interruption):
 1. `vae`: an AutoencoderKL (4-channel latent at 1/4 of the image: 64 px -> 16x16), L1 + a small KL, on
@@ -16,7 +16,7 @@ Stages (each resumable: rerun the same command after an interruption):
    for the category word, against the object mask at its grid.
 4. `decoder`: the VAE's decoder fine-tuned on whole 64 px images, the encoder frozen (the cached latents and
    the UNet stay valid); 1200 steps of 8.
-5. `export`: a diffusers folder (safetensors) in `fgat_core/demo_model/`, which `python -m fgat_core` loads
+5. `export`: a diffusers folder (safetensors) in `fgat_cli/demo_model/`, which `python -m fgat_cli` loads
    when no model is given.
 
 The text encoder is a CLIPTextModel with no transformer layers (token and position embeddings and the final
@@ -42,11 +42,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from fgat_core.mask import attention_probabilities
+from fgat_demo.world import CATEGORIES, TRAIN_SEED0, object_mask, render, sample_scene
 
-from fgat_core.mask import attention_probabilities  # noqa: E402
-from fgat_core.world import CATEGORIES, TRAIN_SEED0, object_mask, render, sample_scene  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 PROMPT_TEMPLATES = ("a photo of a {}", "a {}", "a picture of a {}")
 SD_SCHEDULER = {
@@ -88,7 +87,7 @@ def build_text_encoder(seed: int):
 
 
 def tokenizer():
-    from fgat_core.loading import clip_tokenizer
+    from fgat_cli.loading import clip_tokenizer
 
     return clip_tokenizer()
 
@@ -380,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stage", choices=("all", "vae", "cache", "unet", "decoder", "export"), default="all",
                    help="all: vae, cache, unet, decoder, export")
     p.add_argument("--work", type=Path, default=ROOT / "outputs" / "train_demo", help="checkpoints and caches")
-    p.add_argument("--out", type=Path, default=ROOT / "fgat_core" / "demo_model")
+    p.add_argument("--out", type=Path, default=ROOT / "fgat_cli" / "demo_model")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2,
                    help="torch threads (on a shared, loaded machine 1 thread can be faster)")

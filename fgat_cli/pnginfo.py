@@ -20,8 +20,8 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
-from .config import FGATConfig
-from .infotext import INFOTEXT_KEY, parse_infotext
+from fgat_core.config import FGATConfig
+from fgat_core.infotext import INFOTEXT_KEY, parse_infotext
 
 PARAMETERS_CHUNK = "parameters"
 FGAT_CHUNK = "fgat"

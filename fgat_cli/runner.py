@@ -1,6 +1,6 @@
 """One FGAT job from files to files: check and load the inputs, run, write the PNG, sidecar and diagnostics.
 
-Shared by `python -m fgat_core transfer` and `batch`."""
+Shared by `python -m fgat_cli transfer` and `batch`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import datetime
 import json
 import os
 import re
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -18,15 +17,16 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
-from .config import FGATConfig
-from .engine import Progress
-from .errors import InputError
-from .images import size_notes, to_rgb
-from .infotext import format_infotext, image_hash
-from .mask import word_token_indices
+from fgat_core.config import FGATConfig
+from fgat_core.engine import Progress
+from fgat_core.errors import InputError
+from fgat_core.images import size_notes, to_rgb
+from fgat_core.infotext import format_infotext, image_hash
+from fgat_core.mask import word_token_indices
+from fgat_core.prepare import Request, check_request
+
 from .pipeline import FGATPipeline, TransferOutput
 from .pnginfo import generation_parameters, save_png
-from .prepare import Request, check_request
 
 
 @dataclass
@@ -224,7 +224,7 @@ def write_diagnostics(pipe: FGATPipeline, job: Job, out: TransferOutput, path: P
                       value: str) -> None:
     """The diagnostics sheet, captioned with the prompts and the mask's coverage, its PNG text holding the
     run's settings (as the result's)."""
-    from .diagnostics import diagnostics_sheet, mask_summary
+    from fgat_core.diagnostics import diagnostics_sheet, mask_summary
 
     res = out.result
     caption = [f"source prompt: {job.source_prompt}", f"target prompt: {job.target_prompt}",
@@ -243,8 +243,8 @@ def sidecar_record(
     timings: dict[str, float], files: dict[str, Path], cache_info: dict[str, int] | None,
 ) -> dict[str, Any]:
     """Everything about a run, JSON-ready: inputs, prompts, model, settings, timings, UNet calls, messages."""
-    from . import __version__
-    from .diagnostics import mask_coverage
+    from fgat_core import __version__
+    from fgat_core.diagnostics import mask_coverage
 
     res = out.result
     return {
@@ -297,41 +297,6 @@ def timing_summary(result: JobResult) -> str:
     feats = sum(s.feature_calls for s in stats.values())
     lines.append(f"{'total':<12}{total:>9.2f}{calls:>12d}{rows:>11d}{feats:>12d}")
     return "\n".join(lines)
-
-
-class StageBars:
-    """One tqdm bar per engine stage, fed by the engine's progress(stage, done, total) callback.
-
-    The engine reports null-text inversion's optimisation as a second run of the "inversion" stage (after
-    the DDIM inversion): that bar is labelled as what it is."""
-
-    SECOND_RUN = {"inversion": "null-text optimisation"}
-
-    def __init__(self, enabled: bool = True, prefix: str = "") -> None:
-        self.enabled, self.prefix = enabled, prefix
-        self.bar = None
-        self.key: tuple[str, int] | None = None
-        self.runs: dict[str, int] = {}
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None or self.key != (stage, total) or done < self.bar.n:
-            self.close()
-            from tqdm import tqdm
-
-            self.runs[stage] = self.runs.get(stage, 0) + 1
-            label = self.SECOND_RUN.get(stage, stage) if self.runs[stage] == 2 else stage
-            self.bar = tqdm(total=total, desc=f"{self.prefix}{label}", unit="step", file=sys.stderr,
-                            dynamic_ncols=True, leave=True)
-            self.key = (stage, total)
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-            self.key = None
 
 
 def out_of_memory_message(err: BaseException, size: tuple[int, int] | None, device: str, dtype: str) -> str | None:

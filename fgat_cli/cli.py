@@ -1,4 +1,4 @@
-"""`python -m fgat_core`: transfer one pair, run a batch of pairs, list, show and save presets.
+"""`python -m fgat_cli`: transfer one pair, run a batch of pairs, list, show and save presets.
 
 Exit codes: 0 done, 2 bad input (the message says what to change), 1 a failure while running,
 130 interrupted."""
@@ -14,8 +14,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from .config import CHOICES, FGATConfig
-from .errors import flag_name, render_error
+from fgat_core.config import CHOICES, FGATConfig
+from fgat_core.errors import flag_name, render_error
 
 FIELD_HELP = {
     "delta": "transfer weight (delta, Eq. 3)",
@@ -96,13 +96,13 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prediction-type", choices=("epsilon", "v_prediction"),
                    help="override the detected prediction type of the model (default: detected; "
                    "$FGAT_PREDICTION_TYPE)")
-    p.add_argument("--preset", help="start from this preset (see `python -m fgat_core presets`)")
+    p.add_argument("--preset", help="start from this preset (see `python -m fgat_cli presets`)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or model-loading lines")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ShortErrorParser(
-        prog="python -m fgat_core",
+        prog="python -m fgat_cli",
         description="Fine-grained Appearance Transfer (Ye et al.): give the source image the target "
         "image's fine-grained appearance.",
     )
@@ -152,7 +152,7 @@ def base_config(preset: str | None, settings: dict[str, Any]) -> FGATConfig:
     """Defaults < preset < explicit settings."""
     cfg = FGATConfig()
     if preset:
-        from .presets import PresetStore
+        from fgat_core.presets import PresetStore
 
         cfg = PresetStore(presets_folder()).get(preset)
     return cfg.replace(**settings) if settings else cfg
@@ -238,7 +238,8 @@ def _transfer_job(args: argparse.Namespace):
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from .runner import StageBars, check_job, job_notes, out_of_memory_message, run_job, timing_summary
+    from .progress import StageBars
+    from .runner import check_job, job_notes, out_of_memory_message, run_job, timing_summary
 
     model, _ = model_spec(args)
     job = _transfer_job(args)
@@ -314,7 +315,7 @@ def run_settings(path: Path) -> FGATConfig:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from .presets import BUILTIN, PresetStore
+    from fgat_core.presets import BUILTIN, PresetStore
 
     store = PresetStore(presets_folder())
     if args.save:
@@ -341,10 +342,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
-        print("error: give a command: transfer, batch or presets (`python -m fgat_core --help` describes them)",
+        print("error: give a command: transfer, batch or presets (`python -m fgat_cli --help` describes them)",
               file=sys.stderr)
         return 2
-    from .engine import FGATInterrupted
+    from fgat_core.engine import FGATInterrupted
 
     try:
         return COMMANDS[args.command](args)

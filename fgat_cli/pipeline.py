@@ -9,16 +9,17 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
-from .config import FGATConfig
+from fgat_core.config import FGATConfig
+from fgat_core.engine import FGATInputs, FGATResult, InversionStore, Progress, run_fgat
+from fgat_core.errors import InputError
+from fgat_core.host import CONTEXT, Cond
+from fgat_core.images import fit_to, mask_from_image, snap_size, to_pil, to_rgb, to_tensor
+from fgat_core.infotext import image_hash
+from fgat_core.mask import word_token_indices
+from fgat_core.prepare import Request, check_request
+from fgat_core.schedule import scaled_linear_alphas_cumprod
+
 from .diffusers_host import DiffusersDenoiser
-from .engine import FGATInputs, FGATResult, InversionStore, Progress, run_fgat
-from .errors import InputError
-from .host import CONTEXT, Cond
-from .images import fit_to, mask_from_image, snap_size, to_pil, to_rgb, to_tensor
-from .infotext import image_hash
-from .mask import word_token_indices
-from .prepare import Request, check_request
-from .schedule import scaled_linear_alphas_cumprod
 
 
 def cast(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
@@ -141,7 +142,7 @@ class FGATPipeline:
         `cache` (e.g. `fgat_core.cache.InversionCache`) lets runs share inversions: an image already
         inverted with the same prompt, model and settings is not inverted again."""
         if progress is True:
-            from .runner import StageBars
+            from .progress import StageBars
 
             bars = StageBars()
             try:

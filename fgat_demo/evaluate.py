@@ -1,10 +1,10 @@
 """Measure FGAT on the demo world against its ground truth: ablations, baselines, a table and a figure.
 
-    python bench/eval_demo.py                     # 50 held-out pairs, 20 steps, the bundled demo model
-    python bench/eval_demo.py --pairs 8 --steps 10 --methods "FGAT (defaults)" "global colour transfer"
+    python -m fgat_demo.evaluate                     # 50 held-out pairs, 20 steps, the bundled demo model
+    python -m fgat_demo.evaluate --pairs 8 --steps 10 --methods "FGAT (defaults)" "global colour transfer"
 
 Pairs are `world.render_pair(seed)` for seeds 0..N-1 (scene seeds below world.TRAIN_SEED0: never trained on).
-Per pair and method (metrics in fgat_core/evaluation.py; images in [0, 1]):
+Per pair and method (metrics in fgat_demo/metrics.py; images in [0, 1]):
 - appearance: mean absolute error inside each of the source's parts against the ground truth (the source's
   geometry and background in the target's per-part appearance), averaged over parts; `colour`: the same on
   each part's mean colour (pattern placement ignored);
@@ -22,7 +22,6 @@ import contextlib
 import json
 import math
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -31,16 +30,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from fgat_core import engine
+from fgat_core.cache import InversionCache
+from fgat_core.config import FGATConfig
+from fgat_core.inversion import ddim_invert, guided
+from fgat_core.schedule import Schedule, ddim_step, predict_x0
+from fgat_demo.metrics import global_colour_transfer, iou, score_pair
+from fgat_demo.world import background_image, pair_scenes, render_pair, to_uint8
 
-from fgat_core import engine  # noqa: E402
-from fgat_core.cache import InversionCache  # noqa: E402
-from fgat_core.config import FGATConfig  # noqa: E402
-from fgat_core.evaluation import global_colour_transfer, iou, score_pair  # noqa: E402
-from fgat_core.inversion import ddim_invert, guided  # noqa: E402
-from fgat_core.schedule import Schedule, ddim_step, predict_x0  # noqa: E402
-from fgat_core.world import background_image, pair_scenes, render_pair, to_uint8  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 FIGURE_METHODS = ("FGAT (defaults)", "FGAT, negative-prompt inversion", "FGAT, ground-truth mask",
                   "no transfer (reconstruction)", "SDEdit, strength 0.5", "SDEdit, strength 0.75",
@@ -235,7 +233,7 @@ _PIPE = None
 def _worker_init(model: str | None, threads: int) -> None:
     global _PIPE
     torch.set_num_threads(threads)
-    from fgat_core.loading import load_pipeline
+    from fgat_cli.loading import load_pipeline
 
     _PIPE = load_pipeline(model, "cpu", "fp32")
 

@@ -1,4 +1,4 @@
-"""`python -m fgat_core batch`: many pairs from a CSV or YAML file, each distinct inversion done once.
+"""`python -m fgat_cli batch`: many pairs from a CSV or YAML file, each distinct inversion done once.
 
 A row names `source`, `target`, `source_prompt` and optionally `target_prompt` (default: the source
 prompt), `negative_prompt`, `mask`, `out`, `preset`, `transfer` and any FGATConfig field (`delta`,
@@ -18,12 +18,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .cache import InversionCache
-from .config import FGATConfig, config_fields
-from .errors import ConfigError, plain_name
+from fgat_core.cache import InversionCache
+from fgat_core.config import FGATConfig, config_fields
+from fgat_core.errors import ConfigError, plain_name
+from fgat_core.prepare import LENIENT_BOOLS, parse_bool, parse_number, parse_text
+
 from .pipeline import FGATPipeline
-from .prepare import LENIENT_BOOLS, parse_bool, parse_number, parse_text
-from .runner import Job, StageBars, check_job, job_notes, out_of_memory_message, output_path, run_job
+from .progress import StageBars
+from .runner import Job, check_job, job_notes, out_of_memory_message, output_path, run_job
 
 JOB_KEYS = ("source", "target", "source_prompt", "target_prompt", "negative_prompt", "mask", "out", "preset",
             "transfer")
@@ -150,7 +152,7 @@ def read_pairs(
     """Read and check a pairs file into (label, Job) pairs. All problems are reported at once, as one
     ValueError listing each row's with its line, before anything runs. With `tokenizer` (the model's, loaded
     without its weights) the mask words are checked against the prompts in the same pass."""
-    from .presets import PresetStore
+    from fgat_core.presets import PresetStore
 
     path, out_dir = Path(path), Path(out_dir)
     rows, defaults, errors = read_rows(path)

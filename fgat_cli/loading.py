@@ -25,12 +25,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from fgat_core.schedule import rescale_zero_terminal_snr, scaled_linear_alphas_cumprod
+
 from .pipeline import FGATPipeline, cast, tiny_pipeline
-from .schedule import rescale_zero_terminal_snr, scaled_linear_alphas_cumprod
 
 CONFIG_ROOT = Path(__file__).resolve().parent / "model_configs"
 CLIP_BPE = CONFIG_ROOT / "clip_tokenizer" / "bpe_simple_vocab_16e6.txt.gz"
-DEMO_MODEL = Path(__file__).resolve().parent / "demo_model"  # trained by bench/train_demo.py on fgat_core/world.py
+DEMO_MODEL = Path(__file__).resolve().parent / "demo_model"  # trained by fgat_demo/train.py on fgat_demo/world.py
 FAMILY_NAMES = {
     "sd15": "Stable Diffusion 1.x",
     "sd2": "Stable Diffusion 2.x",
@@ -82,7 +83,7 @@ def load_pipeline(
 
 
 def load_demo_pipeline(device: str | None = None, dtype: str | None = None) -> FGATPipeline:
-    """The bundled demo model (64 px cats, fish, birds, cars and flowers of `fgat_core.world`), on the CPU in
+    """The bundled demo model (64 px cats, fish, birds, cars and flowers of `fgat_demo.world`), on the CPU in
     fp32 unless a device or dtype is asked for; the tiny random-weight model where its weights are absent."""
     dev, dt = pick_device(device or "cpu", dtype)
     if (DEMO_MODEL / "unet" / "diffusion_pytorch_model.safetensors").is_file():

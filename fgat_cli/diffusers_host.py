@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .host import CONTEXT, AttentionLayer, Cond, output_of
-from .schedule import eps_from_v
+from fgat_core.host import CONTEXT, AttentionLayer, Cond, output_of
+from fgat_core.schedule import eps_from_v
 
 
 class DiffusersDenoiser:
