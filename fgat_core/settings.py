@@ -22,54 +22,43 @@ class Mode(str, Enum):
     def __format__(self, spec: str) -> str:
         return format(self.value, spec)
 
+    def __repr__(self) -> str:  # `FGATConfig(inversion='direct')`: the spelling a user types, as in messages
+        return repr(self.value)
+
     @classmethod
     def values(cls) -> tuple[str, ...]:
         return tuple(m.value for m in cls)
 
 
+# each closed choice in three lines: what it chooses (docs/DESIGN.md §2), then its members
 class Inversion(Mode):
-    """How the source is inverted (docs/DESIGN.md §2.2)."""
-
-    DIRECT = "direct"
-    NULL_TEXT = "null-text"
-    NEGATIVE_PROMPT = "negative-prompt"
-    DDIM = "ddim"
+    """How the source is inverted (§2.2)."""
+    DIRECT, NULL_TEXT, NEGATIVE_PROMPT, DDIM = "direct", "null-text", "negative-prompt", "ddim"
 
 
 class Matching(Mode):
-    """DIFT matching at every window step, or once on the clean latents (docs/DESIGN.md §2.5)."""
-
-    PROGRESSIVE = "progressive"
-    INITIAL = "initial"
+    """DIFT matching at every window step, or once on the clean latents (§2.5)."""
+    PROGRESSIVE, INITIAL = "progressive", "initial"
 
 
 class MaskSource(Mode):
-    """Where the mask M comes from (docs/DESIGN.md §2.4)."""
-
-    ATTENTION = "attention"
-    USER = "user"
-    NONE = "none"
+    """Where the mask M comes from (§2.4)."""
+    ATTENTION, USER, NONE = "attention", "user", "none"
 
 
 class GammaOn(Mode):
-    """What γ mixes in Eq. 7 (docs/DESIGN.md §2.6)."""
-
-    GUIDED = "guided"
-    UNCOND = "uncond"
+    """What γ mixes in Eq. 7 (§2.6)."""
+    GUIDED, UNCOND = "guided", "uncond"
 
 
 class MaskLayers(Mode):
-    """The attention layers averaged for the mask (docs/DESIGN.md §2.4)."""
-
-    QUARTER = "quarter"
-    ALL = "all"
+    """The attention layers averaged for the mask (§2.4)."""
+    QUARTER, ALL = "quarter", "all"
 
 
 class DiftPrompt(Mode):
-    """DIFT's conditioning: each image's own prompt, or the empty prompt (docs/DESIGN.md §2.5)."""
-
-    OWN = "own"
-    EMPTY = "empty"
+    """DIFT's conditioning: each image's own prompt, or the empty prompt (§2.5)."""
+    OWN, EMPTY = "own", "empty"
 
 
 @dataclass(frozen=True)
@@ -86,8 +75,14 @@ class Range:
         below = v <= self.high if self.high_inclusive else v < self.high
         return above and below
 
+    def interval(self) -> str:
+        """`[0.0, 1.0)`, `[1, 999]`: the bounds as the setting's type writes them (error messages)."""
+        return f"{'[' if self.low_inclusive else '('}{self.low}, {self.high}{']' if self.high_inclusive else ')'}"
+
     def text(self) -> str:
-        """`[0.0, 1.0)` for floats; `1–999` for integer bounds too large to read as an interval."""
+        """For people: `[0, 1)` for floats, `1–999` for integers, `≥ 0` for a bound too large to read."""
+        if isinstance(self.low, int) and isinstance(self.high, int):
+            return f"≥ {self.low}" if self.high >= 2**20 else f"{self.low}–{self.high}"
         hi = "∞" if math.isinf(self.high) else f"{self.high:g}"
         return f"{'[' if self.low_inclusive else '('}{self.low:g}, {hi}{']' if self.high_inclusive else ')'}"
 
@@ -96,7 +91,7 @@ class Range:
 class Control:
     """How a graphical front end (WebUI, ComfyUI) shows a setting: label, slider bounds (which may be
     narrower than the valid range), whether the WebUI shows a fraction as % of the steps, and the row or
-    the Advanced section it sits in."""
+    the Advanced section it sits in; `labels` renames choices whose value reads badly in a UI."""
 
     label: str
     minimum: float | None = None
@@ -104,6 +99,10 @@ class Control:
     step: float | None = None
     percent: bool = False
     row: str = "advanced"
+    labels: tuple[tuple[str, str], ...] = ()  # (value, label) pairs; the others show their value
+
+    def choice_label(self, value: str) -> str:
+        return dict(self.labels).get(str(value), str(value))
 
 
 @dataclass(frozen=True)
@@ -159,6 +158,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("window_end", float, 0.44, "window end as a fraction of the steps (the window stops before "
             "ceil(f * steps); steps 12-21 at 50 steps)", Range(0.0, 1.0, False, True),
             Control("Window end (% of steps)", 1, 100, 1, percent=True, row="window"), xyz="[FGAT] Window end (%)"),
+    # 1000 steps would put timestep 1000 on the DDIM grid (1000 // N * j + 1); alphas_cumprod ends at 999
     Setting("steps", int, 50, "DDIM steps (a host uses its own sampling steps)", Range(1, 999), host_owned=True),
     Setting("guidance_scale", float, 7.5, "classifier-free guidance scale (a host uses its own)", Range(0.0, 50.0),
             host_owned=True),
@@ -167,7 +167,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("matching", Matching, Matching.PROGRESSIVE, "progressive: DIFT matching at every window step; "
             "initial: once, on the clean images", control=Control("Matching", row="method")),
     Setting("mask_source", MaskSource, MaskSource.ATTENTION, "attention: cross-attention of the mask word; "
-            "user: a drawn or uploaded mask; none: the whole image", control=Control("Mask source", row="prompt")),
+            "user: a drawn or uploaded mask; none: the whole image",
+            control=Control("Mask source", row="prompt", labels=(("user", "inpaint mask"),))),
     Setting("mask_word", str, "", "source-prompt word the attention mask follows (empty: the prompt's last word)",
             control=Control("Object word (empty: last word of the prompt)", row="prompt")),
     Setting("mask_threshold", float, 0.3, "attention mask threshold, after dividing the map by its maximum",

@@ -23,9 +23,10 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from fgat_core import images as core_images
-from fgat_core.config import DIFT_PROMPTS, GAMMA_ON, INVERSIONS, MASK_LAYERS, MATCHINGS, FGATConfig
+from fgat_core.config import FGATConfig
 from fgat_core.errors import ConfigError
 from fgat_core.prepare import parse_bool, parse_number, parse_text, shorten
+from fgat_core.settings import DiftPrompt, GammaOn, Inversion, MaskLayers, Matching
 
 # UI label of each FGATConfig.mask_source value
 MASK_SOURCE_LABELS = {"attention": "attention", "user": "inpaint mask", "none": "none"}
@@ -70,17 +71,17 @@ CONTROLS: tuple[Control, ...] = (
     # (modules/api/api.py:392-397), and an int there would truncate a recorded 24.5 % to 24 %
     Control("window_start", "Window start (% of steps)", "percent", float(round(_D.window_start * 100)), 0, 99, 1),
     Control("window_end", "Window end (% of steps)", "percent", float(round(_D.window_end * 100)), 1, 100, 1),
-    Control("matching", "Matching", "choice", _D.matching, choices=MATCHINGS),
-    Control("inversion", "Inversion", "choice", _D.inversion, choices=INVERSIONS),
+    Control("matching", "Matching", "choice", _D.matching, choices=Matching.values()),
+    Control("inversion", "Inversion", "choice", _D.inversion, choices=Inversion.values()),
     Control("dift_ensemble", "DIFT ensemble", "int", _D.dift_ensemble, 1, 32, 1),
     Control("diagnostics", "Diagnostics images", "bool", False),
     Control("mask_threshold", "Mask threshold", "float", _D.mask_threshold, 0.0, 0.95, 0.05, advanced=True),
     Control("mask_dilate", "Mask dilation (latent px)", "int", _D.mask_dilate, 0, 8, 1, advanced=True),
-    Control("mask_layers", "Attention layers for the mask", "choice", _D.mask_layers, choices=MASK_LAYERS,
+    Control("mask_layers", "Attention layers for the mask", "choice", _D.mask_layers, choices=MaskLayers.values(),
             advanced=True),
     Control("dift_timestep", "DIFT timestep", "int", _D.dift_timestep, 0, 999, 1, advanced=True),
-    Control("dift_prompt", "DIFT prompt", "choice", _D.dift_prompt, choices=DIFT_PROMPTS, advanced=True),
-    Control("gamma_on", "γ mixes", "choice", _D.gamma_on, choices=GAMMA_ON, advanced=True),
+    Control("dift_prompt", "DIFT prompt", "choice", _D.dift_prompt, choices=DiftPrompt.values(), advanced=True),
+    Control("gamma_on", "γ mixes", "choice", _D.gamma_on, choices=GammaOn.values(), advanced=True),
     Control("null_text_steps", "Null-text iterations", "int", _D.null_text_steps, 1, 100, 1, advanced=True),
     Control("null_text_lr", "Null-text learning rate", "float", _D.null_text_lr, 0.0001, 0.1, 0.0001,
             advanced=True),
