@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from .errors import InputError
 from .host import AttentionLayer, full_precision
+from .settings import MaskLayers
 
 # a forward hook on a q or k projection: (module, inputs, output) -> None
 ForwardHook = Callable[[nn.Module, tuple[object, ...], Tensor], None]
@@ -39,7 +40,7 @@ class AttentionRecorder:
         layers: Sequence[AttentionLayer],
         token_indices: Sequence[int],
         latent_size: tuple[int, int],
-        which: str = "quarter",
+        which: MaskLayers = MaskLayers.QUARTER,
     ) -> None:
         if not layers:
             raise ValueError("the model exposes no cross-attention layers, so no attention mask can be made")
@@ -49,7 +50,7 @@ class AttentionRecorder:
         self.tokens = list(token_indices)
         self.latent_size = latent_size
         grids = [downsampled_size(latent_size, f) for f in (1, 2, 4, 8, 16)]
-        self.grids = [downsampled_size(latent_size, 4)] if which == "quarter" else grids
+        self.grids = [downsampled_size(latent_size, 4)] if which == MaskLayers.QUARTER else grids
         self.rows: list[int] = []
         self.active = False
         self.sums: dict[tuple[int, int], Tensor] = {}

@@ -22,6 +22,9 @@ class Mode(str, Enum):
     def __format__(self, spec: str) -> str:
         return format(self.value, spec)
 
+    def __hash__(self) -> int:  # equal to its spelling ("direct" == Inversion.DIRECT), so hashed alike
+        return hash(self.value)
+
     def __repr__(self) -> str:  # `FGATConfig(inversion='direct')`: the spelling a user types, as in messages
         return repr(self.value)
 

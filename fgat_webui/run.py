@@ -39,6 +39,7 @@ from fgat_core.errors import ConfigError, InputError
 from fgat_core.images import fit_to, mask_from_image, to_rgb
 from fgat_core.infotext import INFOTEXT_KEY, format_infotext, image_hash
 from fgat_core.prepare import Request, check_request, default_mask_word, locate_word_ids
+from fgat_core.settings import MaskSource
 
 from .args import FGATSettings, apply_overrides, settings_from_script_args
 from .backend import SamplerTakeover, WebUIBackend, replace_sample_img2img
@@ -227,7 +228,7 @@ class FGATRun:
         cfg = generation_config(settings, p)
         prompts = getattr(p, "all_prompts", None) or [p.prompt]  # as sampling will see them (LoRA tags removed)
         request = Request(cfg, [backend.strip_extra_networks(q) for q in prompts], settings.target_image,
-                          mask=settings.mask_image if cfg.mask_source == "user" else None,
+                          mask=settings.mask_image if cfg.mask_source is MaskSource.USER else None,
                           mask_frames=mask_frames(p), host_mask=getattr(p, "image_mask", None) is not None)
         try:
             check_request(request, lambda prompt, word: mask_token_positions(backend, p, prompt, word))
@@ -383,8 +384,8 @@ class FGATRun:
                 uncond=uncond,
                 empty_cond=empty,
                 mask_tokens=mask_token_positions(backend, p, prompt, cfg.mask_word)
-                if cfg.mask_source == "attention" else None,
-                user_mask=self.user_mask(p, i) if cfg.mask_source == "user" else None,
+                if cfg.mask_source is MaskSource.ATTENTION else None,
+                user_mask=self.user_mask(p, i) if cfg.mask_source is MaskSource.USER else None,
             )
             backend.prepare_unet(p, src, rows=max(4, 2 * cfg.dift_ensemble))  # the engine's largest batch
             result = run_fgat(backend.denoiser(p), inputs, cfg, progress=backend.report_progress)
