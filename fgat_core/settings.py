@@ -8,6 +8,7 @@ plain value)."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -158,8 +159,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("window_start", float, 0.24, "window start as a fraction of the steps (first window step = "
             "ceil(f * steps); 12 at 50 steps)", Range(0.0, 1.0, True, False),
             Control("Window start (% of steps)", 0, 99, 1, percent=True, row="window")),
-    Setting("window_end", float, 0.44, "window end as a fraction of the steps (the window stops before "
-            "ceil(f * steps); steps 12-21 at 50 steps)", Range(0.0, 1.0, False, True),
+    Setting("window_end", float, 0.44, "window end as a fraction of the steps, above window_start (the "
+            "window stops before ceil(f * steps); steps 12-21 at 50 steps)", Range(0.0, 1.0, False, True),
             Control("Window end (% of steps)", 1, 100, 1, percent=True, row="window"), xyz="[FGAT] Window end (%)"),
     # 1000 steps would put timestep 1000 on the DDIM grid (1000 // N * j + 1); alphas_cumprod ends at 999
     Setting("steps", int, 50, "DDIM steps (a host uses its own sampling steps)", Range(1, 999), host_owned=True),
@@ -200,3 +201,80 @@ SETTINGS: tuple[Setting, ...] = (
             Range(1, 1 << 20), Control("Matching chunk (rows)", 64, 16384, 64)),
 )
 SETTING: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+# ---------------------------------------------------------------------------------------------- docs
+TABLE_BLOCK = re.compile(r"(<!-- settings-table:(\w+) -->\n)(.*?)(<!-- /settings-table -->)", re.S)
+
+
+def is_common(s: Setting) -> bool:
+    """A setting a user meets first: a front-end control outside the Advanced section."""
+    return s.control is not None and s.control.row != "advanced"
+
+
+def markdown_table(which: str = "all") -> str:
+    """The settings as a Markdown table: every setting ("all"), or the common ones ("common")."""
+    if which not in ("all", "common"):
+        raise ValueError(f"which must be 'all' or 'common', got {which!r}")
+    rows = [s for s in SETTINGS if which == "all" or is_common(s)]
+    lines = ["| Field | CLI flag | Default | Range | Meaning | WebUI control | X/Y/Z |",
+             "|---|---|---|---|---|---|---|"]
+    for s in rows:
+        meaning = f"{s.symbol}: {s.help}" if s.symbol else s.help
+        cells = (f"`{s.name}`", f"`{s.flag}`", _default_text(s), _range_text(s), meaning, _control_text(s),
+                 "yes" if s.xyz else "")
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _default_text(s: Setting) -> str:
+    if s.choices or s.kind is str:
+        return f"`{s.default}`" if s.default != "" else '""'
+    return f"{s.default:g}"
+
+
+def _range_text(s: Setting) -> str:
+    if s.choices:
+        return ", ".join(f"`{c}`" for c in s.choices)
+    return s.valid.text() if s.valid is not None else "text"
+
+
+def _control_text(s: Setting) -> str:
+    if s.host_owned:
+        return "the WebUI's own"
+    if s.control is None:
+        return ""
+    return ("Advanced: " if s.control.row == "advanced" else "") + s.control.label
+
+
+def update_markdown(text: str) -> str:
+    """`text` with every `<!-- settings-table:WHICH -->` ... `<!-- /settings-table -->` block regenerated."""
+    return TABLE_BLOCK.sub(lambda m: m.group(1) + markdown_table(m.group(2)) + m.group(4), text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m fgat_core.settings --markdown all|common` prints the table; `--update FILE...` rewrites the
+    marked blocks of those Markdown files in place."""
+    import argparse
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m fgat_core.settings", description=main.__doc__)
+    parser.add_argument("--markdown", choices=("all", "common"), help="print the settings table")
+    parser.add_argument("--update", nargs="+", metavar="FILE", help="regenerate the marked tables in these files")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown_table(args.markdown), end="")
+    for name in args.update or ():
+        path = Path(name)
+        text = path.read_text(encoding="utf-8")
+        if update_markdown(text) != text:
+            path.write_text(update_markdown(text), encoding="utf-8")
+            print(f"updated {path}")
+    if not (args.markdown or args.update):
+        parser.print_usage()
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
