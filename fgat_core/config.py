@@ -41,13 +41,13 @@ class FGATConfig:
     dift_ensemble: int = _default("dift_ensemble")
     gamma_on: GammaOn = _default("gamma_on")
     seed: int = _default("seed")
-    mask_layers: MaskLayers = _default("mask_layers")
-    mask_dilate: int = _default("mask_dilate")
-    dift_prompt: DiftPrompt = _default("dift_prompt")
+    mask_layers: MaskLayers = _default("mask_layers")  # layers at 1/4 of the latent size, or all
+    mask_dilate: int = _default("mask_dilate")  # latent pixels of dilation after thresholding
+    dift_prompt: DiftPrompt = _default("dift_prompt")  # each image's own prompt, or the empty prompt
     null_text_steps: int = _default("null_text_steps")
     null_text_lr: float = _default("null_text_lr")
     null_text_epsilon: float = _default("null_text_epsilon")
-    match_chunk: int = _default("match_chunk")
+    match_chunk: int = _default("match_chunk")  # source rows per chunk of the similarity matrix
 
     def __post_init__(self) -> None:
         for s in SETTINGS:
