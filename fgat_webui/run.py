@@ -218,6 +218,7 @@ class FGATRun:
         self._captured_p = None
         self._target_latents: dict[tuple[int, int], Tensor] = {}
         self._source_latents: dict[int, Tensor] = {}
+        self._mask_tokens: dict[tuple[str, str], list[int]] = {}
 
     # ------------------------------------------------------------------------------------------ setup
     def prepare(self, p: Any) -> None:
@@ -231,7 +232,7 @@ class FGATRun:
                           mask=settings.mask_image if cfg.mask_source is MaskSource.USER else None,
                           mask_frames=mask_frames(p), host_mask=getattr(p, "image_mask", None) is not None)
         try:
-            check_request(request, lambda prompt, word: mask_token_positions(backend, p, prompt, word))
+            check_request(request, lambda prompt, word: self.mask_tokens(p, prompt, word))
         except (ConfigError, InputError) as e:
             raise in_webui_words(e, p, cfg) from None
         self.config = cfg
@@ -360,6 +361,13 @@ class FGATRun:
             latent = latent * keep + row * (1 - keep)
         return latent
 
+    def mask_tokens(self, p, prompt: str, word: str) -> list[int]:
+        """The mask word's token positions in `prompt`, located once per request: found while checking it
+        (`prepare`) and handed on to every row that samples that prompt."""
+        if (prompt, word) not in self._mask_tokens:
+            self._mask_tokens[(prompt, word)] = mask_token_positions(self.backend, p, prompt, word)
+        return self._mask_tokens[(prompt, word)]
+
     def _transfer_row(self, p, x: Tensor, i: int) -> Tensor:
         src = self.source_latent(p, x, i)
         seed = self.row_seed(p, i)
@@ -383,7 +391,7 @@ class FGATRun:
                 target_cond=target_cond,
                 uncond=uncond,
                 empty_cond=empty,
-                mask_tokens=mask_token_positions(backend, p, prompt, cfg.mask_word)
+                mask_tokens=self.mask_tokens(p, prompt, cfg.mask_word)
                 if cfg.mask_source is MaskSource.ATTENTION else None,
                 user_mask=self.user_mask(p, i) if cfg.mask_source is MaskSource.USER else None,
             )
