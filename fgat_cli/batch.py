@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from fgat_core.cache import InversionCache
-from fgat_core.config import FGATConfig, config_fields
+from fgat_core.config import FGATConfig
 from fgat_core.errors import ConfigError, plain_name
 from fgat_core.prepare import LENIENT_BOOLS, parse_bool, parse_number, parse_text
+from fgat_core.settings import SETTING, MaskSource
 
 from .pipeline import FGATPipeline
 from .progress import StageBars
@@ -29,8 +30,7 @@ from .runner import Job, check_job, job_notes, out_of_memory_message, output_pat
 
 JOB_KEYS = ("source", "target", "source_prompt", "target_prompt", "negative_prompt", "mask", "out", "preset",
             "transfer")
-_TYPES = {f.name: str(f.type) for f in config_fields()}
-KNOWN_KEYS = (*JOB_KEYS, *_TYPES)
+KNOWN_KEYS = (*JOB_KEYS, *SETTING)
 
 
 def _key(name: Any) -> str:
@@ -43,10 +43,10 @@ def _is_unset(v: Any) -> bool:
 
 def parse_setting(name: str, value: Any) -> Any:
     """A CSV cell or YAML value for an FGATConfig field, as the field's type (`prepare`'s value parsers)."""
-    kind = _TYPES[name]
-    if kind == "str":
+    kind = SETTING[name].kind
+    if kind not in (float, int):  # text and choices (FGATConfig checks the choice)
         return parse_text(value, name).strip()
-    return parse_number(value, name, integer=kind == "int")
+    return parse_number(value, name, integer=kind is int)
 
 
 def _normalise(row: Any, where: str) -> dict[str, Any]:
@@ -142,7 +142,7 @@ def _yaml_rows(path: Path, text: str) -> tuple[list[tuple[str, Any]], dict[str, 
 
 
 def _settings(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: parse_setting(k, v) for k, v in values.items() if k in _TYPES}
+    return {k: parse_setting(k, v) for k, v in values.items() if k in SETTING}
 
 
 def read_pairs(
@@ -201,7 +201,7 @@ def _job_from_row(row: dict[str, Any], index: int, ctx: dict[str, Any]) -> Job:
     source, target = base / str(merged["source"]), base / str(merged["target"])
     mask = base / str(merged["mask"]) if "mask" in merged else None
     if mask is not None and "mask_source" not in explicit:
-        explicit["mask_source"] = "user"
+        explicit["mask_source"] = MaskSource.USER
     cfg = cfg.replace(**explicit)
     out = ctx["out_dir"] / str(merged["out"]) if "out" in merged else (
         ctx["out_dir"] / f"{index:03d}-{source.stem}-{target.stem}.png")

@@ -10,39 +10,12 @@ import json
 import os
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from fgat_core.config import CHOICES, FGATConfig
+from fgat_core.config import FGATConfig
 from fgat_core.errors import flag_name, render_error
-
-FIELD_HELP = {
-    "delta": "transfer weight (delta, Eq. 3)",
-    "lam": "balance between x_t and the deviated x'_t (lambda, Eq. 6)",
-    "gamma": "mix of eps(x_t) and eps(x'_t) (gamma, Eq. 7)",
-    "window_start": "window start as a fraction of the steps (first window step = ceil(f * steps))",
-    "window_end": "window end as a fraction of the steps (the window stops before ceil(f * steps))",
-    "steps": "DDIM steps",
-    "guidance_scale": "classifier-free guidance scale",
-    "inversion": "how the source is inverted",
-    "matching": "progressive: DIFT matching at every window step; initial: once, on the clean images",
-    "mask_source": "attention: cross-attention of the mask word; user: the --mask image; none: whole image",
-    "mask_word": "source-prompt word the attention mask follows (default: the prompt's last word)",
-    "mask_threshold": "attention mask threshold, after dividing the map by its maximum",
-    "dift_timestep": "timestep of the DIFT features",
-    "dift_ensemble": "DIFT noise draws averaged per feature map",
-    "gamma_on": "guided: mix the guided noise; uncond: mix only the unconditional branch",
-    "seed": "seed of the DIFT noise",
-    "mask_layers": "attention layers averaged for the mask: quarter (1/4 latent size) or all",
-    "mask_dilate": "latent pixels of mask dilation",
-    "dift_prompt": "DIFT conditioning: each image's own prompt, or the empty prompt",
-    "null_text_steps": "null-text inversion: Adam iterations per step",
-    "null_text_lr": "null-text inversion: learning rate",
-    "null_text_epsilon": "null-text inversion: early-stop loss",
-    "match_chunk": "source positions per chunk of the similarity matrix (bounds its memory)",
-}
-_PY_TYPES = {"float": float, "int": int, "str": str}
+from fgat_core.settings import SETTINGS, MaskSource, Setting
 
 
 def cli_message(err: BaseException | str) -> str:
@@ -65,26 +38,34 @@ def presets_folder() -> Path:
 
 # ---------------------------------------------------------------------------------------------- parser
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per FGATConfig field (default: not given, so presets and files can fill it in)."""
+    """One flag per setting of `fgat_core.settings.SETTINGS` (default: not given, so presets and files can
+    fill it in)."""
     group = parser.add_argument_group("FGAT settings (defaults < --preset < these flags)")
-    defaults = FGATConfig()
-    for f in fields(FGATConfig):
-        kind = _PY_TYPES[str(f.type)]
-        default = getattr(defaults, f.name)
-        group.add_argument(
-            flag_name(f.name), dest=f"cfg_{f.name}", type=kind, default=None, choices=CHOICES.get(f.name),
-            metavar=None if f.name in CHOICES else {"float": "X", "int": "N", "str": "TEXT"}[str(f.type)],
-            help=f"{FIELD_HELP.get(f.name, f.name)} (default: {default!r})",
-        )
+    for s in SETTINGS:
+        group.add_argument(s.flag, dest=f"cfg_{s.name}", type=_flag_type(s), default=None,
+                           choices=s.choices or None, metavar=None if s.choices else _METAVARS[s.kind],
+                           help=f"{s.help} (default: {_plain_default(s)!r})")
+
+
+_METAVARS = {float: "X", int: "N", str: "TEXT"}
+
+
+def _flag_type(setting: Setting) -> type:
+    """What argparse converts a flag's text to: the number types, text for words and choices."""
+    return setting.kind if setting.kind in (float, int) else str
+
+
+def _plain_default(setting: Setting) -> Any:
+    return str(setting.default) if setting.choices else setting.default
 
 
 def explicit_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The FGAT settings given on the command line."""
     out = {}
-    for f in fields(FGATConfig):
-        v = getattr(args, f"cfg_{f.name}", None)
+    for s in SETTINGS:
+        v = getattr(args, f"cfg_{s.name}", None)
         if v is not None:
-            out[f.name] = v
+            out[s.name] = v
     return out
 
 
@@ -225,7 +206,7 @@ def _transfer_job(args: argparse.Namespace):
 
     settings = explicit_settings(args)
     if args.mask and "mask_source" not in settings:
-        settings["mask_source"] = "user"
+        settings["mask_source"] = MaskSource.USER
     cfg = base_config(args.preset, settings)
     source = Path(args.source)
     out = output_path(args.out or Path("outputs") / f"{source.stem}-fgat.png", source)

@@ -18,6 +18,7 @@ from fgat_core.infotext import image_hash
 from fgat_core.mask import word_token_indices
 from fgat_core.prepare import Request, check_request
 from fgat_core.schedule import scaled_linear_alphas_cumprod
+from fgat_core.settings import MaskSource
 
 from .diffusers_host import DiffusersDenoiser
 
@@ -189,10 +190,10 @@ class FGATPipeline:
         z_src = self.encode_image(src_img) if z_src is None else z_src
         z_tar = self.encode_image(tar_img) if z_tar is None else z_tar
         tokens = None
-        if cfg.mask_source == "attention":
+        if cfg.mask_source is MaskSource.ATTENTION:
             tokens = word_token_indices(source_prompt, cfg.mask_word, self.tokens, self.tokenizer.model_max_length)
         user_mask = None
-        if cfg.mask_source == "user":
+        if cfg.mask_source is MaskSource.USER:
             if mask is None:
                 raise InputError("mask", None, "{names[mask_source]} is 'user' but no mask image was given: "
                                  "pass {name}", related=("mask_source",))

@@ -1,94 +1,57 @@
-"""FGATConfig: every knob of the method, its defaults (paper §4, docs/DESIGN.md §2) and validation."""
+"""FGATConfig: every knob of the method, frozen and valid from construction on.
+
+Defaults, types, ranges and choices come from the one table `fgat_core.settings.SETTINGS` (paper §4,
+docs/DESIGN.md §2); this module adds the checks that span settings (the window) and the dict round trip."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import numbers
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import ConfigError
-
-INVERSIONS = ("direct", "null-text", "negative-prompt", "ddim")
-MATCHINGS = ("progressive", "initial")
-MASK_SOURCES = ("attention", "user", "none")
-GAMMA_ON = ("guided", "uncond")
-MASK_LAYERS = ("quarter", "all")
-DIFT_PROMPTS = ("own", "empty")
-
-# (field, low, high, low_inclusive, high_inclusive, human text)
-_FLOAT_RANGES = {
-    "delta": (0.0, 1.0, True, True),
-    "lam": (0.0, 1.0, True, True),
-    "gamma": (0.0, 1.0, True, True),
-    "window_start": (0.0, 1.0, True, False),
-    "window_end": (0.0, 1.0, False, True),
-    "guidance_scale": (0.0, 50.0, True, True),
-    "mask_threshold": (0.0, 1.0, True, False),
-    "null_text_lr": (0.0, 1.0, False, True),
-    "null_text_epsilon": (0.0, 1.0, True, True),
-}
-_INT_RANGES = {
-    "steps": (1, 999),  # 1000 would put timestep 1000 on the DDIM grid (1000 // N * j + 1); a_t ends at 999
-    "dift_timestep": (0, 999),
-    "dift_ensemble": (1, 32),
-    "seed": (0, 2**63 - 1),
-    "mask_dilate": (0, 8),
-    "null_text_steps": (1, 100),
-    "match_chunk": (1, 1 << 20),
-}
-CHOICES = {
-    "inversion": INVERSIONS,
-    "matching": MATCHINGS,
-    "mask_source": MASK_SOURCES,
-    "gamma_on": GAMMA_ON,
-    "mask_layers": MASK_LAYERS,
-    "dift_prompt": DIFT_PROMPTS,
-}
+from .settings import SETTING, SETTINGS, DiftPrompt, GammaOn, Inversion, MaskLayers, MaskSource, Matching, Mode, Setting
 
 
-@dataclass
+def _default(name: str) -> Any:
+    """The dataclass field of setting `name`, with the table's default."""
+    return field(default=SETTING[name].default)
+
+
+@dataclass(frozen=True)
 class FGATConfig:
-    """All FGAT settings. Defaults are the paper's (§4) and docs/DESIGN.md §2.6's readings of it."""
+    """All FGAT settings (fields in the order of `SETTINGS`, each described there). Frozen: change a copy
+    with `replace(...)`, which validates like the constructor. Mode fields hold the `Mode` enums; a string
+    such as "direct" is accepted and becomes `Inversion.DIRECT`."""
 
-    delta: float = 0.6  # Eq. 3: weight of the transfer
-    lam: float = 0.2  # Eq. 6: balance between x_t and x'_t
-    gamma: float = 0.2  # Eq. 7: mix of eps(x_t) and eps(x'_t)
-    window_start: float = 0.24  # first window step = ceil(window_start * steps)
-    window_end: float = 0.44  # window ends before ceil(window_end * steps)
-    steps: int = 50
-    guidance_scale: float = 7.5
-    inversion: str = "direct"
-    matching: str = "progressive"
-    mask_source: str = "attention"
-    mask_word: str = ""  # empty: the last word of the source prompt
-    mask_threshold: float = 0.3
-    dift_timestep: int = 261
-    dift_ensemble: int = 1
-    gamma_on: str = "guided"
-    seed: int = 0
-    mask_layers: str = "quarter"  # attention layers at 1/4 of the latent size, or all
-    mask_dilate: int = 1  # latent pixels of dilation after thresholding
-    dift_prompt: str = "own"  # DIFT conditioning: each image's own prompt, or the empty prompt
-    null_text_steps: int = 10
-    null_text_lr: float = 1e-2
-    null_text_epsilon: float = 1e-5
-    match_chunk: int = 1024  # source rows per chunk of the similarity matrix
+    delta: float = _default("delta")  # Eq. 3: weight of the transfer
+    lam: float = _default("lam")  # Eq. 6: balance between x_t and x'_t
+    gamma: float = _default("gamma")  # Eq. 7: mix of eps(x_t) and eps(x'_t)
+    window_start: float = _default("window_start")  # first window step = ceil(window_start * steps)
+    window_end: float = _default("window_end")  # window ends before ceil(window_end * steps)
+    steps: int = _default("steps")
+    guidance_scale: float = _default("guidance_scale")
+    inversion: Inversion = _default("inversion")
+    matching: Matching = _default("matching")
+    mask_source: MaskSource = _default("mask_source")
+    mask_word: str = _default("mask_word")  # empty: the last word of the source prompt
+    mask_threshold: float = _default("mask_threshold")
+    dift_timestep: int = _default("dift_timestep")
+    dift_ensemble: int = _default("dift_ensemble")
+    gamma_on: GammaOn = _default("gamma_on")
+    seed: int = _default("seed")
+    mask_layers: MaskLayers = _default("mask_layers")  # layers at 1/4 of the latent size, or all
+    mask_dilate: int = _default("mask_dilate")  # latent pixels of dilation after thresholding
+    dift_prompt: DiftPrompt = _default("dift_prompt")  # each image's own prompt, or the empty prompt
+    null_text_steps: int = _default("null_text_steps")
+    null_text_lr: float = _default("null_text_lr")
+    null_text_epsilon: float = _default("null_text_epsilon")
+    match_chunk: int = _default("match_chunk")  # source rows per chunk of the similarity matrix
 
     def __post_init__(self) -> None:
-        for name, bounds in _FLOAT_RANGES.items():
-            setattr(self, name, _checked_float(name, getattr(self, name), *bounds))
-        for name, (lo, hi) in _INT_RANGES.items():
-            setattr(self, name, _checked_int(name, getattr(self, name), lo, hi))
-        for name, allowed in CHOICES.items():
-            v = getattr(self, name)
-            if v not in allowed:
-                raise ConfigError(name, v, "{name} must be one of {allowed}; got {value!r}",
-                                  allowed=", ".join(allowed))
-        if not isinstance(self.mask_word, str):
-            raise ConfigError("mask_word", self.mask_word, "{name} must be a string, got {value!r}")
-        self.mask_word = self.mask_word.strip()
+        for s in SETTINGS:
+            object.__setattr__(self, s.name, checked_value(s, getattr(self, s.name)))
         if self.window_end <= self.window_start:
             raise ConfigError(
                 "window_end", self.window_end, "{name} ({value}) must be greater than {names[window_start]} "
@@ -109,7 +72,7 @@ class FGATConfig:
                 related=("window_start", "window_end"), ws=self.window_start, we=self.window_end, start=start,
                 end=end,
             )
-        if self.mask_source == "attention" and start < 1:
+        if self.mask_source is MaskSource.ATTENTION and start < 1:
             raise ConfigError(
                 "window_start", self.window_start, "the attention mask is collected over the steps before the "
                 "window, but {name} gives step 0 at {n} steps: raise {name} or choose {names[mask_source]} "
@@ -119,48 +82,66 @@ class FGATConfig:
 
     # ------------------------------------------------------------------ dict
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every setting by name, as plain JSON values (a mode as its spelling, "direct")."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FGATConfig:
         if not isinstance(data, dict):
             raise ValueError(f"FGAT settings must be a dict of named values, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - set(SETTING))
         if unknown:
             raise ValueError(
-                f"unknown FGAT setting(s): {', '.join(unknown)}; known settings: {', '.join(sorted(known))}"
+                f"unknown FGAT setting(s): {', '.join(unknown)}; known settings: {', '.join(sorted(SETTING))}"
             )
         return cls(**data)
 
     def replace(self, **changes: Any) -> FGATConfig:
+        """A copy with `changes`, validated as a new config is (unknown names refused)."""
         return self.from_dict({**self.to_dict(), **changes})
 
 
-def config_fields() -> list[dataclasses.Field]:
-    return list(fields(FGATConfig))
+def _plain(v: Any) -> Any:
+    return v.value if isinstance(v, Mode) else v
 
 
-def _checked_float(name: str, v: Any, lo: float, hi: float, lo_in: bool, hi_in: bool) -> float:
+def checked_value(setting: Setting, v: Any) -> Any:
+    """`v` as `setting`'s type inside its range or among its choices, else a ConfigError naming them."""
+    name, kind = setting.name, setting.kind
+    if kind is float:
+        return _checked_float(name, v, setting.valid)
+    if kind is int:
+        return _checked_int(name, v, setting.valid)
+    if kind is str:
+        if not isinstance(v, str):
+            raise ConfigError(name, v, "{name} must be a string, got {value!r}")
+        return v.strip()
+    if isinstance(v, str) and v in setting.choices:
+        return kind(v)
+    raise ConfigError(name, _plain(v), "{name} must be one of {allowed}; got {value!r}",
+                      allowed=", ".join(setting.choices))
+
+
+def _checked_float(name: str, v: Any, valid: Any) -> float:
     """`v` as a float inside the range, else a ConfigError naming the range."""
     if isinstance(v, numbers.Real) and not isinstance(v, bool):
         v = float(v)  # numpy / torch scalars from a sweep
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise ConfigError(name, v, "{name} must be a number, got {value!r}")
-    if not ((v >= lo if lo_in else v > lo) and (v <= hi if hi_in else v < hi)):
-        rng = f"{'[' if lo_in else '('}{lo}, {hi}{']' if hi_in else ')'}"
-        raise ConfigError(name, v, "{name} must be in {allowed}, got {value!r}", allowed=rng)
+    if v not in valid:
+        raise ConfigError(name, v, "{name} must be in {allowed}, got {value!r}", allowed=valid.interval())
     return float(v)
 
 
-def _checked_int(name: str, v: Any, lo: int, hi: int) -> int:
-    """`v` as an int inside [lo, hi] (whole floats and numpy integers accepted), else a ConfigError."""
+def _checked_int(name: str, v: Any, valid: Any) -> int:
+    """`v` as an int inside the range (whole floats and numpy integers accepted), else a ConfigError."""
     if isinstance(v, numbers.Integral) and not isinstance(v, bool):
         v = int(v)
     elif isinstance(v, numbers.Real) and not isinstance(v, bool) and float(v).is_integer():
         v = int(v)
     if isinstance(v, bool) or not isinstance(v, int):
         raise ConfigError(name, v, "{name} must be an integer, got {value!r}")
-    if not lo <= v <= hi:
-        raise ConfigError(name, v, "{name} must be in {allowed}, got {value!r}", allowed=f"[{lo}, {hi}]")
+    if v not in valid:
+        raise ConfigError(name, v, "{name} must be in {allowed}, got {value!r}", allowed=valid.interval())
     return v
+

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from .inversion import guided
 from .schedule import ddim_step
+from .settings import GammaOn
 
 # eps_at(x) -> (conditional eps, unconditional eps) at the latent x, at the step's timestep
 EpsPair = Callable[[Tensor], tuple[Tensor, Tensor]]
@@ -51,13 +52,13 @@ def deviated_step(x_star: Tensor, eps_star: Tensor, alpha_t: float, alpha_next: 
 @dataclass(frozen=True)
 class StepParams:
     """The knobs of one window step: delta (Eq. 3), lam (Eq. 6), gamma (Eq. 7), the CFG scale, and which
-    noise gamma mixes ("guided": the guided eps; "uncond": the unconditional branch only)."""
+    noise gamma mixes (`GammaOn.GUIDED`: the guided eps; `UNCOND`: the unconditional branch only)."""
 
     delta: float
     lam: float
     gamma: float
     guidance_scale: float
-    gamma_on: str = "guided"
+    gamma_on: GammaOn = GammaOn.GUIDED
 
 
 def fgat_step(
@@ -81,7 +82,7 @@ def fgat_step(
     shift = x0_shift(transfer_x0(x0_src, x0_matched, mask, p.delta), x0_src)
     x_prime, x_star = latent_deviation(x_t, shift, alpha_t, p.lam)
     eps_cond_prime, eps_uncond_prime = eps_at(x_prime)
-    if p.gamma_on == "guided":
+    if p.gamma_on == GammaOn.GUIDED:
         eps_star = mix_noise(eps, guided(eps_uncond_prime, eps_cond_prime, p.guidance_scale), p.gamma)
     else:
         eps_star = guided(mix_noise(eps_uncond, eps_uncond_prime, p.gamma), eps_cond_prime, p.guidance_scale)

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from .settings import MaskSource
+
 MASK_COLOUR = (255, 40, 40)
 LABEL_HEIGHT = 14
 MAX_PANEL = 256  # panels are shrunk to at most this many pixels on their long side
@@ -81,9 +83,9 @@ def mask_summary(mask: Tensor, config, transfer: bool = True) -> str:
         return "mask: none (a reconstruction without transfer)"
     if float(mask.min()) < 1.0:
         return f"mask: {share:.0%} of the image ({config.mask_source})"
-    why = {"none": "mask_source is 'none'",
-           "user": "the mask image is white everywhere",
-           "attention": "the attention mask covers everything or thresholded to nothing (see the notes)"}
+    why = {MaskSource.NONE: "mask_source is 'none'",
+           MaskSource.USER: "the mask image is white everywhere",
+           MaskSource.ATTENTION: "the attention mask covers everything or thresholded to nothing (see the notes)"}
     return (f"mask: the WHOLE image (100%): {why.get(config.mask_source, config.mask_source)}, so the transfer is "
             "not limited to the object")
 

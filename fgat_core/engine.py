@@ -21,6 +21,7 @@ from .mask import AttentionRecorder, prepare_user_mask, threshold_mask
 from .matching import correspondence, dift_features, dift_noise, gather_matched, upsample_features
 from .metering import STAGES, StageMeter, StageStats, counted
 from .schedule import Schedule, ddim_step, predict_x0
+from .settings import DiftPrompt, Inversion, MaskSource, Matching
 
 __all__ = [
     "STAGES", "FGATInputs", "FGATInterrupted", "FGATResult", "InversionStore", "Inversions", "Plan", "Progress",
@@ -94,7 +95,13 @@ class Plan:
 
     @property
     def direct(self) -> bool:
-        return self.config.inversion == "direct"
+        """Direct Inversion: sampling starts at the window and is pulled back onto the source's trajectory."""
+        return self.config.inversion is Inversion.DIRECT
+
+    @property
+    def null_text(self) -> bool:
+        """Null-text inversion: one optimised unconditional embedding per sampling step."""
+        return self.config.inversion is Inversion.NULL_TEXT
 
     def in_window(self, i: int) -> bool:
         return self.transfer and self.start <= i < self.end
@@ -152,7 +159,7 @@ def plan_run(
     sched = schedule or Schedule.ddim(alphas_cumprod, config.steps)
     n = sched.steps
     start, end = config.window(n)
-    first = first_step if first_step is not None else (start if config.inversion == "direct" else 0)
+    first = first_step if first_step is not None else (start if config.inversion is Inversion.DIRECT else 0)
     if not 0 <= first < n:
         raise ValueError(f"first_step must be in [0, {n - 1}], got {first}")
     size = (int(inputs.source_latent.shape[-2]), int(inputs.source_latent.shape[-1]))
@@ -160,7 +167,7 @@ def plan_run(
 
 
 def _attention_recorder(host: Denoiser, inputs: FGATInputs, plan: Plan) -> AttentionRecorder | None:
-    if not (plan.transfer and plan.config.mask_source == "attention"):
+    if not (plan.transfer and plan.config.mask_source is MaskSource.ATTENTION):
         return None
     if not inputs.mask_tokens:
         raise ValueError("mask_source 'attention' needs the token positions of the mask word")
@@ -168,7 +175,7 @@ def _attention_recorder(host: Denoiser, inputs: FGATInputs, plan: Plan) -> Atten
 
 
 def _user_mask(inputs: FGATInputs, plan: Plan) -> Tensor | None:
-    if not (plan.transfer and plan.config.mask_source == "user"):
+    if not (plan.transfer and plan.config.mask_source is MaskSource.USER):
         return None
     if inputs.user_mask is None:
         raise ValueError("mask_source is 'user' but no mask was given: draw or upload a mask, "
@@ -309,7 +316,7 @@ def _source_from_trace(
 ) -> Inversions:
     latents, eps = trace.latents[0], trace.eps[0]  # the source is the first row when it is inverted
     uncond_steps = None
-    if plan.config.inversion == "null-text":
+    if plan.null_text:
         c = plan.config
         uncond_steps = null_text_optimize(
             host, latents, inputs.source_cond, inputs.uncond, plan.schedule, c.guidance_scale,
@@ -343,7 +350,7 @@ def _cache_keys(
     src_key = tar_key = None
     if inputs.source_key is not None:
         null_text = None
-        if cfg.inversion == "null-text":
+        if plan.null_text:
             null_text = (cfg.guidance_scale, cfg.null_text_steps, cfg.null_text_lr, cfg.null_text_epsilon)
         # direct inversion records the mask's attention maps during the source inversion
         attention = None
@@ -372,9 +379,9 @@ def _mask(
 ) -> Tensor:
     """The mask M of Eq. 3 on the latent grid: all ones, the user's mask, or the object word's attention."""
     cfg, like = plan.config, inputs.source_latent
-    if cfg.mask_source == "none" or not plan.transfer:
+    if cfg.mask_source is MaskSource.NONE or not plan.transfer:
         return torch.ones(plan.size, dtype=like.dtype, device=like.device)
-    if cfg.mask_source == "user":
+    if cfg.mask_source is MaskSource.USER:
         if user_mask.max() <= 0:
             messages.append(
                 "FGAT: the mask is all black, so nothing was transferred (paint the parts to transfer white)"
@@ -415,10 +422,20 @@ class _Matcher:
 
 
 def _dift_conds(inputs: FGATInputs, cfg: FGATConfig) -> list[Cond]:
-    if cfg.dift_prompt == "own":
+    if cfg.dift_prompt is DiftPrompt.OWN:
         return [inputs.source_cond, inputs.target_cond]
     empty = inputs.empty_cond if inputs.empty_cond is not None else inputs.uncond
     return [empty, empty]
+
+
+def _uncond_picker(inputs: FGATInputs, plan: Plan, inversions: Inversions) -> Callable[[int], Cond]:
+    """The unconditional branch's conditioning at step i, chosen once per run by the inversion mode: the
+    source prompt (negative-prompt inversion), the optimised embedding of step i (null-text), else uncond."""
+    if plan.config.inversion is Inversion.NEGATIVE_PROMPT:
+        return lambda i: inputs.source_cond
+    if inversions.uncond_steps is not None:
+        return inversions.uncond_steps.__getitem__
+    return lambda i: inputs.uncond
 
 
 class _Sampler:
@@ -433,16 +450,10 @@ class _Sampler:
         c = plan.config
         self.params = StepParams(c.delta, c.lam, c.gamma, c.guidance_scale, c.gamma_on)
         self.matcher = _Matcher(host, inputs, plan, meter)
+        self.uncond = _uncond_picker(inputs, plan, inversions)
         self.mask: Tensor | None = None
         self.x0_window: list[Tensor] = []
         self.messages: list[str] = []
-
-    def uncond(self, i: int) -> Cond:
-        if self.plan.config.inversion == "negative-prompt":
-            return self.inputs.source_cond
-        if self.inv.uncond_steps is not None:
-            return self.inv.uncond_steps[i]
-        return self.inputs.uncond
 
     def get_mask(self) -> Tensor:
         if self.mask is None:
@@ -504,7 +515,7 @@ class _Sampler:
         x0_src = predict_x0(x, eps, a_t)
         self.x0_window.append(x0_src.detach().cpu())
         x0_tar = self.inv.target_x0[i]
-        if p.config.matching == "progressive":
+        if p.config.matching is Matching.PROGRESSIVE:
             self.matcher.match(torch.cat([x0_src, x0_tar]))
         matched = gather_matched(x0_tar, self.matcher.corr, p.size)
         t = int(p.schedule.timesteps[i])
@@ -525,7 +536,7 @@ def sample(
     `stats` are `meter`'s (a new meter if None): this phase's UNet calls and those counted there before."""
     host, meter = counted(host, meter)
     s = _Sampler(host, inversions, inputs, plan, recorder, user_mask, meter)
-    if plan.transfer and plan.config.matching == "initial":
+    if plan.transfer and plan.config.matching is Matching.INITIAL:
         s.matcher.match(torch.cat([inputs.source_latent, inputs.target_latent]))
     report = _reporter(progress, "sampling")
     x = inversions.source_latents[plan.first]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import fields
 from typing import Any
 
 from PIL import Image
 
 from .config import FGATConfig
+from .settings import SETTINGS
 
 INFOTEXT_KEY = "FGAT"
 # one `key=value` item: a JSON string (which may hold `;`) or anything up to the next `;`
@@ -55,8 +55,10 @@ def parse_items(text: str) -> dict[str, Any]:
 
 
 def format_infotext(config: FGATConfig, **extras: Any) -> str:
-    """Every config field, then extras (target_prompt, target_hash, sampler_note, ...)."""
-    items = {**config.to_dict(), **{k: v for k, v in extras.items() if v is not None}}
+    """Every setting under its infotext key, then extras (target_prompt, target_hash, sampler_note, ...)."""
+    values = config.to_dict()
+    items = {**{s.infotext_key: values[s.name] for s in SETTINGS},
+             **{k: v for k, v in extras.items() if v is not None}}
     parts = [f"{k}={json.dumps(v)}" for k, v in items.items()]
     return "; ".join(parts)
 
@@ -64,6 +66,6 @@ def format_infotext(config: FGATConfig, **extras: Any) -> str:
 def parse_infotext(text: str) -> tuple[FGATConfig, dict[str, Any]]:
     """Inverse of `format_infotext`: (config, extras)."""
     data = parse_items(text)
-    names = {f.name for f in fields(FGATConfig)}
-    cfg = FGATConfig.from_dict({k: v for k, v in data.items() if k in names})
+    names = {s.infotext_key: s.name for s in SETTINGS}
+    cfg = FGATConfig.from_dict({names[k]: v for k, v in data.items() if k in names})
     return cfg, {k: v for k, v in data.items() if k not in names}

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from .errors import InputError
 from .host import AttentionLayer, full_precision
+from .settings import MaskLayers
 
 # a forward hook on a q or k projection: (module, inputs, output) -> None
 ForwardHook = Callable[[nn.Module, tuple[object, ...], Tensor], None]
@@ -39,7 +40,7 @@ class AttentionRecorder:
         layers: Sequence[AttentionLayer],
         token_indices: Sequence[int],
         latent_size: tuple[int, int],
-        which: str = "quarter",
+        which: MaskLayers = MaskLayers.QUARTER,
     ) -> None:
         if not layers:
             raise ValueError("the model exposes no cross-attention layers, so no attention mask can be made")
@@ -49,7 +50,7 @@ class AttentionRecorder:
         self.tokens = list(token_indices)
         self.latent_size = latent_size
         grids = [downsampled_size(latent_size, f) for f in (1, 2, 4, 8, 16)]
-        self.grids = [downsampled_size(latent_size, 4)] if which == "quarter" else grids
+        self.grids = [downsampled_size(latent_size, 4)] if which == MaskLayers.QUARTER else grids
         self.rows: list[int] = []
         self.active = False
         self.sums: dict[tuple[int, int], Tensor] = {}
@@ -213,20 +214,15 @@ def locate_word_ids(prompt_ids: Sequence[int], word_ids: Sequence[int],
     return sorted(set(hits))
 
 
-def prompt_words(prompt: str) -> list[str]:
-    return _WORD.findall(prompt.lower())
-
-
 def word_token_indices(
     prompt: str, word: str, tokenize: Callable[[str], list[str]], max_tokens: int = 77
 ) -> list[int]:
     """Positions (BOS = 0) of the tokens that spell `word` in `prompt`; empty word = the last word.
 
-    `tokenize(text)` returns the text's tokens without BOS/EOS. Positions come from tokenizing the
-    prompt up to each end of the word, so they stay right where the tokenizer's pieces do not follow
-    our word boundaries (CLIP merges runs of punctuation: "((cat" is "((" + "cat")."""
-    matches = list(_WORD.finditer(prompt))
-    words = [m.group().lower() for m in matches]
+    `tokenize(text)` returns the text's tokens without BOS/EOS, as the host's tokenizer writes them (CLIP's
+    `</w>` ends a word). The word's tokens are found among the prompt's by `locate_word_ids`, the search the
+    WebUI runs on its token ids, so every front end locates the word by one algorithm."""
+    words = [m.group().lower() for m in _WORD.finditer(prompt)]
     alnum = [w for w in words if re.match(r"\w", w)]
     default = default_mask_word(prompt)
     if not prompt.strip():
@@ -238,15 +234,8 @@ def word_token_indices(
                          "mask from: write a source prompt naming the object, or choose {names[mask_source]} 'user' "
                          "or 'none'", related=("mask_source",))
     word = word if word.strip() else default
-    target = prompt_words(word)
-    hits: list[int] = []
-    for i in range(len(words) - len(target) + 1):
-        if words[i : i + len(target)] == target:
-            # count the tokens of the prompt up to the word's ends, so that tokens the tokenizer merges
-            # across our word boundaries (e.g. "((" or "!!") keep the positions right
-            first = 1 + len(tokenize(prompt[: matches[i].start()]))
-            last = 1 + len(tokenize(prompt[: matches[i + len(target) - 1].end()]))
-            hits.extend(range(first, last))
+    tokens = tokenize(prompt)
+    hits = [1 + i for i in locate_word_ids(tokens, tokenize(word.strip()), tokens)]  # 1 + : after BOS
     if not hits:
         raise InputError("mask_word", word, "{name} {value!r} is not in {names[source_prompt]} {prompt!r}; use one "
                          "of its words: {words}", related=("source_prompt",), prompt=prompt,

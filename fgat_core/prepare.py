@@ -26,6 +26,7 @@ from .config import FGATConfig
 from .errors import InputError
 from .images import mask_from_image, to_rgb
 from .mask import default_mask_word, locate_word_ids, prepare_user_mask
+from .settings import MaskSource
 
 __all__ = ["LENIENT_BOOLS", "STRICT_BOOLS", "Request", "check_request", "check_user_mask", "default_mask_word",
            "locate_word_ids", "parse_bool", "parse_number", "parse_text", "same_aspect", "shorten"]
@@ -136,15 +137,15 @@ def check_request(request: Request, locate: Callable[[str, str], Any] | None = N
                          problem="missing")
     to_rgb(request.target, "target image")
     if request.mask is not None:
-        if cfg.mask_source != "user":
+        if cfg.mask_source is not MaskSource.USER:
             raise InputError("mask", request.mask_value, "a mask image was given but {names[mask_source]} is "
                              "{source!r}: drop {name} or set {names[mask_source]} to 'user'", problem="unused",
                              source=cfg.mask_source, related=("mask_source",))
         check_user_mask(request.mask, request.mask_frames, request.mask_value)
-    elif cfg.mask_source == "user" and request.transfer and not request.host_mask:
+    elif cfg.mask_source is MaskSource.USER and request.transfer and not request.host_mask:
         raise InputError("mask", None, "{names[mask_source]} is 'user' but no mask image was given: add {name} "
                          "(white = transfer)", problem="missing", related=("mask_source",))
-    if locate is not None and request.transfer and cfg.mask_source == "attention":
+    if locate is not None and request.transfer and cfg.mask_source is MaskSource.ATTENTION:
         for prompt in dict.fromkeys(request.prompts):
             locate(prompt, cfg.mask_word)
     return window

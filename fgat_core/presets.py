@@ -11,11 +11,12 @@ from typing import Any
 
 from .config import FGATConfig
 from .errors import plain_name, render_error
+from .settings import Inversion, Matching
 
 BUILTIN: dict[str, dict[str, Any]] = {
     "Paper defaults": FGATConfig().to_dict(),
-    "Paper (null-text inversion)": FGATConfig(inversion="null-text").to_dict(),
-    "Fast (initial matching)": FGATConfig(matching="initial").to_dict(),
+    "Paper (null-text inversion)": FGATConfig(inversion=Inversion.NULL_TEXT).to_dict(),
+    "Fast (initial matching)": FGATConfig(matching=Matching.INITIAL).to_dict(),
     "Strong transfer": FGATConfig(delta=0.8, window_end=0.5).to_dict(),
 }
 _NAME = re.compile(r"^[^\W_][\w .()+\-]{0,63}$", re.UNICODE)

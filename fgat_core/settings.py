@@ -8,6 +8,7 @@ plain value)."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -22,54 +23,46 @@ class Mode(str, Enum):
     def __format__(self, spec: str) -> str:
         return format(self.value, spec)
 
+    def __hash__(self) -> int:  # equal to its spelling ("direct" == Inversion.DIRECT), so hashed alike
+        return hash(self.value)
+
+    def __repr__(self) -> str:  # `FGATConfig(inversion='direct')`: the spelling a user types, as in messages
+        return repr(self.value)
+
     @classmethod
     def values(cls) -> tuple[str, ...]:
         return tuple(m.value for m in cls)
 
 
+# each closed choice in three lines: what it chooses (docs/DESIGN.md §2), then its members
 class Inversion(Mode):
-    """How the source is inverted (docs/DESIGN.md §2.2)."""
-
-    DIRECT = "direct"
-    NULL_TEXT = "null-text"
-    NEGATIVE_PROMPT = "negative-prompt"
-    DDIM = "ddim"
+    """How the source is inverted (§2.2)."""
+    DIRECT, NULL_TEXT, NEGATIVE_PROMPT, DDIM = "direct", "null-text", "negative-prompt", "ddim"
 
 
 class Matching(Mode):
-    """DIFT matching at every window step, or once on the clean latents (docs/DESIGN.md §2.5)."""
-
-    PROGRESSIVE = "progressive"
-    INITIAL = "initial"
+    """DIFT matching at every window step, or once on the clean latents (§2.5)."""
+    PROGRESSIVE, INITIAL = "progressive", "initial"
 
 
 class MaskSource(Mode):
-    """Where the mask M comes from (docs/DESIGN.md §2.4)."""
-
-    ATTENTION = "attention"
-    USER = "user"
-    NONE = "none"
+    """Where the mask M comes from (§2.4)."""
+    ATTENTION, USER, NONE = "attention", "user", "none"
 
 
 class GammaOn(Mode):
-    """What γ mixes in Eq. 7 (docs/DESIGN.md §2.6)."""
-
-    GUIDED = "guided"
-    UNCOND = "uncond"
+    """What γ mixes in Eq. 7 (§2.6)."""
+    GUIDED, UNCOND = "guided", "uncond"
 
 
 class MaskLayers(Mode):
-    """The attention layers averaged for the mask (docs/DESIGN.md §2.4)."""
-
-    QUARTER = "quarter"
-    ALL = "all"
+    """The attention layers averaged for the mask (§2.4)."""
+    QUARTER, ALL = "quarter", "all"
 
 
 class DiftPrompt(Mode):
-    """DIFT's conditioning: each image's own prompt, or the empty prompt (docs/DESIGN.md §2.5)."""
-
-    OWN = "own"
-    EMPTY = "empty"
+    """DIFT's conditioning: each image's own prompt, or the empty prompt (§2.5)."""
+    OWN, EMPTY = "own", "empty"
 
 
 @dataclass(frozen=True)
@@ -86,8 +79,14 @@ class Range:
         below = v <= self.high if self.high_inclusive else v < self.high
         return above and below
 
+    def interval(self) -> str:
+        """`[0.0, 1.0)`, `[1, 999]`: the bounds as the setting's type writes them (error messages)."""
+        return f"{'[' if self.low_inclusive else '('}{self.low}, {self.high}{']' if self.high_inclusive else ')'}"
+
     def text(self) -> str:
-        """`[0.0, 1.0)` for floats; `1–999` for integer bounds too large to read as an interval."""
+        """For people: `[0, 1)` for floats, `1–999` for integers, `≥ 0` for a bound too large to read."""
+        if isinstance(self.low, int) and isinstance(self.high, int):
+            return f"≥ {self.low}" if self.high >= 2**20 else f"{self.low}–{self.high}"
         hi = "∞" if math.isinf(self.high) else f"{self.high:g}"
         return f"{'[' if self.low_inclusive else '('}{self.low:g}, {hi}{']' if self.high_inclusive else ')'}"
 
@@ -96,7 +95,7 @@ class Range:
 class Control:
     """How a graphical front end (WebUI, ComfyUI) shows a setting: label, slider bounds (which may be
     narrower than the valid range), whether the WebUI shows a fraction as % of the steps, and the row or
-    the Advanced section it sits in."""
+    the Advanced section it sits in; `labels` renames choices whose value reads badly in a UI."""
 
     label: str
     minimum: float | None = None
@@ -104,6 +103,10 @@ class Control:
     step: float | None = None
     percent: bool = False
     row: str = "advanced"
+    labels: tuple[tuple[str, str], ...] = ()  # (value, label) pairs; the others show their value
+
+    def choice_label(self, value: str) -> str:
+        return dict(self.labels).get(str(value), str(value))
 
 
 @dataclass(frozen=True)
@@ -156,9 +159,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("window_start", float, 0.24, "window start as a fraction of the steps (first window step = "
             "ceil(f * steps); 12 at 50 steps)", Range(0.0, 1.0, True, False),
             Control("Window start (% of steps)", 0, 99, 1, percent=True, row="window")),
-    Setting("window_end", float, 0.44, "window end as a fraction of the steps (the window stops before "
-            "ceil(f * steps); steps 12-21 at 50 steps)", Range(0.0, 1.0, False, True),
+    Setting("window_end", float, 0.44, "window end as a fraction of the steps, above window_start (the "
+            "window stops before ceil(f * steps); steps 12-21 at 50 steps)", Range(0.0, 1.0, False, True),
             Control("Window end (% of steps)", 1, 100, 1, percent=True, row="window"), xyz="[FGAT] Window end (%)"),
+    # 1000 steps would put timestep 1000 on the DDIM grid (1000 // N * j + 1); alphas_cumprod ends at 999
     Setting("steps", int, 50, "DDIM steps (a host uses its own sampling steps)", Range(1, 999), host_owned=True),
     Setting("guidance_scale", float, 7.5, "classifier-free guidance scale (a host uses its own)", Range(0.0, 50.0),
             host_owned=True),
@@ -167,7 +171,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("matching", Matching, Matching.PROGRESSIVE, "progressive: DIFT matching at every window step; "
             "initial: once, on the clean images", control=Control("Matching", row="method")),
     Setting("mask_source", MaskSource, MaskSource.ATTENTION, "attention: cross-attention of the mask word; "
-            "user: a drawn or uploaded mask; none: the whole image", control=Control("Mask source", row="prompt")),
+            "user: a drawn or uploaded mask; none: the whole image",
+            control=Control("Mask source", row="prompt", labels=(("user", "inpaint mask"),))),
     Setting("mask_word", str, "", "source-prompt word the attention mask follows (empty: the prompt's last word)",
             control=Control("Object word (empty: last word of the prompt)", row="prompt")),
     Setting("mask_threshold", float, 0.3, "attention mask threshold, after dividing the map by its maximum",
@@ -196,3 +201,80 @@ SETTINGS: tuple[Setting, ...] = (
             Range(1, 1 << 20), Control("Matching chunk (rows)", 64, 16384, 64)),
 )
 SETTING: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+# ---------------------------------------------------------------------------------------------- docs
+TABLE_BLOCK = re.compile(r"(<!-- settings-table:(\w+) -->\n)(.*?)(<!-- /settings-table -->)", re.S)
+
+
+def is_common(s: Setting) -> bool:
+    """A setting a user meets first: a front-end control outside the Advanced section."""
+    return s.control is not None and s.control.row != "advanced"
+
+
+def markdown_table(which: str = "all") -> str:
+    """The settings as a Markdown table: every setting ("all"), or the common ones ("common")."""
+    if which not in ("all", "common"):
+        raise ValueError(f"which must be 'all' or 'common', got {which!r}")
+    rows = [s for s in SETTINGS if which == "all" or is_common(s)]
+    lines = ["| Field | CLI flag | Default | Range | Meaning | WebUI control | X/Y/Z |",
+             "|---|---|---|---|---|---|---|"]
+    for s in rows:
+        meaning = f"{s.symbol}: {s.help}" if s.symbol else s.help
+        cells = (f"`{s.name}`", f"`{s.flag}`", _default_text(s), _range_text(s), meaning, _control_text(s),
+                 "yes" if s.xyz else "")
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _default_text(s: Setting) -> str:
+    if s.choices or s.kind is str:
+        return f"`{s.default}`" if s.default != "" else '""'
+    return f"{s.default:g}"
+
+
+def _range_text(s: Setting) -> str:
+    if s.choices:
+        return ", ".join(f"`{c}`" for c in s.choices)
+    return s.valid.text() if s.valid is not None else "text"
+
+
+def _control_text(s: Setting) -> str:
+    if s.host_owned:
+        return "the WebUI's own"
+    if s.control is None:
+        return ""
+    return ("Advanced: " if s.control.row == "advanced" else "") + s.control.label
+
+
+def update_markdown(text: str) -> str:
+    """`text` with every `<!-- settings-table:WHICH -->` ... `<!-- /settings-table -->` block regenerated."""
+    return TABLE_BLOCK.sub(lambda m: m.group(1) + markdown_table(m.group(2)) + m.group(4), text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m fgat_core.settings --markdown all|common` prints the table; `--update FILE...` rewrites the
+    marked blocks of those Markdown files in place."""
+    import argparse
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m fgat_core.settings", description=main.__doc__)
+    parser.add_argument("--markdown", choices=("all", "common"), help="print the settings table")
+    parser.add_argument("--update", nargs="+", metavar="FILE", help="regenerate the marked tables in these files")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown_table(args.markdown), end="")
+    for name in args.update or ():
+        path = Path(name)
+        text = path.read_text(encoding="utf-8")
+        if update_markdown(text) != text:
+            path.write_text(update_markdown(text), encoding="utf-8")
+            print(f"updated {path}")
+    if not (args.markdown or args.update):
+        parser.print_usage()
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -35,6 +35,7 @@ from fgat_core.cache import InversionCache
 from fgat_core.config import FGATConfig
 from fgat_core.inversion import ddim_invert, guided
 from fgat_core.schedule import Schedule, ddim_step, predict_x0
+from fgat_core.settings import Inversion, MaskLayers, MaskSource, Matching
 from fgat_demo.metrics import global_colour_transfer, iou, score_pair
 from fgat_demo.world import background_image, pair_scenes, render_pair, to_uint8
 
@@ -51,19 +52,19 @@ def methods(steps: int, null_text_steps: int) -> dict[str, tuple[str, object]]:
     out: dict[str, tuple[str, object]] = {
         "FGAT (defaults)": ("fgat", base),
         "FGAT, no latent deviation (lam=0, gamma=1: transfer on x0 only)": ("fgat", base.replace(lam=0.0, gamma=1.0)),
-        "FGAT, initial matching": ("fgat", base.replace(matching="initial")),
-        "FGAT, ddim inversion": ("fgat", base.replace(inversion="ddim")),
-        "FGAT, negative-prompt inversion": ("fgat", base.replace(inversion="negative-prompt")),
+        "FGAT, initial matching": ("fgat", base.replace(matching=Matching.INITIAL)),
+        "FGAT, ddim inversion": ("fgat", base.replace(inversion=Inversion.DDIM)),
+        "FGAT, negative-prompt inversion": ("fgat", base.replace(inversion=Inversion.NEGATIVE_PROMPT)),
         f"FGAT, null-text inversion ({null_text_steps} steps)": (
-            "fgat", base.replace(inversion="null-text", null_text_steps=null_text_steps)),
+            "fgat", base.replace(inversion=Inversion.NULL_TEXT, null_text_steps=null_text_steps)),
     }
     for d in (0.3, 0.9):
         out[f"FGAT, delta={d}"] = ("fgat", base.replace(delta=d))
     out["FGAT, lam=0.5"] = ("fgat", base.replace(lam=0.5))
     out["FGAT, gamma=0.5"] = ("fgat", base.replace(gamma=0.5))
     out["FGAT, inversion at the next timestep (direct)"] = ("fgat-next", base)
-    out["FGAT, inversion at the next timestep (ddim)"] = ("fgat-next", base.replace(inversion="ddim"))
-    out["FGAT, ground-truth mask"] = ("fgat-gtmask", base.replace(mask_source="user"))
+    out["FGAT, inversion at the next timestep (ddim)"] = ("fgat-next", base.replace(inversion=Inversion.DDIM))
+    out["FGAT, ground-truth mask"] = ("fgat-gtmask", base.replace(mask_source=MaskSource.USER))
     out["FGAT, mask from all attention layers"] = ("fgat", base.replace(mask_layers="all"))
     out["FGAT, mask from the layers at 1/2 of the latent (8x8 grid)"] = ("fgat-mask8", base)
     out["FGAT, mask threshold 0.5"] = ("fgat", base.replace(mask_threshold=0.5))
@@ -121,9 +122,9 @@ def half_mask_grid():
 
     original = AttentionRecorder.__init__
 
-    def init(self, layers, tokens, latent_size, which="quarter"):
+    def init(self, layers, tokens, latent_size, which=MaskLayers.QUARTER):
         original(self, layers, tokens, latent_size, which)
-        if which == "quarter":
+        if which == MaskLayers.QUARTER:
             self.grids = [downsampled_size(latent_size, 2)]
 
     AttentionRecorder.__init__ = init
@@ -210,7 +211,7 @@ def evaluate_pair(pipe, seed: int, names: list[str], table: dict, keep_images: b
         ref = global_colour_transfer(pair.source, pair.target, bg) if kind == "colour" else bg_model
         score = vars(score_pair(img, pair.truth, pair.source, ref, pair.labels, len(pair.parts)))
         score["seconds"] = time.perf_counter() - t0
-        if result is not None and kind.startswith("fgat") and setting.mask_source == "attention":
+        if result is not None and kind.startswith("fgat") and setting.mask_source is MaskSource.ATTENTION:
             m = result.mask.float().cpu().numpy()
             up = np.kron(m, np.ones((pair.labels.shape[0] // m.shape[0],) * 2)) > 0.5
             score["attention_iou"] = iou(up, pair.labels > 0)

@@ -17,21 +17,20 @@ import base64
 import binascii
 import io
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
 from fgat_core import images as core_images
-from fgat_core.config import DIFT_PROMPTS, GAMMA_ON, INVERSIONS, MASK_LAYERS, MATCHINGS, FGATConfig
+from fgat_core.config import FGATConfig
 from fgat_core.errors import ConfigError
 from fgat_core.prepare import parse_bool, parse_number, parse_text, shorten
+from fgat_core.settings import SETTING, SETTINGS, MaskSource, Setting
 
-# UI label of each FGATConfig.mask_source value
-MASK_SOURCE_LABELS = {"attention": "attention", "user": "inpaint mask", "none": "none"}
-# the WebUI's own controls drive these FGATConfig fields: Sampling steps, CFG Scale, Seed
-WEBUI_OWNED = ("steps", "guidance_scale", "seed")
-CONFIG_KEYS = tuple(f.name for f in fields(FGATConfig))
+# the WebUI's own controls drive the host-owned settings: Sampling steps, CFG Scale, Seed
+WEBUI_OWNED = tuple(s.name for s in SETTINGS if s.host_owned)
+CONFIG_KEYS = tuple(s.api_key for s in SETTINGS)
 EXTRA_KEYS = ("enabled", "target_image", "target_prompt", "mask_image", "preset", "diagnostics")
 API_KEYS = EXTRA_KEYS + CONFIG_KEYS
 
@@ -47,49 +46,53 @@ class Control:
     minimum: float | None = None
     maximum: float | None = None
     step: float | None = None
-    choices: tuple[str, ...] = ()
-    advanced: bool = False
+    choices: tuple[str, ...] = ()  # as the UI shows them (a choice's label, see `Setting.control.labels`)
+    row: str = "advanced"  # where `ui.build_ui` lays it out: image, prompt, strength, window, method, advanced
 
     @property
     def elem_id(self) -> str:
         return f"fgat_{self.name}"
 
+    @property
+    def advanced(self) -> bool:
+        return self.row == "advanced"
 
-_D = FGATConfig()
-CONTROLS: tuple[Control, ...] = (
-    Control("enabled", "Fine-grained Appearance Transfer", "bool", False),
-    Control("target_image", "Target image (appearance to transfer)", "image", None),
-    Control("target_prompt", "Target prompt", "text", ""),
-    Control("mask_word", "Object word (empty: last word of the prompt)", "text", _D.mask_word),
-    Control("mask_source", "Mask source", "choice", MASK_SOURCE_LABELS[_D.mask_source],
-            choices=tuple(MASK_SOURCE_LABELS.values())),
-    Control("delta", "δ transfer strength", "float", _D.delta, 0.0, 1.0, 0.01),
-    Control("lam", "λ latent balance", "float", _D.lam, 0.0, 1.0, 0.01),
-    Control("gamma", "γ noise balance", "float", _D.gamma, 0.0, 1.0, 0.01),
+
+def setting_control(s: Setting) -> Control:
+    """The control of a setting, from the table: its label and slider bounds; windows in % of the steps."""
+    c = s.control
+    if s.choices:
+        return Control(s.name, c.label, "choice", c.choice_label(s.default),
+                       choices=tuple(c.choice_label(v) for v in s.choices), row=c.row)
+    kind = "percent" if c.percent else {float: "float", int: "int", str: "text"}[s.kind]
     # float defaults: the API's infotext path coerces a pasted value to the type of the component's value
     # (modules/api/api.py:392-397), and an int there would truncate a recorded 24.5 % to 24 %
-    Control("window_start", "Window start (% of steps)", "percent", float(round(_D.window_start * 100)), 0, 99, 1),
-    Control("window_end", "Window end (% of steps)", "percent", float(round(_D.window_end * 100)), 1, 100, 1),
-    Control("matching", "Matching", "choice", _D.matching, choices=MATCHINGS),
-    Control("inversion", "Inversion", "choice", _D.inversion, choices=INVERSIONS),
-    Control("dift_ensemble", "DIFT ensemble", "int", _D.dift_ensemble, 1, 32, 1),
-    Control("diagnostics", "Diagnostics images", "bool", False),
-    Control("mask_threshold", "Mask threshold", "float", _D.mask_threshold, 0.0, 0.95, 0.05, advanced=True),
-    Control("mask_dilate", "Mask dilation (latent px)", "int", _D.mask_dilate, 0, 8, 1, advanced=True),
-    Control("mask_layers", "Attention layers for the mask", "choice", _D.mask_layers, choices=MASK_LAYERS,
-            advanced=True),
-    Control("dift_timestep", "DIFT timestep", "int", _D.dift_timestep, 0, 999, 1, advanced=True),
-    Control("dift_prompt", "DIFT prompt", "choice", _D.dift_prompt, choices=DIFT_PROMPTS, advanced=True),
-    Control("gamma_on", "γ mixes", "choice", _D.gamma_on, choices=GAMMA_ON, advanced=True),
-    Control("null_text_steps", "Null-text iterations", "int", _D.null_text_steps, 1, 100, 1, advanced=True),
-    Control("null_text_lr", "Null-text learning rate", "float", _D.null_text_lr, 0.0001, 0.1, 0.0001,
-            advanced=True),
-    Control("null_text_epsilon", "Null-text early stop", "float", _D.null_text_epsilon, 0.0, 0.001, 0.000001,
-            advanced=True),
-    Control("match_chunk", "Matching chunk (rows)", "int", _D.match_chunk, 64, 16384, 64, advanced=True),
+    default = float(round(s.default * 100)) if c.percent else s.default
+    return Control(s.name, c.label, kind, default, c.minimum, c.maximum, c.step, row=c.row)
+
+
+# the controls only the WebUI has (the others are the table's settings that have a `control`)
+_WEBUI_CONTROLS = (
+    Control("enabled", "Fine-grained Appearance Transfer", "bool", False, row="enable"),
+    Control("target_image", "Target image (appearance to transfer)", "image", None, row="image"),
+    Control("target_prompt", "Target prompt", "text", "", row="prompt"),
+    Control("diagnostics", "Diagnostics images", "bool", False, row="method"),
 )
+# The script's positional args are an API contract (scripts call the API with positional args): this order
+# never changes, and a control added to the table later comes after these, in table order.
+POSITIONAL_ORDER = (
+    "enabled", "target_image", "target_prompt", "mask_word", "mask_source", "delta", "lam", "gamma", "window_start",
+    "window_end", "matching", "inversion", "dift_ensemble", "diagnostics", "mask_threshold", "mask_dilate",
+    "mask_layers", "dift_timestep", "dift_prompt", "gamma_on", "null_text_steps", "null_text_lr",
+    "null_text_epsilon", "match_chunk",
+)
+_ALL_CONTROLS = {c.name: c for c in _WEBUI_CONTROLS} | {s.name: setting_control(s) for s in SETTINGS if s.control}
+CONTROLS: tuple[Control, ...] = tuple(_ALL_CONTROLS[n] for n in POSITIONAL_ORDER) + tuple(
+    c for n, c in _ALL_CONTROLS.items() if n not in POSITIONAL_ORDER)
 CONTROL_NAMES = tuple(c.name for c in CONTROLS)
-CONFIG_CONTROLS = tuple(c for c in CONTROLS if c.name in CONFIG_KEYS)
+CONFIG_CONTROLS = tuple(c for c in CONTROLS if c.name in SETTING)
+# the UI label of each mask_source value
+MASK_SOURCE_LABELS = {v: SETTING["mask_source"].control.choice_label(v) for v in MaskSource.values()}
 
 
 @dataclass
@@ -151,15 +154,21 @@ def decode_image(value: Any, what: str) -> Image.Image | None:
 
 
 # ---------------------------------------------------------------------------------------------- values
+def labelled_value(setting: Setting, value: Any) -> str:
+    """A UI label ('inpaint mask') or a config value ('user') of a choice the UI renames -> the config value."""
+    label = setting.control.choice_label
+    for v in setting.choices:
+        if value in (v, label(v)):
+            return v
+    raise ValueError(
+        f"{setting.name.replace('_', ' ')} must be one of {', '.join(map(label, setting.choices))} (API: "
+        f"{', '.join(setting.choices)}); got {shorten(value)}"
+    )
+
+
 def mask_source_value(value: Any) -> str:
     """A UI label ('inpaint mask') or a config value ('user') -> the config value."""
-    for key, label in MASK_SOURCE_LABELS.items():
-        if value in (key, label):
-            return key
-    raise ValueError(
-        f"mask source must be one of {', '.join(MASK_SOURCE_LABELS.values())} (API: "
-        f"{', '.join(MASK_SOURCE_LABELS)}); got {shorten(value)}"
-    )
+    return labelled_value(SETTING["mask_source"], value)
 
 
 def control_value(control: Control, value: Any, position: int | None = None) -> Any:
@@ -172,8 +181,8 @@ def control_value(control: Control, value: Any, position: int | None = None) -> 
     if control.kind == "text":
         return parse_text(value, what)
     if control.kind == "choice":
-        if control.name == "mask_source":
-            return mask_source_value(value)
+        if SETTING[control.name].control.labels:
+            return labelled_value(SETTING[control.name], value)
         if value not in control.choices:
             raise ValueError(f"{what} must be one of {', '.join(control.choices)}; got {shorten(value)}")
         return value
@@ -184,12 +193,12 @@ def control_value(control: Control, value: Any, position: int | None = None) -> 
 
 def ui_value(control: Control, settings: FGATSettings) -> Any:
     """The inverse of `control_value`: the value a UI control shows for these settings."""
-    if control.name in CONFIG_KEYS:
+    if control.name in SETTING:
         v = getattr(settings.config, control.name)
         if control.kind == "percent":
             return round(v * 100, 6)
-        if control.name == "mask_source":
-            return MASK_SOURCE_LABELS[v]
+        if control.kind == "choice":
+            return SETTING[control.name].control.choice_label(v)  # a plain string, the label where renamed
         return v
     return getattr(settings, control.name)
 
@@ -215,7 +224,7 @@ def settings_from_positional(args: Sequence[Any]) -> FGATSettings:
             raw = control.default
         parsed[control.name] = control_value(control, raw, i)
     try:
-        config = _config(FGATConfig(), {k: v for k, v in parsed.items() if k in CONFIG_KEYS})
+        config = _config(FGATConfig(), {k: v for k, v in parsed.items() if k in SETTING})
     except ValueError as e:
         if isinstance(e, ConfigError) and e.field == "window_end" and parsed["window_end"] <= parsed["window_start"]:
             by_name = {c.name: c for c in CONTROLS}
@@ -247,11 +256,12 @@ def settings_from_dict(data: Mapping[str, Any], presets=None) -> FGATSettings:
         if presets is None:
             raise ValueError("FGAT 'preset' was given but no presets are available")
         base = presets.get(preset)
-    changes = {k: data[k] for k in CONFIG_KEYS if k in data}
-    if "mask_source" in changes:
-        changes["mask_source"] = mask_source_value(changes["mask_source"])
+    changes = {s.name: data[s.api_key] for s in SETTINGS if s.api_key in data}
+    for s in SETTINGS:
+        if s.name in changes and s.control and s.control.labels:  # the UI's label is accepted too
+            changes[s.name] = labelled_value(s, changes[s.name])
     config = _config(base, changes)
-    if data.get("mask_image") not in (None, "") and config.mask_source != "user":
+    if data.get("mask_image") not in (None, "") and config.mask_source is not MaskSource.USER:
         raise ValueError(
             f"FGAT 'mask_image' was given but 'mask_source' is {config.mask_source!r}, so it would be ignored: "
             "set 'mask_source': 'user' to use it, or leave 'mask_image' out"
@@ -276,8 +286,8 @@ def settings_from_script_args(args: Sequence[Any], presets=None) -> FGATSettings
 
 
 # ---------------------------------------------------------------------------------------------- overrides
-# X/Y/Z axes: axis name -> (settings field, UI control used to read the value)
-OVERRIDES = {"delta": "delta", "lam": "lam", "gamma": "gamma", "window_end": "window_end", "preset": "preset"}
+# X/Y/Z axes: the settings with an `xyz` axis (values in UI units, read as their control reads them), and the preset
+OVERRIDES = (*(s.name for s in SETTINGS if s.xyz), "preset")
 
 
 def apply_overrides(settings: FGATSettings, overrides: Mapping[str, Any], presets=None) -> FGATSettings:
@@ -294,8 +304,8 @@ def apply_overrides(settings: FGATSettings, overrides: Mapping[str, Any], preset
         config = presets.get(preset)
     by_name = {c.name: c for c in CONTROLS}
     changes = {
-        name: control_value(by_name[name], overrides[name]) for name in ("delta", "lam", "gamma", "window_end")
-        if name in overrides
+        name: control_value(by_name[name], overrides[name]) for name in OVERRIDES if name in overrides and
+        name != "preset"
     }
     if not changes and config is settings.config:
         return settings

@@ -39,6 +39,7 @@ from fgat_core.errors import ConfigError, InputError
 from fgat_core.images import fit_to, mask_from_image, to_rgb
 from fgat_core.infotext import INFOTEXT_KEY, format_infotext, image_hash
 from fgat_core.prepare import Request, check_request, default_mask_word, locate_word_ids
+from fgat_core.settings import MaskSource
 
 from .args import FGATSettings, apply_overrides, settings_from_script_args
 from .backend import SamplerTakeover, WebUIBackend, replace_sample_img2img
@@ -217,6 +218,7 @@ class FGATRun:
         self._captured_p = None
         self._target_latents: dict[tuple[int, int], Tensor] = {}
         self._source_latents: dict[int, Tensor] = {}
+        self._mask_tokens: dict[tuple[str, str], list[int]] = {}
 
     # ------------------------------------------------------------------------------------------ setup
     def prepare(self, p: Any) -> None:
@@ -227,10 +229,10 @@ class FGATRun:
         cfg = generation_config(settings, p)
         prompts = getattr(p, "all_prompts", None) or [p.prompt]  # as sampling will see them (LoRA tags removed)
         request = Request(cfg, [backend.strip_extra_networks(q) for q in prompts], settings.target_image,
-                          mask=settings.mask_image if cfg.mask_source == "user" else None,
+                          mask=settings.mask_image if cfg.mask_source is MaskSource.USER else None,
                           mask_frames=mask_frames(p), host_mask=getattr(p, "image_mask", None) is not None)
         try:
-            check_request(request, lambda prompt, word: mask_token_positions(backend, p, prompt, word))
+            check_request(request, lambda prompt, word: self.mask_tokens(p, prompt, word))
         except (ConfigError, InputError) as e:
             raise in_webui_words(e, p, cfg) from None
         self.config = cfg
@@ -359,6 +361,13 @@ class FGATRun:
             latent = latent * keep + row * (1 - keep)
         return latent
 
+    def mask_tokens(self, p, prompt: str, word: str) -> list[int]:
+        """The mask word's token positions in `prompt`, located once per request: found while checking it
+        (`prepare`) and handed on to every row that samples that prompt."""
+        if (prompt, word) not in self._mask_tokens:
+            self._mask_tokens[(prompt, word)] = mask_token_positions(self.backend, p, prompt, word)
+        return self._mask_tokens[(prompt, word)]
+
     def _transfer_row(self, p, x: Tensor, i: int) -> Tensor:
         src = self.source_latent(p, x, i)
         seed = self.row_seed(p, i)
@@ -382,9 +391,9 @@ class FGATRun:
                 target_cond=target_cond,
                 uncond=uncond,
                 empty_cond=empty,
-                mask_tokens=mask_token_positions(backend, p, prompt, cfg.mask_word)
-                if cfg.mask_source == "attention" else None,
-                user_mask=self.user_mask(p, i) if cfg.mask_source == "user" else None,
+                mask_tokens=self.mask_tokens(p, prompt, cfg.mask_word)
+                if cfg.mask_source is MaskSource.ATTENTION else None,
+                user_mask=self.user_mask(p, i) if cfg.mask_source is MaskSource.USER else None,
             )
             backend.prepare_unet(p, src, rows=max(4, 2 * cfg.dift_ensemble))  # the engine's largest batch
             result = run_fgat(backend.denoiser(p), inputs, cfg, progress=backend.report_progress)

@@ -1,4 +1,4 @@
-"""The gradio section: controls in `args.CONTROLS` order, plus the preset row.
+"""The gradio section: controls laid out by their row (`LAYOUT`), in `args.CONTROLS` order, plus the preset row.
 
 Written against the API gradio 3.41 (A1111) and gradio 4.x (Forge) share: components built with plain
 keyword arguments, `gr.update(...)` results, `.change` / `.click` events without `_js`; no `.style()`,
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -106,46 +107,70 @@ def _component(control: Control) -> Any:
                      **common)
 
 
+# the section's rows below the enable toggle, by `Control.row`: two names in one row become two columns
+LAYOUT = (("image", "prompt"), ("strength",), ("window",), ("method",))
+
+
+def _lay_out_rows(by_name: dict[str, Any]) -> None:
+    """The controls of each `LAYOUT` row, in CONTROLS order, created into `by_name`."""
+    for rows in LAYOUT:
+        with gr.Row():
+            for row in rows:
+                with gr.Column(scale=1) if len(rows) > 1 else nullcontext():
+                    for control in CONTROLS:
+                        if control.row == row:
+                            by_name[control.name] = _component(control)
+
+
 def build_ui(actions: PresetActions) -> FGATUI:
     """Create the section inside the current gradio Blocks; returns the controls (script args) and
     the infotext fields."""
-    from modules.ui_components import InputAccordion, ToolButton
+    from modules.ui_components import InputAccordion
 
     by_name: dict[str, Any] = {}
     enabled_control = CONTROLS[0]
     with InputAccordion(False, label=enabled_control.label, elem_id=enabled_control.elem_id) as enabled:
         by_name["enabled"] = enabled
-        with gr.Row():
-            with gr.Column(scale=1):
-                by_name["target_image"] = _component(_control("target_image"))
-            with gr.Column(scale=1):
-                for name in ("target_prompt", "mask_word", "mask_source"):
-                    by_name[name] = _component(_control(name))
-        with gr.Row():
-            for name in ("delta", "lam", "gamma"):
-                by_name[name] = _component(_control(name))
-        with gr.Row():
-            for name in ("window_start", "window_end"):
-                by_name[name] = _component(_control(name))
-        with gr.Row():
-            for name in ("matching", "inversion", "dift_ensemble", "diagnostics"):
-                by_name[name] = _component(_control(name))
+        _lay_out_rows(by_name)
         gr.HTML(f"<p style='opacity:.8'>{SAMPLER_NOTE}</p>", elem_id="fgat_sampler_note")
         with gr.Accordion("Advanced", open=False):
             with gr.Row():
                 for control in CONTROLS:
                     if control.advanced:
                         by_name[control.name] = _component(control)
-        with gr.Row():
-            preset = gr.Dropdown(label="Preset", choices=actions.names(), value=None, elem_id="fgat_preset")
-            refresh = ToolButton(value="\U0001f504", elem_id="fgat_preset_refresh")
-            preset_name = gr.Textbox(label="New preset name", lines=1, elem_id="fgat_preset_name")
-            save = gr.Button(value="Save preset", elem_id="fgat_preset_save")
-            delete = gr.Button(value="Delete preset", elem_id="fgat_preset_delete")
-        status = gr.HTML(value=html.escape(actions.file_status()), elem_id="fgat_preset_status")
-
+        preset_row = _preset_row(actions)
     controls = [by_name[c.name] for c in CONTROLS]
-    config_components = [by_name[c.name] for c in CONFIG_CONTROLS]
+    _wire_presets(actions, preset_row, controls, [by_name[c.name] for c in CONFIG_CONTROLS])
+    infotext_fields = [(by_name[c.name], partial(paste_value, c)) for c in CONTROLS if c.kind != "image"]
+    return FGATUI(controls=controls, infotext_fields=infotext_fields)
+
+
+@dataclass
+class PresetRow:
+    preset: Any
+    refresh: Any
+    name: Any
+    save: Any
+    delete: Any
+    status: Any
+
+
+def _preset_row(actions: PresetActions) -> PresetRow:
+    """The preset dropdown, its refresh, name, save and delete, and the status line under them."""
+    from modules.ui_components import ToolButton
+
+    with gr.Row():
+        preset = gr.Dropdown(label="Preset", choices=actions.names(), value=None, elem_id="fgat_preset")
+        refresh = ToolButton(value="\U0001f504", elem_id="fgat_preset_refresh")
+        preset_name = gr.Textbox(label="New preset name", lines=1, elem_id="fgat_preset_name")
+        save = gr.Button(value="Save preset", elem_id="fgat_preset_save")
+        delete = gr.Button(value="Delete preset", elem_id="fgat_preset_delete")
+    status = gr.HTML(value=html.escape(actions.file_status()), elem_id="fgat_preset_status")
+    return PresetRow(preset, refresh, preset_name, save, delete, status)
+
+
+def _wire_presets(actions: PresetActions, row: PresetRow, controls: list[Any], config_components: list[Any]) -> None:
+    """Load (the user's pick), save (every control's value), delete and refresh; messages go to the status."""
 
     # the status is HTML: escape messages, which quote preset names and the presets file's own text
     def on_load(name):
@@ -167,15 +192,7 @@ def build_ui(actions: PresetActions) -> FGATUI:
 
     # `input`, not `change`: only the user's pick loads a preset (every pick, the same one again included);
     # Save and Delete set the dropdown too, and must not overwrite their own status message
-    preset.input(fn=on_load, inputs=[preset], outputs=[*config_components, status])
-    save.click(fn=on_save, inputs=[preset_name, *controls], outputs=[preset, status])
-    delete.click(fn=on_delete, inputs=[preset], outputs=[preset, status])
-    refresh.click(fn=on_refresh, inputs=[], outputs=[preset, status])
-
-    infotext_fields = [(by_name[c.name], partial(paste_value, c)) for c in CONTROLS if c.kind != "image"]
-    return FGATUI(controls=controls, infotext_fields=infotext_fields)
-
-
-def _control(name: str) -> Control:
-    return next(c for c in CONTROLS if c.name == name)
-
+    row.preset.input(fn=on_load, inputs=[row.preset], outputs=[*config_components, row.status])
+    row.save.click(fn=on_save, inputs=[row.name, *controls], outputs=[row.preset, row.status])
+    row.delete.click(fn=on_delete, inputs=[row.preset], outputs=[row.preset, row.status])
+    row.refresh.click(fn=on_refresh, inputs=[], outputs=[row.preset, row.status])

@@ -1,4 +1,5 @@
-"""X/Y/Z plot axes for δ, λ, γ, window end and preset.
+"""X/Y/Z plot axes: one per setting with an `xyz` axis in `fgat_core.settings.SETTINGS` (δ, λ, γ, window end),
+and the preset.
 
 The WebUI's X/Y/Z plot script is loaded by `script_loading.load_module`, so its module is named after the
 file, "xyz_grid.py" (A1111 `modules/script_loading.py:10-16`); it is found in `scripts.scripts_data`
@@ -12,15 +13,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from fgat_core.settings import SETTINGS
+
 from .run import XYZ_ATTR
 
-AXES = (
-    ("[FGAT] δ transfer strength", float, "delta"),
-    ("[FGAT] λ latent balance", float, "lam"),
-    ("[FGAT] γ noise balance", float, "gamma"),
-    ("[FGAT] Window end (%)", float, "window_end"),
-    ("[FGAT] Preset", str, "preset"),
-)
+# (label, type of the axis values, setting): numbers as they are typed; a choice or the preset as text
+AXES = tuple((s.xyz, s.kind if s.kind in (float, int) else str, s.name) for s in SETTINGS if s.xyz) + (
+    ("[FGAT] Preset", str, "preset"),)
 
 
 def find_xyz_module():

@@ -15,7 +15,7 @@ from PIL import Image
 
 from fgat_cli import cli
 from fgat_cli.pnginfo import parse_generation_parameters, quote, read_png_settings
-from fgat_core.config import DIFT_PROMPTS, GAMMA_ON, INVERSIONS, MASK_LAYERS, MASK_SOURCES, MATCHINGS, FGATConfig
+from fgat_core.config import FGATConfig
 from fgat_core.diagnostics import COLUMNS, LABEL_HEIGHT, mask_overlay, warp_by_correspondence
 from fgat_core.infotext import image_hash, parse_infotext
 
@@ -121,12 +121,13 @@ def test_a1111_quoting_of_values_with_commas():
 def test_every_config_field_has_a_flag_with_its_type_and_choices():
     parser = cli.build_parser()
     actions = {a.dest: a for a in parser._subparsers._group_actions[0].choices["transfer"]._actions}
-    choices = {"inversion": INVERSIONS, "matching": MATCHINGS, "mask_source": MASK_SOURCES, "gamma_on": GAMMA_ON,
-               "mask_layers": MASK_LAYERS, "dift_prompt": DIFT_PROMPTS}
+    choices = {"inversion": ("direct", "null-text", "negative-prompt", "ddim"), "matching": ("progressive", "initial"),
+               "mask_source": ("attention", "user", "none"), "gamma_on": ("guided", "uncond"),
+               "mask_layers": ("quarter", "all"), "dift_prompt": ("own", "empty")}
     for f in fields(FGATConfig):
         a = actions[f"cfg_{f.name}"]
         assert a.option_strings == ["--" + f.name.replace("_", "-")]
-        assert a.type is {"float": float, "int": int, "str": str}[str(f.type)]
+        assert a.type is {"float": float, "int": int}.get(str(f.type), str)
         assert tuple(a.choices or ()) == tuple(choices.get(f.name, ()))
         assert a.default is None  # unset flags never override a preset
 

@@ -81,7 +81,10 @@ def test_config_takes_numpy_scalars_from_a_parameter_sweep():
 
 
 def _tokenize(text: str) -> list[str]:
-    return text.replace("(", " ( ").replace(")", " ) ").replace(":", " : ").split()
+    """A toy tokenizer with CLIP's convention: each token ends a word (`</w>`)."""
+    for mark in "():,":
+        text = text.replace(mark, f" {mark} ")
+    return [t + "</w>" for t in text.split()]
 
 
 @pytest.mark.parametrize("prompt", ["a photo of a cat 2", "a photo of a ((cat:1.3))", "a photo of a cat, 4k"])

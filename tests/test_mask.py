@@ -16,6 +16,7 @@ from fgat_core.host import AttentionLayer
 from fgat_core.mask import (
     AttentionRecorder,
     downsampled_size,
+    locate_word_ids,
     prepare_user_mask,
     threshold_mask,
     word_token_indices,
@@ -218,6 +219,17 @@ def test_mask_token_positions_spell_the_word(prompt, word):
     want = (word or prompt.split()[-1]).lower().split()
     assert spelled == want
     assert pos == list(range(pos[0], pos[0] + len(pos)))  # one contiguous run
+
+
+@pytest.mark.parametrize("prompt, word", [("a photo of a cat", "cat"), ("a bobcat and a cat", "cat"),
+                                          ("wow!! a ((cat)) on grass", "cat"), ("a red car, a blue car", "blue car")])
+def test_the_cli_locates_the_word_as_the_webui_does_on_token_ids(prompt, word):
+    """One algorithm: the CLI's positions are the WebUI's token-id search (`mask_token_positions`) on the same
+    tokenizer; 'cat' is not found inside 'bobcat'."""
+    tok = _token_tokenizer()
+    ids = tok(prompt).input_ids
+    webui = locate_word_ids(ids, tok(word, add_special_tokens=False).input_ids, tok.convert_ids_to_tokens(ids))
+    assert webui and word_token_indices(prompt, word, tok.tokenize) == webui
 
 
 def test_mask_word_beyond_the_token_limit_is_an_error():
