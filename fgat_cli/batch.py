@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fgat_core.atomic import write_text_atomic
 from fgat_core.cache import InversionCache
 from fgat_core.config import FGATConfig, config_fields
 from fgat_core.errors import ConfigError, plain_name
@@ -31,6 +32,7 @@ JOB_KEYS = ("source", "target", "source_prompt", "target_prompt", "negative_prom
             "transfer")
 _TYPES = {f.name: str(f.type) for f in config_fields()}
 KNOWN_KEYS = (*JOB_KEYS, *_TYPES)
+SUMMARY = "batch.json"  # the batch's summary, in the output folder
 
 
 def _key(name: Any) -> str:
@@ -245,9 +247,9 @@ def run_batch(
     failed = [row for row in summary if "error" in row]
     report = {"pairs": n, "failed": len(failed), "seconds": round(total, 3), "model": pipe.name,
               "inversion_cache": {"hits": cache.hits, "misses": cache.misses}, "rows": summary}
-    (out_dir / "batch.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_text_atomic(out_dir / SUMMARY, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(f"{n - len(failed)}/{n} pairs done in {total:.1f} s; inversion cache: {cache.hits} hits, "
-          f"{cache.misses} misses; summary: {out_dir / 'batch.json'}")
+          f"{cache.misses} misses; summary: {out_dir / SUMMARY}")
     if any(row.get("out_of_memory") for row in failed):
         return 1
     return 2 if failed else 0
@@ -265,7 +267,7 @@ def _run_row(pipe: FGATPipeline, job: Job, where: str, tag: str, cache: Inversio
         if oom is not None:
             message = oom
         else:
-            message = column_message(e) if isinstance(e, ValueError) else f"cannot write its output ({e.strerror or e})"
+            message = column_message(e) if isinstance(e, ValueError) else f"cannot write its output: {e}"
         print(f"{tag}: error: {message}", file=sys.stderr)
         return {"row": where, "error": message, **({"out_of_memory": True} if oom else {})}
     finally:

@@ -17,6 +17,7 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
+from fgat_core.atomic import write_text_atomic
 from fgat_core.config import FGATConfig
 from fgat_core.engine import Progress
 from fgat_core.errors import InputError
@@ -216,7 +217,7 @@ def run_job(
         cache_info = {"hits": cache.hits - hits0, "misses": cache.misses - misses0}
     files["sidecar"] = sidecar_path(files["image"])
     record = sidecar_record(job, out, pipe, value, parameters, timings, files, cache_info)
-    files["sidecar"].write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_text_atomic(files["sidecar"], json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     return JobResult(job, out, files, timings, record)
 
 
