@@ -21,12 +21,24 @@ from typing import Any
 from fgat_core.atomic import write_text_atomic
 from fgat_core.cache import InversionCache
 from fgat_core.config import FGATConfig, config_fields
-from fgat_core.errors import ConfigError, plain_name
+from fgat_core.errors import INPUT_WORDS, ConfigError, InputError, plain_name
 from fgat_core.prepare import LENIENT_BOOLS, parse_bool, parse_number, parse_text
 
 from .pipeline import FGATPipeline
 from .progress import StageBars
-from .runner import Job, check_job, job_notes, out_of_memory_message, output_path, run_job
+from .runner import (
+    Job,
+    check_job,
+    check_mask_word,
+    decode_inputs,
+    file_keys,
+    job_inputs,
+    job_notes,
+    job_outputs,
+    out_of_memory_message,
+    output_path,
+    run_job,
+)
 
 JOB_KEYS = ("source", "target", "source_prompt", "target_prompt", "negative_prompt", "mask", "out", "preset",
             "transfer")
@@ -161,28 +173,60 @@ def read_pairs(
     context = {"base": path.resolve().parent, "out_dir": out_dir, "store": PresetStore(presets_folder),
                "preset": preset, "cli": dict(settings or {}), "defaults": defaults, "diagnostics": diagnostics}
     jobs: list[tuple[str, Job]] = []
-    outs: dict[Path, str] = {}
     for index, (where, row) in enumerate(rows, 1):
         try:
             job = _job_from_row(row, index, context)
             check_job(job, tokenizer)
-            key = job.out.resolve()
-            if key in outs:
-                raise ValueError(f"writes the same output {str(job.out)!r} as {outs[key]}: give it its own 'out'")
-            outs[key] = where
             jobs.append((where, job))
         except ValueError as e:
             errors.append(f"{where}: {column_message(e)}")
+    errors += output_clashes(jobs, out_dir)
     if errors:
         errors.sort(key=_line_order)
         raise ValueError("the pairs file has problems (nothing was run):\n  " + "\n  ".join(errors))
     return jobs
 
 
+def output_clashes(jobs: list[tuple[str, Job]], out_dir: Path) -> list[str]:
+    """Every file the batch will write (each row's image, sidecar and diagnostics sheet; the summary), checked
+    together: inside `out_dir`, none written twice, none an input of any row. A message for each row's first
+    clash, with its line."""
+    root = out_dir.resolve()
+    taken: dict[Path, tuple[str, str]] = {(out_dir / SUMMARY).resolve(): ("", "the batch summary")}
+    inputs = {key: f"the {what} image of {where}" for where, job in jobs for what, path in job_inputs(job).items()
+              for key in file_keys(path)}
+    errors = []
+    for where, job in jobs:
+        problems = []
+        for kind, path in job_outputs(job).items():
+            key, name = path.resolve(), _OUTPUT_NAMES[kind]
+            if not key.is_relative_to(root):
+                problems.append(f"its {name} {str(path)!r} is outside the output folder {str(out_dir)!r}: give an "
+                                "'out' inside it (a name or a subfolder, no '..' or absolute path)")
+            elif key in taken:
+                other, other_name = taken[key]
+                problems.append(f"writes the same {name} {str(path)!r} as {other}" if other_name == name else
+                                f"its {name} {str(path)!r} is {other_name}{' of ' + other if other else ''}")
+            elif any(k in inputs for k in file_keys(path)):
+                hit = next(inputs[k] for k in file_keys(path) if k in inputs)
+                problems.append(f"its {name} {str(path)!r} would overwrite {hit}")
+            taken.setdefault(key, (where, name))
+        if problems:
+            errors.append(f"{where}: {problems[0]}: give it its own 'out'")
+    return errors
+
+
+_OUTPUT_NAMES = {"image": "output", "sidecar": "sidecar file", "diagnostics": "diagnostics sheet"}
+
+
 def column_message(err: ValueError) -> str:
     """A row's error naming settings as the file's columns (`window_end`, not `FGATConfig.window_end`); inputs
     in words (`the source image`)."""
-    return err.render(plain_name) if isinstance(err, ConfigError) else str(err)
+    if isinstance(err, ConfigError):
+        return err.render(plain_name)
+    if isinstance(err, InputError):
+        return err.render(lambda f: "'out' value" if f == "out" else INPUT_WORDS.get(f, plain_name(f)))
+    return str(err)
 
 
 def _line_order(error: str) -> int:
@@ -223,10 +267,9 @@ def run_batch(
     """Run every job, sharing one inversion cache; write <out_dir>/batch.json. Returns the exit code
     (2 when a pair failed with a bad-input error, 1 when one ran out of memory; the other pairs still run)."""
     problems = []
-    sizes = {}
     for where, job in jobs:
         try:
-            sizes[where] = check_job(job, pipe.tokenizer)  # the mask word against this model's tokenizer
+            check_mask_word(job, pipe.tokenizer)  # the mask word against this model's tokenizer
         except ValueError as e:
             problems.append(f"{where}: {column_message(e)}")
     if problems:
@@ -238,11 +281,8 @@ def run_batch(
     summary: list[dict[str, Any]] = []
     n = len(jobs)
     for i, (where, job) in enumerate(jobs, 1):
-        tag = f"[{i}/{n}] {where}"
-        for m in job_notes(job, pipe.tokenizer, sizes[where], pipe.size_multiple):
-            print(f"{tag}: note: {m}", file=sys.stderr)
-        summary.append(_run_row(pipe, job, where, tag, cache, StageBars(enabled=progress_bars, prefix=f"[{i}/{n}] "),
-                                sizes[where][0]))
+        bars = StageBars(enabled=progress_bars, prefix=f"[{i}/{n}] ")
+        summary.append(_run_row(pipe, job, where, f"[{i}/{n}] {where}", cache, bars))
     total = time.perf_counter() - t0
     failed = [row for row in summary if "error" in row]
     report = {"pairs": n, "failed": len(failed), "seconds": round(total, 3), "model": pipe.name,
@@ -255,11 +295,17 @@ def run_batch(
     return 2 if failed else 0
 
 
-def _run_row(pipe: FGATPipeline, job: Job, where: str, tag: str, cache: InversionCache, bars: StageBars,
-             size: tuple[int, int]) -> dict[str, Any]:
-    """Run one row; its summary entry (an error is printed and recorded, and the batch goes on)."""
+def _run_row(pipe: FGATPipeline, job: Job, where: str, tag: str, cache: InversionCache,
+             bars: StageBars) -> dict[str, Any]:
+    """Run one row (its images decoded once more: `read_pairs` keeps no pixels); its summary entry (an error
+    is printed and recorded, and the batch goes on)."""
+    size = None
     try:
-        res = run_job(pipe, job, cache=cache, progress=bars)
+        inputs = decode_inputs(job)
+        size = inputs.sizes[0]
+        for m in job_notes(job, pipe.tokenizer, inputs.sizes, pipe.size_multiple):
+            print(f"{tag}: note: {m}", file=sys.stderr)
+        res = run_job(pipe, job, cache=cache, progress=bars, inputs=inputs)
     except (ValueError, OSError, RuntimeError, MemoryError) as e:  # this row's input, output or memory
         oom = out_of_memory_message(e, size, str(pipe.device), str(pipe.dtype).replace("torch.", ""))
         if oom is None and not isinstance(e, (ValueError, OSError)):

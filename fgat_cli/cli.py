@@ -239,21 +239,23 @@ def _transfer_job(args: argparse.Namespace):
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     from .progress import StageBars
-    from .runner import check_job, job_notes, out_of_memory_message, run_job, timing_summary
+    from .runner import check_job, check_mask_word, job_notes, out_of_memory_message, run_job, timing_summary
 
     model, _ = model_spec(args)
     job = _transfer_job(args)
     tokenizer = model_tokenizer(model)
-    sizes = check_job(job, tokenizer)  # files, settings, outputs and mask word, before the (slow) model load
+    # files (decoded once, here), settings, outputs and mask word, before the (slow) model load
+    inputs = check_job(job, tokenizer)
     pipe = _load(args)
-    check_job(job, pipe.tokenizer)
-    for note in job_notes(job, pipe.tokenizer, sizes, pipe.size_multiple):
+    check_mask_word(job, pipe.tokenizer)  # as this model splits the prompt (no file is read again)
+    for note in job_notes(job, pipe.tokenizer, inputs.sizes, pipe.size_multiple):
         print(f"note: {note}", file=sys.stderr)
     bars = StageBars(enabled=not args.quiet)
     try:
-        result = run_job(pipe, job, progress=bars)
+        result = run_job(pipe, job, progress=bars, inputs=inputs)
     except (RuntimeError, MemoryError) as e:
-        message = out_of_memory_message(e, sizes[0], str(pipe.device), str(pipe.dtype).replace("torch.", ""))
+        message = out_of_memory_message(e, inputs.sizes[0], str(pipe.device),
+                                        str(pipe.dtype).replace("torch.", ""))
         if message is None:
             raise
         raise RunFailure(message) from None

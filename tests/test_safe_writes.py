@@ -52,7 +52,8 @@ def _disk_full(monkeypatch):
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.is_symlink()}
 
 
 def test_a_failed_write_leaves_the_previous_file_and_no_temporary_file(tmp_path, monkeypatch):
@@ -187,3 +188,96 @@ def test_concurrent_writers_of_one_output_leave_one_whole_file(tmp_path):
             assert len(data) == 16 * 65536 and len(set(data)) == 1
     assert all(p.wait(timeout=300) == 0 for p in procs), [p.stderr.read() for p in procs]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["go", "same.png"]  # no temporary file left
+
+
+def _no_model(monkeypatch):
+    def refuse(args):
+        raise AssertionError("the model was loaded: the check should have come first")
+    monkeypatch.setattr(cli, "_load", refuse)
+
+
+@pytest.mark.parametrize("which", ["source", "target", "mask"])
+def test_an_out_that_is_an_input_is_refused_before_any_model_work(tmp_path, small, capsys, monkeypatch, which):
+    _no_model(monkeypatch)
+    source, target = (tmp_path / "s.png", tmp_path / "t.png")
+    source.write_bytes(small[0].read_bytes())
+    target.write_bytes(small[1].read_bytes())
+    mask = tmp_path / "m.png"
+    Image.new("L", (SIZE, SIZE), 255).save(mask)
+    link = tmp_path / "sub" / "link.png"  # the input reached through a symlink and a '..'
+    link.parent.mkdir()
+    link.symlink_to({"source": source, "target": target, "mask": mask}[which])
+    before = _snapshot(tmp_path)
+    out = tmp_path / "sub" / ".." / "sub" / "link.png"
+    assert cli.main(_transfer(out, (source, target), "--mask", str(mask))) == 2
+    err = capsys.readouterr().err
+    assert f"is the {which} image" in err and "choose another --out" in err
+    assert _snapshot(tmp_path) == before
+
+
+def test_an_out_whose_sidecar_is_an_input_is_refused(tmp_path, small, capsys, monkeypatch):
+    _no_model(monkeypatch)
+    source = tmp_path / "s.json"  # an odd name, but a PNG all the same
+    source.write_bytes(small[0].read_bytes())
+    assert cli.main(_transfer(tmp_path / "s.png", (source, small[1]))) == 2
+    assert "sidecar file" in capsys.readouterr().err and source.read_bytes() == small[0].read_bytes()
+
+
+def test_batch_checks_every_file_it_writes_for_clashes_and_escapes(tmp_path, small, capsys, monkeypatch):
+    _no_model(monkeypatch)
+    source, target = small
+    src_copy = tmp_path / "res" / "mine.png"
+    src_copy.parent.mkdir()
+    src_copy.write_bytes(source.read_bytes())
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("source,target,source_prompt,out\n"
+                     f"{source},{target},{PROMPT},batch.png\n"          # line 2: its sidecar is the summary
+                     f"{source},{target},{PROMPT},a.png\n"              # line 3
+                     f"{source},{target},{PROMPT},a-diagnostics.png\n"  # line 4: line 3's diagnostics sheet
+                     f"{source},{target},{PROMPT},../escape.png\n"      # line 5: outside --out-dir
+                     f"{source},{target},{PROMPT},{tmp_path / 'abs.png'}\n"  # line 6: outside too
+                     f"{src_copy},{target},{PROMPT},mine.png\n"         # line 7: its own source
+                     f"{source},{target},{PROMPT},sub/../a.png\n")      # line 8: line 3's image again
+    before = _snapshot(tmp_path / "res")
+    assert cli.main(["batch", "--pairs", str(pairs), "--out-dir", str(tmp_path / "res"), "--diagnostics",
+                     "--quiet"]) == 2
+    err = capsys.readouterr().err
+    lines = {int(m.split("line ")[1].split(":")[0]): m for m in err.splitlines() if "pairs.csv line" in m}
+    assert "batch summary" in lines[2]
+    assert "diagnostics" in lines[4] and "line 3" in lines[4]
+    assert "outside the output folder" in lines[5] and "outside the output folder" in lines[6]
+    assert "is the source image" in lines[7] and "choose another 'out' value" in lines[7]
+    assert "writes the same output" in lines[8] and "line 3" in lines[8]
+    assert 3 not in lines
+    assert _snapshot(tmp_path / "res") == before and not (tmp_path / "escape.png").exists()
+
+
+def test_a_batch_row_whose_out_is_another_rows_input_is_refused(tmp_path, small, capsys, monkeypatch):
+    _no_model(monkeypatch)
+    res = tmp_path / "res"
+    res.mkdir()
+    other = res / "b.png"
+    other.write_bytes(small[1].read_bytes())
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"source,target,source_prompt,out\n{small[0]},{small[1]},{PROMPT},b.png\n"
+                     f"{small[0]},{other},{PROMPT},c.png\n")
+    assert cli.main(["batch", "--pairs", str(pairs), "--out-dir", str(res), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "line 2" in err and "would overwrite the target image of pairs.csv line 3" in err
+
+
+def test_transfer_decodes_each_input_once(tmp_path, small, use_tiny, monkeypatch):
+    from fgat_cli import runner
+
+    opened = []
+    real = runner.load_image
+
+    def counting(path, *a, **k):
+        opened.append(Path(path).name)
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(runner, "load_image", counting)
+    mask = tmp_path / "m.png"
+    Image.new("L", (SIZE, SIZE), 255).save(mask)
+    assert cli.main(_transfer(tmp_path / "r.png", small, "--mask", str(mask))) == 0
+    assert sorted(opened) == ["m.png", "source.png", "target.png"]
