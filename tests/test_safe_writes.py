@@ -281,3 +281,29 @@ def test_transfer_decodes_each_input_once(tmp_path, small, use_tiny, monkeypatch
     Image.new("L", (SIZE, SIZE), 255).save(mask)
     assert cli.main(_transfer(tmp_path / "r.png", small, "--mask", str(mask))) == 0
     assert sorted(opened) == ["m.png", "source.png", "target.png"]
+
+
+def test_the_demo_tokenizer_leaves_nothing_in_the_temp_directory_and_still_works():
+    import tempfile
+
+    from fgat_cli.tiny import tiny_tokenizer
+
+    before = sorted(os.listdir(tempfile.gettempdir()))
+    tok = tiny_tokenizer()
+    assert sorted(os.listdir(tempfile.gettempdir())) == before
+    assert tok.tokenize("a photo of a cat") == ["a</w>", "photo</w>", "of</w>", "a</w>", "cat</w>"]
+
+
+def test_the_test_session_checks_its_temp_directory():
+    """The conftest guard is live: this session's temp directory is its own, shared with subprocesses."""
+    import tempfile
+
+    import conftest
+
+    assert tempfile.gettempdir() == conftest.SESSION_TEMP == os.environ["TMPDIR"]
+    stray = tempfile.mkdtemp(prefix="fgat-tok-")
+    try:
+        assert os.path.basename(stray) in conftest.leftovers(conftest.SESSION_TEMP)
+    finally:
+        os.rmdir(stray)
+    assert os.path.basename(stray) not in conftest.leftovers(conftest.SESSION_TEMP)
