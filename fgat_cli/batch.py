@@ -45,6 +45,8 @@ JOB_KEYS = ("source", "target", "source_prompt", "target_prompt", "negative_prom
 _TYPES = {f.name: str(f.type) for f in config_fields()}
 KNOWN_KEYS = (*JOB_KEYS, *_TYPES)
 SUMMARY = "batch.json"  # the batch's summary, in the output folder
+MAX_YAML_NODES = 100_000  # values a YAML pairs file may stand for, its aliases expanded (10,000 rows of 10)
+MESSAGE_CHARS = 400  # a row's message is cut here
 
 
 def _key(name: Any) -> str:
@@ -103,7 +105,7 @@ def read_rows(path: Path) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, A
         try:
             rows.append((where, _normalise(raw, where)))
         except ValueError as e:
-            errors.append(str(e))
+            errors.append(clip(str(e)))
     return rows, defaults, errors
 
 
@@ -134,10 +136,17 @@ def _yaml_rows(path: Path, text: str) -> tuple[list[tuple[str, Any]], dict[str, 
     import yaml
 
     try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        try:
+            expanded = expanded_size(node)
+        except ValueError as e:
+            raise ValueError(f"the pairs file {path.name} {e}: a pairs file is a list of flat rows") from None
+        if expanded > MAX_YAML_NODES:  # aliases of aliases: a "billion laughs" of a few hundred bytes
+            raise ValueError(f"the pairs file {path.name} expands to more than {MAX_YAML_NODES} values through its "
+                             "aliases (*name): write the rows out, or use 'defaults' for what they share")
         data = yaml.safe_load(text)
-        node = yaml.compose(text)
-    except yaml.YAMLError as e:
-        raise ValueError(f"the pairs file {path.name} is not valid YAML: {e}") from None
+    except (yaml.YAMLError, RecursionError) as e:
+        raise ValueError(f"the pairs file {path.name} is not valid YAML: {clip(str(e))}") from None
     defaults: dict[str, Any] = {}
     if isinstance(data, dict):
         unknown = sorted(set(data) - {"defaults", "pairs"})
@@ -153,6 +162,29 @@ def _yaml_rows(path: Path, text: str) -> tuple[list[tuple[str, Any]], dict[str, 
     lines = [item.start_mark.line + 1 for item in node.value]
     rows = [(f"{path.name} line {line} (pair {i})", r) for i, (line, r) in enumerate(zip(lines, data, strict=True), 1)]
     return rows, defaults
+
+
+def expanded_size(node: Any) -> int:
+    """How many values a composed YAML node stands for once its aliases are expanded (an alias is the very
+    node it names, so shared subtrees are counted once per use without being expanded)."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+
+    def size(n: Any, depth: int = 0) -> int:
+        if id(n) not in sizes:
+            if depth > 200:
+                raise ValueError("nests deeper than 200 levels")
+            children = [c for pair in n.value for c in pair] if isinstance(n, yaml.MappingNode) else (
+                n.value if isinstance(n, yaml.SequenceNode) else [])
+            sizes[id(n)] = 1 + sum(size(c, depth + 1) for c in children)
+        return sizes[id(n)]
+    return 0 if node is None else size(node)
+
+
+def clip(text: str, limit: int = MESSAGE_CHARS) -> str:
+    """A message cut to `limit` characters: no value, however large, is ever put whole into a message."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 def _settings(values: dict[str, Any]) -> dict[str, Any]:
@@ -179,7 +211,7 @@ def read_pairs(
             check_job(job, tokenizer)
             jobs.append((where, job))
         except ValueError as e:
-            errors.append(f"{where}: {column_message(e)}")
+            errors.append(f"{where}: {clip(column_message(e))}")
     errors += output_clashes(jobs, out_dir)
     if errors:
         errors.sort(key=_line_order)

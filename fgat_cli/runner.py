@@ -15,18 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 from fgat_core.atomic import write_text_atomic
 from fgat_core.config import FGATConfig
 from fgat_core.engine import Progress
 from fgat_core.errors import InputError
-from fgat_core.images import size_notes, to_rgb
+from fgat_core.images import decode_file, size_notes, to_rgb, unreadable
 from fgat_core.infotext import format_infotext, image_hash
 from fgat_core.mask import word_token_indices
 from fgat_core.prepare import Request, check_request
 
-from .pipeline import FGATPipeline, TransferOutput
+from .pipeline import FGATPipeline, TransferOutput, check_prompt
 from .pnginfo import generation_parameters, save_png
 
 
@@ -67,13 +67,9 @@ def load_image(path: str | Path, what: str, field: str | None = None) -> Image.I
     if p.is_dir():
         raise InputError(field, str(p), "{name} {value!r} is a folder: give an image file (PNG or JPEG)")
     try:
-        img = Image.open(p)
-        img.load()
-        # upright as viewers show it: a phone JPEG stores its rotation in EXIF (the WebUI's browser does this)
-        img = ImageOps.exif_transpose(img)
+        img = decode_file(p)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise InputError(field, str(p), "{name} {value!r} cannot be read as an image ({reason}): use a PNG or "
-                         "JPEG file", reason=e) from None
+        raise InputError(field, str(p), "{name} {value!r} {reason}", reason=unreadable(e)) from None
     return img
 
 
@@ -224,6 +220,8 @@ def check_job(job: Job, tokenizer: Any = None, inputs: JobInputs | None = None) 
     The checks shared with the other front ends are `prepare.check_request`'s. Raises InputError /
     ConfigError (ValueErrors) naming what to change; returns the decoded inputs (`inputs`, when given, are
     checked instead of decoding the files again)."""
+    for name in ("source_prompt", "target_prompt", "negative_prompt"):
+        check_prompt(getattr(job, name), name)
     inputs = inputs or decode_inputs(job)
     check_request(Request(job.config, [job.source_prompt], inputs.target, mask=inputs.mask,
                           mask_value=None if job.mask is None else str(job.mask), mask_frames=[inputs.source.size],
