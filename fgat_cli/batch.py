@@ -118,6 +118,11 @@ def _csv_rows(path: Path, text: str) -> list[tuple[str, Any]]:
     if not reader.fieldnames:
         raise ValueError(f"the pairs file {path.name} is empty: it needs a header row (source,target,...)")
     names = [n.strip() for n in reader.fieldnames]
+    for sep, called in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
+        if len(names) == 1 and sep in names[0]:  # a spreadsheet's export in a locale with decimal commas
+            raise ValueError(f"the pairs file {path.name} separates its columns with {called} ({clip(names[0], 80)!r})"
+                             ": separate them with commas (in a spreadsheet: export as CSV with ',' as the "
+                             "delimiter), or write a .yaml pairs file")
     twice = sorted({n for n in names if n and names.count(n) > 1})
     if twice:
         raise ValueError(f"the pairs file {path.name} names the column(s) {', '.join(twice)} twice in its "

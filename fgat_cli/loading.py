@@ -553,11 +553,16 @@ def _from_pretrained(cls, folder: Path, sub: str):
     try:
         return cls.from_pretrained(str(folder), subfolder=sub, local_files_only=True, use_safetensors=True)
     except Exception as e:
-        raise ValueError(
-            f"{folder}: could not load {sub}/ ({type(e).__name__}: {str(e)[:300]}). FGAT reads .safetensors "
-            "weights only (pickled .bin weights are never unpickled): convert them, or pass a .safetensors "
-            "checkpoint"
-        ) from None
+        for weights in sorted((folder / sub).glob("*.safetensors")):  # a truncated download, named as such
+            try:
+                read_safetensors_shapes(weights)
+            except ValueError as bad:
+                raise ValueError(f"{folder}: {sub}/{bad}") from None
+        pickled = [p.name for p in (folder / sub).glob("*") if p.suffix.lower() in PICKLE_SUFFIXES]
+        advice = ("FGAT reads .safetensors weights only (pickled weights such as "
+                  f"{pickled[0]} are never unpickled): convert them, or pass a .safetensors checkpoint"
+                  if pickled else "check that the folder is a complete diffusers model (download it again)")
+        raise ValueError(f"{folder}: could not load {sub}/ ({type(e).__name__}: {str(e)[:300]}). {advice}") from None
 
 
 def _tokenizer(folder: Path, default_pad: str):

@@ -239,6 +239,15 @@ def job_notes(job: Job, tokenizer, sizes: tuple[tuple[int, int], tuple[int, int]
     return [*prompt_notes(job, tokenizer), *size_notes(*sizes, multiple)]
 
 
+def unused_setting_notes(explicit: dict[str, Any], config: FGATConfig, name: Any) -> list[str]:
+    """Notes for settings given that the run does not use (the mask word without the attention mask), each
+    named by `name` (the front end's namer, e.g. `errors.flag_name`)."""
+    if "mask_word" in explicit and config.mask_source != "attention":
+        return [f"{name('mask_word')} is ignored: it picks the word of the attention mask, and "
+                f"{name('mask_source')} is {config.mask_source!r} (use {name('mask_source')} attention to use it)"]
+    return []
+
+
 def prompt_notes(job: Job, tokenizer) -> list[str]:
     """Notes for prompts longer than the text encoder reads (CLIP: 75 tokens; the rest is cut off silently).
 

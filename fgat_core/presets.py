@@ -64,6 +64,9 @@ class PresetStore:
         """The file's JSON object as written (missing file: empty); ValueError saying why it is unusable."""
         if self.path is None:
             return {}
+        if self.folder is not None and self.folder.exists() and not self.folder.is_dir():
+            raise ValueError(f"the presets folder {str(self.folder)!r} is a file: set FGAT_PRESETS_DIR to a folder "
+                             "(or move the file away)")
         try:
             if not self.path.exists():  # raises where the folder may not be read
                 return {}
