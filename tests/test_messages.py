@@ -157,3 +157,14 @@ def test_threads_flag_sets_torchs_threads_and_refuses_zero(capsys, monkeypatch):
     assert cli.main(_transfer("--threads", "2")) == 0 and seen == [2]
     err = _err(_transfer("--threads", "0"), capsys)
     assert "--threads must be at least 1" in err
+
+
+@pytest.mark.parametrize("name", ["pairs.csv", "pairs.yaml"])
+def test_the_example_pairs_name_their_outputs_after_their_targets(name, tmp_path):
+    """examples/make_examples.py: target.png has a striped body, target2.png a spotted one."""
+    looks = {"target.png": "cat-stripes", "target2.png": "cat-spots"}
+    jobs = read_pairs(EXAMPLES / name, tmp_path / "out")
+    assert len(jobs) == 4
+    for _, job in jobs:
+        look = looks[job.target.name]
+        assert job.out.stem == look or job.out.stem.startswith(look + "-"), (job.target.name, job.out.name)
