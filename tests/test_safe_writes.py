@@ -3,11 +3,9 @@ locked preset saves under real concurrent processes, concurrent writers of one o
 
 import errno
 import json
+import multiprocessing
 import os
-import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -133,61 +131,61 @@ def test_a_full_disk_in_a_batch_names_the_row_and_keeps_earlier_files(tmp_path, 
     assert _snapshot(out_dir) == before
 
 
-_SAVER = textwrap.dedent("""
-    import os, sys, time
-    from pathlib import Path
-    go, index = Path(sys.argv[1]), sys.argv[2]
-    from fgat_cli import cli
-    while not go.exists():
-        time.sleep(0.01)
-    for k in range(4):
-        assert cli.main(["presets", "--save", f"p{index}-{k}", "--delta", "0.3"]) == 0
-""")
+def _forked(target, args_list):
+    """Real processes (fork: they start with this process's imports, so they are ready at once), released
+    together by one event: `target(go, *args)` for each `args`. Returns the started processes."""
+    ctx = multiprocessing.get_context("fork")
+    go = ctx.Event()
+    procs = [ctx.Process(target=target, args=(go, *args)) for args in args_list]
+    for p in procs:
+        p.start()
+    go.set()
+    return procs
 
 
-def test_concurrent_preset_saves_keep_every_preset(tmp_path):
-    """12 processes, started together (after their imports), each saving 4 presets: all 48 are kept."""
-    go = tmp_path / "go"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "FGAT_PRESETS_DIR": str(tmp_path / "presets")}
-    procs = [subprocess.Popen([sys.executable, "-c", _SAVER, str(go), str(i)], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(12)]
-    time.sleep(1)
-    go.touch()
-    results = [p.communicate(timeout=300) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [err for _, err in results]
-    saved = json.loads((tmp_path / "presets" / "presets.json").read_text())
+def _exit_codes(procs) -> list:
+    for p in procs:
+        p.join(timeout=300)
+    return [p.exitcode for p in procs]
+
+
+def _save_presets(go, folder: str, index: int) -> None:
+    os.environ["FGAT_PRESETS_DIR"] = folder
+    go.wait()
+    codes = [cli.main(["presets", "--save", f"p{index}-{k}", "--delta", "0.3"]) for k in range(4)]
+    os._exit(0 if codes == [0, 0, 0, 0] else 1)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork start method")
+def test_concurrent_preset_saves_keep_every_preset(tmp_path, capsys):
+    """12 processes, released together, each saving 4 presets (as `presets --save`): all 48 are kept."""
+    folder = tmp_path / "presets"
+    assert _exit_codes(_forked(_save_presets, [(str(folder), i) for i in range(12)])) == [0] * 12
+    saved = json.loads((folder / "presets.json").read_text())
     assert sorted(saved) == sorted(f"p{i}-{k}" for i in range(12) for k in range(4))
-    assert not [p.name for p in (tmp_path / "presets").iterdir() if p.name.endswith(".tmp")]
+    assert sorted(p.name for p in folder.iterdir()) == ["presets.json", "presets.json.lock"]
 
 
-_WRITER = textwrap.dedent("""
-    import sys, time
-    from pathlib import Path
-    from fgat_core.atomic import write_atomic
-    go, path, index = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-    while not go.exists():
-        time.sleep(0.01)
+def _write_many(go, path: str, index: int) -> None:
     block = bytes([index]) * 65536
+    go.wait()
     for _ in range(20):
         write_atomic(path, lambda f: [f.write(block) for _ in range(16)])
-""")
+    os._exit(0)
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="fork start method")
 def test_concurrent_writers_of_one_output_leave_one_whole_file(tmp_path):
     """Runs writing the same --out: each writes its own temporary file and renames it, so the path always
     holds one writer's complete file, never a mix or a truncation."""
-    go, path = tmp_path / "go", tmp_path / "same.png"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(go), str(path), str(i)], env=env,
-                              stderr=subprocess.PIPE, text=True) for i in range(1, 5)]
-    time.sleep(1)
-    go.touch()
-    while any(p.poll() is None for p in procs):
+    path = tmp_path / "same.png"
+    procs = _forked(_write_many, [(str(path), i) for i in range(1, 5)])
+    while any(p.is_alive() for p in procs):
         if path.exists():
             data = path.read_bytes()
             assert len(data) == 16 * 65536 and len(set(data)) == 1
-    assert all(p.wait(timeout=300) == 0 for p in procs), [p.stderr.read() for p in procs]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["go", "same.png"]  # no temporary file left
+    assert _exit_codes(procs) == [0] * 4
+    assert [p.name for p in tmp_path.iterdir()] == ["same.png"]  # no temporary file left
 
 
 def _no_model(monkeypatch):
