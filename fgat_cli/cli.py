@@ -236,7 +236,11 @@ def quiet_libraries() -> None:
     for lib in (diffusers_logging, transformers_logging):
         lib.set_verbosity_error()
         lib.disable_progress_bar()
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:  # the hub's download bars (a hub id)
+        from huggingface_hub.utils import disable_progress_bars
+    except ImportError:
+        return
+    disable_progress_bars()
 
 
 def set_threads(threads: int | None) -> None:
@@ -321,6 +325,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 def cmd_batch(args: argparse.Namespace) -> int:
     from .batch import read_pairs, run_batch
+    from .runner import unused_setting_notes
 
     if args.cache_size < 1:
         raise ValueError(f"--cache-size must be at least 1 (got {args.cache_size}): it is how many inversions "
@@ -335,6 +340,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
     # every row's problems in one pass, the mask words included (the model's tokenizer, without its weights)
     jobs = read_pairs(pairs_path, out_dir, preset=args.preset, settings=settings, diagnostics=args.diagnostics,
                       presets_folder=presets_folder(), tokenizer=model_tokenizer(model))
+    for where, job in jobs:
+        for note in unused_setting_notes(settings, job.config, flag_name):
+            print(f"{where}: note: {note}", file=sys.stderr)
     pipe = _load(args)
     return run_batch(pipe, jobs, out_dir, cache_size=args.cache_size, progress_bars=not args.quiet)
 

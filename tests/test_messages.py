@@ -137,16 +137,29 @@ def test_a_mask_word_the_run_does_not_use_gets_a_note(tmp_path, capsys, monkeypa
 
 def test_quiet_silences_the_libraries_warnings_and_bars():
     import diffusers.utils.logging as dl
+    import huggingface_hub.utils as hub
     import transformers.utils.logging as tl
 
     try:
         cli.quiet_libraries()
         assert tl.get_verbosity() == tl.ERROR and dl.get_verbosity() == dl.ERROR
         assert not tl.is_progress_bar_enabled() and not dl.is_progress_bar_enabled()
+        assert hub.are_progress_bars_disabled()
     finally:
         for lib in (dl, tl):
             lib.set_verbosity_warning()
             lib.enable_progress_bar()
+        hub.enable_progress_bars()
+
+
+def test_a_batch_mask_word_flag_the_rows_do_not_use_gets_a_note(tmp_path, capsys, monkeypatch):
+    def stop(args):
+        raise KeyboardInterrupt  # the notes come before the load; nothing needs to run
+    monkeypatch.setattr(cli, "_load", stop)
+    pairs = tmp_path / "p.csv"
+    pairs.write_text(f"source,target,source_prompt,mask_source\n{PAIR[0]},{PAIR[1]},{PROMPT},none\n")
+    code = cli.main(["batch", "--pairs", str(pairs), "--out-dir", str(tmp_path / "o"), "--mask-word", "cat"])
+    assert code == 130 and "p.csv line 2: note: --mask-word is ignored" in capsys.readouterr().err
 
 
 def test_threads_flag_sets_torchs_threads_and_refuses_zero(capsys, monkeypatch):
