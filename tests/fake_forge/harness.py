@@ -10,7 +10,6 @@ Only the model loading differs from the A1111 harness (`_load_model`); the fake 
 sys.path, and `stop()` removes every fake module (Forge's `backend` and `modules_forge` included)."""
 from __future__ import annotations
 
-import contextlib
 import sys
 import traceback
 from pathlib import Path
@@ -95,10 +94,6 @@ class FakeForge(FakeWebUI):
             return int(info.get("status_code", 500)), body
 
 
-@contextlib.contextmanager
-def fake_forge(pipe, **kwargs):
-    webui = FakeForge(pipe, **kwargs).start()
-    try:
-        yield webui
-    finally:
-        webui.stop()
+def fake_forge(pipe, **kwargs) -> FakeForge:
+    """The fake Forge around `pipe`, started by `with fake_forge(pipe) as forge:` and stopped on leaving."""
+    return FakeForge(pipe, **kwargs)

@@ -70,6 +70,12 @@ class FakeWebUI:
     root = FAKE_ROOT  # put first on sys.path: the fake WebUI's `modules`, `k_diffusion`, ...
     packages = FAKE_PACKAGES  # purged from sys.modules before and after
 
+    def __enter__(self) -> FakeWebUI:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
     def start(self) -> FakeWebUI:
         # the tiny networks run fastest on one thread (and far faster than on two when the CPU is shared)
         self._saved_threads = torch.get_num_threads()
@@ -315,10 +321,6 @@ def _targets(dep):
     return [(t, dep.get("trigger")) for t in targets]
 
 
-@contextlib.contextmanager
-def fake_webui(pipe, **kwargs):
-    webui = FakeWebUI(pipe, **kwargs).start()
-    try:
-        yield webui
-    finally:
-        webui.stop()
+def fake_webui(pipe, **kwargs) -> FakeWebUI:
+    """The fake A1111 around `pipe`, started by `with fake_webui(pipe) as webui:` and stopped on leaving."""
+    return FakeWebUI(pipe, **kwargs)

@@ -55,13 +55,5 @@ class KDiffusionSampler(sd_samplers_common.Sampler):
         parameters = inspect.signature(self.func).parameters
         if "sigmas" in parameters:
             extra_params_kwargs["sigmas"] = sigma_sched
-        self.model_wrap_cfg.init_latent = x
-        self.last_latent = x
-        self.sampler_extra_args = {"cond": conditioning, "image_cond": image_conditioning,
-                                   "uncond": unconditional_conditioning, "cond_scale": p.cfg_scale,
-                                   "s_min_uncond": self.s_min_uncond}
-        samples = self.launch_sampling(t_enc + 1, lambda: self.func(
-            self.model_wrap_cfg, xi, extra_args=self.sampler_extra_args, disable=False, callback=self.callback_state,
-            **extra_params_kwargs))
-        self.add_infotext(p)
-        return samples
+        return self.launch_img2img(p, x, xi, conditioning, unconditional_conditioning, image_conditioning, t_enc,
+                                   extra_params_kwargs)
