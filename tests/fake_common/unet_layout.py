@@ -4,7 +4,7 @@ UNet2DConditionModel.
 - `timestep_embedding` / `Timestep`: sgm/modules/diffusionmodules/util.py:206-232 and openaimodel.py:488-494
   (generative-models, as A1111 1.10.1 runs it); Forge backend/nn/unet.py:55-68 and l.93-101 (dfdcbab6), the
   same code: cos first, then sin (diffusers' flip_sin_to_cos).
-- `ldm_output_blocks`: ldm's layout of three output blocks per resolution level, index 3*i+2 being the level's
+- `UNetSurface.output_blocks`: ldm's layout of three output blocks per resolution level, index 3*i+2 being the level's
   last block, which ends with the level's upsampler (ldm openaimodel.py:421-, sgm openaimodel.py:497-, Forge
   backend/nn/unet.py:636-688). Here index 3*i+2 is diffusers `up_blocks[i]` itself, so its output is the same
   tensor as the real `output_blocks[3*i+2]` output: `output_blocks[5]` = `up_blocks[1]` = DIFT's up_ft_index 1.
@@ -38,13 +38,21 @@ class Timestep(nn.Module):
         return timestep_embedding(t, self.dim)
 
 
-def ldm_output_blocks(unet) -> nn.ModuleList:
-    """The diffusers UNet's up blocks in ldm's `output_blocks` layout (see the module's docstring)."""
-    blocks = []
-    for up in unet.up_blocks:
-        resnets = list(up.resnets)
-        blocks += [resnets[0], resnets[min(1, len(resnets) - 1)], up]
-    return nn.ModuleList(blocks)
+class UNetSurface(nn.Module):
+    """What ldm's, sgm's and Forge's UNet share here: the diffusers `unet`, `output_blocks` in ldm's layout (see
+    the module's docstring), `middle_block` and `in_channels` (ldm openaimodel.py:421-, sgm l.497-, Forge
+    backend/nn/unet.py:636-688)."""
+
+    def __init__(self, unet):
+        super().__init__()
+        self.unet = unet
+        blocks = []
+        for up in unet.up_blocks:
+            resnets = list(up.resnets)
+            blocks += [resnets[0], resnets[min(1, len(resnets) - 1)], up]
+        self.output_blocks = nn.ModuleList(blocks)
+        self.middle_block = unet.mid_block
+        self.in_channels = unet.config.in_channels
 
 
 @contextmanager

@@ -25,8 +25,7 @@ from contextlib import contextmanager, nullcontext
 
 import torch
 from diffusers.models.attention import BasicTransformerBlock
-from fake_common.unet_layout import Timestep, ldm_output_blocks, timestep_embedding, vector_conditioning  # noqa: F401
-from torch import nn
+from fake_common.unet_layout import Timestep, UNetSurface, timestep_embedding, vector_conditioning  # noqa: F401
 
 
 def _forge_transformer_block(self, hidden_states, attention_mask=None, encoder_hidden_states=None, **_kwargs):
@@ -56,16 +55,12 @@ def _forge_blocks(unet):
             block.__dict__.pop("forward", None)
 
 
-class IntegratedUNet2DConditionModel(nn.Module):
+class IntegratedUNet2DConditionModel(UNetSurface):
     def __init__(self, unet):
-        super().__init__()
-        self.unet = unet
-        self.output_blocks = ldm_output_blocks(unet)
-        self.middle_block = unet.mid_block
+        super().__init__(unet)
         self.label_emb = getattr(unet, "add_embedding", None)
         self.num_classes = "sequential" if self.label_emb is not None else None
         self.model_channels = unet.config.block_out_channels[0]
-        self.in_channels = unet.config.in_channels
         self.adm_in_channels = unet.config.projection_class_embeddings_input_dim
         # backend/loader.py: the model is placed by memory management, fp32 under --all-in-fp32
         self.load_device = self.offload_device = self.initial_device = torch.device("cpu")

@@ -2,20 +2,12 @@
 diffusers UNet2DConditionModel: forward(x, timesteps, context) -> the UNet's output.
 
 `output_blocks` mirrors ldm's layout of three blocks per resolution level, index 3*i+2 being the level's
-last block (ending with its upsampler): `fake_common.unet_layout.ldm_output_blocks`, where index 3*i+2 is
+last block (ending with its upsampler): `fake_common.unet_layout.UNetSurface`, where index 3*i+2 is
 diffusers `up_blocks[i]` itself, so `output_blocks[5]` = DIFT's up_ft_index 1. The cross-attention modules
 are the diffusers `Attention` modules named `...attn2`, with `to_q`, `to_k` and `heads` like ldm's."""
-from torch import nn
-
-from fake_common.unet_layout import ldm_output_blocks
+from fake_common.unet_layout import UNetSurface
 
 
-class UNetModel(nn.Module):
-    def __init__(self, unet):
-        super().__init__()
-        self.unet = unet
-        self.output_blocks = ldm_output_blocks(unet)
-        self.middle_block = unet.mid_block
-
+class UNetModel(UNetSurface):
     def forward(self, x, timesteps=None, context=None, y=None, **kwargs):
         return self.unet(x, timesteps, encoder_hidden_states=context).sample

@@ -4,19 +4,13 @@ UNet2DConditionModel, whose `add_embedding` plays `label_emb` (fed `y` by a forw
 during the call: `fake_common.unet_layout.vector_conditioning`). `output_blocks` as in the fake ldm UNetModel:
 index 3*i+2 is diffusers `up_blocks[i]`, so `output_blocks[5]` is DIFT's up_ft_index 1 (640 channels at 1/8 in
 SDXL). `Timestep`: l.488-494 (the same in Forge's backend/nn/unet.py, so it lives in `fake_common.unet_layout`)."""
-from torch import nn
-
-from fake_common.unet_layout import Timestep, ldm_output_blocks, vector_conditioning  # noqa: F401 (Timestep)
+from fake_common.unet_layout import Timestep, UNetSurface, vector_conditioning  # noqa: F401 (Timestep)
 
 
-class UNetModel(nn.Module):
+class UNetModel(UNetSurface):
     def __init__(self, unet):
-        super().__init__()
-        self.unet = unet
-        self.output_blocks = ldm_output_blocks(unet)
-        self.middle_block = unet.mid_block
+        super().__init__(unet)
         self.label_emb = unet.add_embedding
-        self.in_channels = unet.config.in_channels
 
     def forward(self, x, timesteps=None, context=None, y=None, **kwargs):
         with vector_conditioning(self.unet, self.label_emb, x, y) as added:
