@@ -34,10 +34,7 @@ class KDiffusionSampler(KDiffusionSampler):  # noqa: F821
         sigma_sched = sigmas[steps - t_enc - 1:]
         x = x.to(noise)
         xi = self.model_wrap.predictor.noise_scaling(sigma_sched[0], noise, x, max_denoise=False)
-        extra_params_kwargs = self.initialize(p)
-        if "sigmas" in inspect.signature(self.func).parameters:  # noqa: F821
-            extra_params_kwargs["sigmas"] = sigma_sched
         samples = self.launch_img2img(p, x, xi, conditioning, unconditional_conditioning, image_conditioning, t_enc,
-                                      extra_params_kwargs)
+                                      ("sigmas", sigma_sched))
         sampling_cleanup(unet_patcher)
         return samples

@@ -50,10 +50,7 @@ class CompVisSampler(CompVisSampler):  # noqa: F821
         sqrt_alpha_cumprod = torch.sqrt(alphas_cumprod[timesteps[t_enc]])  # noqa: F821
         sqrt_one_minus_alpha_cumprod = torch.sqrt(1 - alphas_cumprod[timesteps[t_enc]])  # noqa: F821
         xi = x.to(noise) * sqrt_alpha_cumprod + noise * sqrt_one_minus_alpha_cumprod
-        extra_params_kwargs = self.initialize(p)
-        if "timesteps" in inspect.signature(self.func).parameters:  # noqa: F821
-            extra_params_kwargs["timesteps"] = timesteps[:t_enc]
         samples = self.launch_img2img(p, x, xi, conditioning, unconditional_conditioning, image_conditioning, t_enc,
-                                      extra_params_kwargs)
+                                      ("timesteps", timesteps[:t_enc]))
         sampling_cleanup(unet_patcher)
         return samples

@@ -159,10 +159,15 @@ class Sampler:
         raise NotImplementedError()
 
     def launch_img2img(self, p, x, xi, conditioning, unconditional_conditioning, image_conditioning, t_enc,
-                       extra_params_kwargs):
-        """The end of every sampler's `sample_img2img` (sd_samplers_kdiffusion.py:174-188,
-        sd_samplers_timesteps.py:125-139; the same lines in Forge's files): `init_latent`, the sampler's
-        extra args, `self.func` run under launch_sampling for t_enc + 1 steps from `xi`, the infotext."""
+                       schedule: tuple[str, torch.Tensor]):
+        """The end of every sampler's `sample_img2img` (sd_samplers_kdiffusion.py:152-188,
+        sd_samplers_timesteps.py:117-139; the same lines in Forge's files): `initialize`, the schedule
+        (`schedule`: ("sigmas", sigma_sched) or ("timesteps", timesteps_sched)) passed when `self.func` takes
+        it, `init_latent`, the sampler's extra args, `self.func` run under launch_sampling for t_enc + 1 steps
+        from `xi`, the infotext."""
+        extra_params_kwargs = self.initialize(p)
+        if schedule[0] in inspect.signature(self.func).parameters:
+            extra_params_kwargs[schedule[0]] = schedule[1]
         self.model_wrap_cfg.init_latent = x
         self.last_latent = x
         self.sampler_extra_args = {"cond": conditioning, "image_cond": image_conditioning,

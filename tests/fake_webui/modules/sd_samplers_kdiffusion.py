@@ -3,7 +3,6 @@ here), CFGDenoiserKDiffusion whose inner model is k-diffusion's CompVis(V)Denois
 KDiffusionSampler (l.67-234): get_sigmas with the 'Automatic' schedule = model_wrap.get_sigmas (l.79-132),
 sample_img2img: t_enc from denoising strength, xi = x + noise * sigma_sched[0], then
 `self.func(self.model_wrap_cfg, xi, extra_args=..., callback=self.callback_state, ...)` (l.134-188)."""
-import inspect
 
 import k_diffusion.external
 import k_diffusion.sampling
@@ -51,9 +50,5 @@ class KDiffusionSampler(sd_samplers_common.Sampler):
         sigmas = self.get_sigmas(p, steps)
         sigma_sched = sigmas[steps - t_enc - 1:]
         xi = x + noise * sigma_sched[0]
-        extra_params_kwargs = self.initialize(p)
-        parameters = inspect.signature(self.func).parameters
-        if "sigmas" in parameters:
-            extra_params_kwargs["sigmas"] = sigma_sched
         return self.launch_img2img(p, x, xi, conditioning, unconditional_conditioning, image_conditioning, t_enc,
-                                   extra_params_kwargs)
+                                   ("sigmas", sigma_sched))

@@ -2,7 +2,6 @@
 the eps(/v->eps) timestep denoisers (l.25-45), CFGDenoiserTimesteps (l.48-72: eps out, the mask blended
 before denoising, `sigma` is the integer timestep) and CompVisSampler (l.75-139): timesteps
 range(0, 1000, 1000 // steps) + 1 and img2img noise at timesteps[t_enc]."""
-import inspect
 
 import torch
 
@@ -83,9 +82,5 @@ class CompVisSampler(sd_samplers_common.Sampler):
         sqrt_alpha_cumprod = torch.sqrt(alphas_cumprod[timesteps[t_enc]])
         sqrt_one_minus_alpha_cumprod = torch.sqrt(1 - alphas_cumprod[timesteps[t_enc]])
         xi = x * sqrt_alpha_cumprod + noise * sqrt_one_minus_alpha_cumprod
-        extra_params_kwargs = self.initialize(p)
-        parameters = inspect.signature(self.func).parameters
-        if "timesteps" in parameters:
-            extra_params_kwargs["timesteps"] = timesteps_sched
         return self.launch_img2img(p, x, xi, conditioning, unconditional_conditioning, image_conditioning, t_enc,
-                                   extra_params_kwargs)
+                                   ("timesteps", timesteps_sched))
