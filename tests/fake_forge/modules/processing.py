@@ -7,8 +7,8 @@ with Forge's changes for img2img:
   extra networks, of `forge_objects_after_applying_lora` (l.957); the engine holds the comments (l.885-886),
   `p.sample` runs without autocast (l.990). The fake A1111's process_images_inner calls one small function
   for each of these differences, which this file redefines;
-- `StableDiffusionProcessingImg2Img.sample` (Forge l.1842-1880): `forge_objects` is reset again right before
-  `process_before_every_sampling` (l.1851), so UNet patches belong on a clone made there; `p.modified_noise`
+- `StableDiffusionProcessingImg2Img.sample` (Forge l.1842-1880, A1111's but for `before_every_sampling`):
+  `forge_objects` is reset again right before `process_before_every_sampling` (l.1851), so UNet patches belong on a clone made there; `p.modified_noise`
   replaces the noise when a script sets it (l.1861-1863);
 - `StableDiffusionProcessing.modified_noise` (l.253)."""
 from pathlib import Path
@@ -50,31 +50,12 @@ def sampling_context():  # l.990: p.sample without an autocast of its own
     return contextlib.nullcontext()  # noqa: F821
 
 
-def _forge_img2img_sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength,
-                          prompts):  # Forge l.1842-1880
-    x = self.rng.next()
-    if self.initial_noise_multiplier != 1.0:
-        self.extra_generation_params["Noise multiplier"] = self.initial_noise_multiplier
-        x *= self.initial_noise_multiplier
-    self.sd_model.forge_objects = self.sd_model.forge_objects_after_applying_lora.shallow_copy()  # l.1851
-    if self.scripts is not None:
-        self.scripts.process_before_every_sampling(p=self, x=self.init_latent, noise=x, c=conditioning,
-                                                   uc=unconditional_conditioning)
-    if self.modified_noise is not None:  # l.1861-1863
-        x = self.modified_noise
-        self.modified_noise = None
-    samples = self.sampler.sample_img2img(self, self.init_latent, x, conditioning, unconditional_conditioning,
-                                          image_conditioning=self.image_conditioning)
-    if self.mask is not None:
-        blended_samples = samples * self.nmask + self.init_latent * self.mask
-        if self.scripts is not None:
-            mba = scripts.MaskBlendArgs(samples, self.nmask, self.init_latent, self.mask, blended_samples)  # noqa: F821
-            self.scripts.on_mask_blend(self, mba)
-            blended_samples = mba.blended_latent
-        samples = blended_samples
-    del x
-    devices.torch_gc()  # noqa: F821
-    return samples
-
-
-StableDiffusionProcessingImg2Img.sample = _forge_img2img_sample  # noqa: F821
+def before_every_sampling(p, x, conditioning, unconditional_conditioning):  # img2img sample, l.1851-1863
+    p.sd_model.forge_objects = p.sd_model.forge_objects_after_applying_lora.shallow_copy()  # l.1851
+    if p.scripts is not None:
+        p.scripts.process_before_every_sampling(p=p, x=p.init_latent, noise=x, c=conditioning,
+                                                uc=unconditional_conditioning)
+    if p.modified_noise is not None:  # l.1861-1863
+        x = p.modified_noise
+        p.modified_noise = None
+    return x

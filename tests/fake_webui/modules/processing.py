@@ -404,6 +404,15 @@ def sampling_context():  # l.987: p.sample under autocast, or without it when th
     return devices.without_autocast() if devices.unet_needs_upcast else devices.autocast()
 
 
+def before_every_sampling(p, x, conditioning, unconditional_conditioning):
+    """img2img `sample` (l.1766-1768): the scripts' process_before_every_sampling sees the noise `x`, which is
+    what is sampled from (Forge adds to this; the fake Forge's processing.py redefines it)."""
+    if p.scripts is not None:
+        p.scripts.process_before_every_sampling(p=p, x=p.init_latent, noise=x, c=conditioning,
+                                                uc=unconditional_conditioning)
+    return x
+
+
 def process_images_inner(p):  # l.863-1150
     devices.torch_gc()
     seed = get_fixed_seed(p.seed)
@@ -638,9 +647,7 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):  # l.1556-179
         if self.initial_noise_multiplier != 1.0:
             self.extra_generation_params["Noise multiplier"] = self.initial_noise_multiplier
             x *= self.initial_noise_multiplier
-        if self.scripts is not None:
-            self.scripts.process_before_every_sampling(p=self, x=self.init_latent, noise=x, c=conditioning,
-                                                       uc=unconditional_conditioning)
+        x = before_every_sampling(self, x, conditioning, unconditional_conditioning)
         samples = self.sampler.sample_img2img(self, self.init_latent, x, conditioning, unconditional_conditioning,
                                               image_conditioning=self.image_conditioning)
         if self.mask is not None:

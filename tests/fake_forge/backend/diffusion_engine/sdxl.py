@@ -14,6 +14,20 @@ from backend.patcher.clip import CLIP
 from modules.shared import opts
 
 
+def size_vector(embedder, prompt, clip_pooled):
+    """get_learned_conditioning's size and crop embeddings (l.92-107; Neo's the same, l.74-84): the prompt list's
+    `width` / `height` (1024 when absent), the crop options, each through the `Timestep` embedder, one row per
+    prompt."""
+    width = getattr(prompt, "width", 1024) or 1024
+    height = getattr(prompt, "height", 1024) or 1024
+    crop_w = opts.sdxl_crop_left
+    crop_h = opts.sdxl_crop_top
+    out = [embedder(torch.Tensor([height])), embedder(torch.Tensor([width])),
+           embedder(torch.Tensor([crop_h])), embedder(torch.Tensor([crop_w])),
+           embedder(torch.Tensor([height])), embedder(torch.Tensor([width]))]
+    return torch.flatten(torch.cat(out)).unsqueeze(dim=0).repeat(clip_pooled.shape[0], 1).to(clip_pooled)
+
+
 class StableDiffusionXL(ForgeDiffusionEngine):
     def __init__(self, estimated_config, huggingface_components):
         super().__init__(estimated_config, huggingface_components)
@@ -40,16 +54,8 @@ class StableDiffusionXL(ForgeDiffusionEngine):
         memory_management.load_model_gpu(self.forge_objects.clip.patcher)
         cond_l = self.text_processing_engine_l(prompt)
         cond_g, clip_pooled = self.text_processing_engine_g(prompt)
-        width = getattr(prompt, "width", 1024) or 1024
-        height = getattr(prompt, "height", 1024) or 1024
-        is_negative_prompt = getattr(prompt, "is_negative_prompt", False)
-        crop_w = opts.sdxl_crop_left
-        crop_h = opts.sdxl_crop_top
-        out = [self.embedder(torch.Tensor([height])), self.embedder(torch.Tensor([width])),
-               self.embedder(torch.Tensor([crop_h])), self.embedder(torch.Tensor([crop_w])),
-               self.embedder(torch.Tensor([height])), self.embedder(torch.Tensor([width]))]
-        flat = torch.flatten(torch.cat(out)).unsqueeze(dim=0).repeat(clip_pooled.shape[0], 1).to(clip_pooled)
-        if is_negative_prompt and all(x == "" for x in prompt):
+        flat = size_vector(self.embedder, prompt, clip_pooled)
+        if getattr(prompt, "is_negative_prompt", False) and all(x == "" for x in prompt):
             clip_pooled = torch.zeros_like(clip_pooled)
             cond_l = torch.zeros_like(cond_l)
             cond_g = torch.zeros_like(cond_g)
