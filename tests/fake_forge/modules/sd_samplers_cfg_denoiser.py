@@ -17,6 +17,7 @@ from backend.sampling.sampling_function import sampling_function
 
 _A1111 = Path(__file__).resolve().parents[2] / "fake_webui" / "modules" / "sd_samplers_cfg_denoiser.py"
 exec(compile(_A1111.read_text(encoding="utf-8"), str(_A1111), "exec"))
+del CFGDenoiser.combine_denoised  # noqa: F821  (Forge's, l.74-82, takes timestep, x_in, cond: not mirrored)
 
 
 class CFGDenoiser(CFGDenoiser):  # noqa: F821
