@@ -381,11 +381,10 @@ def model_notes(p):  # l.968, l.979: who holds the model's comments and extra_ge
     return model_hijack
 
 
+@contextlib.contextmanager
 def generation_context(p):  # l.919: the generation runs under no_grad and the ldm model's ema_scope
-    stack = contextlib.ExitStack()
-    stack.enter_context(torch.no_grad())
-    stack.enter_context(p.sd_model.ema_scope())
-    return stack
+    with torch.no_grad(), p.sd_model.ema_scope():
+        yield
 
 
 def reload_model(p):  # l.941: before each batch iteration
