@@ -10,12 +10,9 @@ Only the model loading differs from the A1111 harness (`_load_model`); the fake 
 sys.path, and `stop()` removes every fake module (Forge's `backend` and `modules_forge` included)."""
 from __future__ import annotations
 
-import contextlib
 import sys
 import traceback
 from pathlib import Path
-
-import torch
 
 from fake_webui.harness import FAKE_PACKAGES as A1111_PACKAGES
 from fake_webui.harness import FakeWebUI
@@ -66,9 +63,9 @@ class FakeForge(FakeWebUI):
         return [objects.unet.model, objects.vae.first_stage_model, objects.clip.cond_stage_model]
 
     # ------------------------------------------------------------------------------------------ API errors
-    def api_img2img(self, payload: dict, *, seed_global: int = 0) -> tuple[int, dict]:
-        """POST /sdapi/v1/img2img as Forge answers it. Forge's `Api.__init__` does not install A1111's
-        error middleware (`modules/api/api.py:210`, commented out); its app is
+    def api_error(self, e: Exception) -> tuple[int, dict]:
+        """How Forge answers a POST /sdapi/v1/img2img that raised `e`. Forge's `Api.__init__` does not install
+        A1111's error middleware (`modules/api/api.py:210`, commented out); its app is
         `FastAPI(exception_handlers={Exception: _handle_exception})` (`webui.py:50-53`, API only; the UI's app
         gets the same handler, l.115-118). So, as FastAPI/Starlette dispatch:
         - fastapi's `HTTPException` (and subclasses): FastAPI's own `http_exception_handler`, body
@@ -79,26 +76,16 @@ class FakeForge(FakeWebUI):
           application" and the whole traceback."""
         from fastapi.exceptions import HTTPException
 
-        torch.manual_seed(seed_global)
-        self.latents.clear()
-        self.init_latents.clear()
-        try:
-            return 200, self.api.img2imgapi(payload)
-        except HTTPException as e:
+        if isinstance(e, HTTPException):
             return e.status_code, {"detail": e.detail}
-        except Exception as e:
-            info = vars(e)
-            body = {"error": type(e).__name__, "detail": info.get("detail", ""), "body": info.get("body", ""),
-                    "message": str(e)}
-            print("ERROR:    Exception in ASGI application", file=sys.stderr)
-            traceback.print_exception(e, file=sys.stderr)
-            return int(info.get("status_code", 500)), body
+        info = vars(e)
+        body = {"error": type(e).__name__, "detail": info.get("detail", ""), "body": info.get("body", ""),
+                "message": str(e)}
+        print("ERROR:    Exception in ASGI application", file=sys.stderr)
+        traceback.print_exception(e, file=sys.stderr)
+        return int(info.get("status_code", 500)), body
 
 
-@contextlib.contextmanager
-def fake_forge(pipe, **kwargs):
-    webui = FakeForge(pipe, **kwargs).start()
-    try:
-        yield webui
-    finally:
-        webui.stop()
+def fake_forge(pipe, **kwargs) -> FakeForge:
+    """The fake Forge around `pipe`, started by `with fake_forge(pipe) as forge:` and stopped on leaving."""
+    return FakeForge(pipe, **kwargs)

@@ -5,7 +5,6 @@ paste, leftover checks) with the fake Neo's root first on sys.path.
 key (`backend/loader.py:671`: `guess.ztsnr = "ztsnr" in sd`)."""
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 from fake_forge.harness import FakeForge
@@ -35,10 +34,6 @@ class FakeNeo(FakeForge):
         return 1.0 / (1.0 + sigmas.double() ** 2)
 
 
-@contextlib.contextmanager
-def fake_neo(pipe, **kwargs):
-    webui = FakeNeo(pipe, **kwargs).start()
-    try:
-        yield webui
-    finally:
-        webui.stop()
+def fake_neo(pipe, **kwargs) -> FakeNeo:
+    """The fake Neo around `pipe`, started by `with fake_neo(pipe) as neo:` and stopped on leaving."""
+    return FakeNeo(pipe, **kwargs)

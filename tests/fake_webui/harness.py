@@ -70,6 +70,12 @@ class FakeWebUI:
     root = FAKE_ROOT  # put first on sys.path: the fake WebUI's `modules`, `k_diffusion`, ...
     packages = FAKE_PACKAGES  # purged from sys.modules before and after
 
+    def __enter__(self) -> FakeWebUI:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
     def start(self) -> FakeWebUI:
         # the tiny networks run fastest on one thread (and far faster than on two when the CPU is shared)
         self._saved_threads = torch.get_num_threads()
@@ -252,16 +258,21 @@ class FakeWebUI:
         return Generation(processed, p, list(self.latents), list(self.init_latents))
 
     def api_img2img(self, payload: dict, *, seed_global: int = 0) -> tuple[int, dict]:
-        """POST /sdapi/v1/img2img: (status, JSON body) as the API middleware returns it."""
-        from modules.api import api
-
+        """POST /sdapi/v1/img2img: (status, JSON body) as the WebUI answers it (see `api_error`)."""
         torch.manual_seed(seed_global)
         self.latents.clear()
         self.init_latents.clear()
         try:
             return 200, self.api.img2imgapi(payload)
         except Exception as e:
-            return api.handle_exception(e)
+            return self.api_error(e)
+
+    def api_error(self, e: Exception) -> tuple[int, dict]:
+        """(status, JSON body) of the answer to a request that raised `e`: A1111's error middleware
+        (`modules/api/api.py` handle_exception)."""
+        from modules.api import api
+
+        return api.handle_exception(e)
 
     def event_handler(self, component, event: str):
         """The Python function gradio runs for `event` on `component` (to drive UI events in tests)."""
@@ -315,10 +326,6 @@ def _targets(dep):
     return [(t, dep.get("trigger")) for t in targets]
 
 
-@contextlib.contextmanager
-def fake_webui(pipe, **kwargs):
-    webui = FakeWebUI(pipe, **kwargs).start()
-    try:
-        yield webui
-    finally:
-        webui.stop()
+def fake_webui(pipe, **kwargs) -> FakeWebUI:
+    """The fake A1111 around `pipe`, started by `with fake_webui(pipe) as webui:` and stopped on leaving."""
+    return FakeWebUI(pipe, **kwargs)

@@ -1,14 +1,15 @@
-"""Mirrors Forge's k_diffusion/external.py ForgeScheduleLinker (l.41-73): k-diffusion's schedule view of a
-Forge predictor: `sigmas` (ascending), `get_sigmas(n)` (t from t_max to 0 by linspace, then t_to_sigma,
-then a trailing 0), `sigma_to_t` / `t_to_sigma` via the predictor. It has no forward: it cannot be called as
-A1111's CompVisDenoiser can."""
-import torch
-from torch import nn
+"""Mirrors Forge's k_diffusion/external.py: k-diffusion's DiscreteSchedule and the CompVis eps / v denoisers
+(l.76-213, the fake A1111's file, run here) and ForgeScheduleLinker (l.41-73): k-diffusion's schedule view of a
+Forge predictor: `sigmas` (ascending), `get_sigmas(n)` (t from t_max to 0 by linspace, then t_to_sigma, then a
+trailing 0: DiscreteSchedule's code, l.62-67 = l.94-99), `sigma_to_t` / `t_to_sigma` via the predictor. It has no
+forward: it cannot be called as A1111's CompVisDenoiser can."""
+from pathlib import Path
 
-from . import sampling
+_A1111 = Path(__file__).resolve().parents[2] / "fake_webui" / "k_diffusion" / "external.py"
+exec(compile(_A1111.read_text(encoding="utf-8"), str(_A1111), "exec"))
 
 
-class ForgeScheduleLinker(nn.Module):
+class ForgeScheduleLinker(nn.Module):  # noqa: F821
     def __init__(self, predictor):
         super().__init__()
         self.predictor = predictor
@@ -29,12 +30,7 @@ class ForgeScheduleLinker(nn.Module):
     def sigma_max(self):
         return self.predictor.sigma_max
 
-    def get_sigmas(self, n=None):
-        if n is None:
-            return sampling.append_zero(self.sigmas.flip(0))
-        t_max = len(self.sigmas) - 1
-        t = torch.linspace(t_max, 0, n, device=self.sigmas.device)
-        return sampling.append_zero(self.t_to_sigma(t))
+    get_sigmas = DiscreteSchedule.get_sigmas  # noqa: F821
 
     def sigma_to_t(self, sigma, quantize=None):
         return self.predictor.timestep(sigma)

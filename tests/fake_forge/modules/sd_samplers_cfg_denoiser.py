@@ -1,4 +1,7 @@
-"""Mirrors Forge's modules/sd_samplers_cfg_denoiser.py CFGDenoiser (l.34-228).
+"""Forge's modules/sd_samplers_cfg_denoiser.py: A1111's (the fake A1111's file, run in this module's namespace:
+catenate_conds and subscript_cond, l.12-23, the script_callbacks imports, l.6-8) with Forge's CFGDenoiser (l.34-228): __init__
+(l.42-68) adds `padded_cond_uncond_v0`, `need_last_noise_uncond` / `last_noise_uncond` and
+`classic_ddim_eps_estimation`.
 
 forward (l.156-228): Interrupt/Skip check; prompt schedules resolved (l.175-176); the inpaint mask noises
 the masked area (l.178-181); **`cfg_denoiser_callback` gets the sampler's own `x` (B rows, not a
@@ -8,52 +11,23 @@ own batching: usually uncond first) and the CFG combine (l.199); **`cfg_denoised
 DDIM's "classic eps estimation" turns its VP latent and integer timestep into k-diffusion's x and sigma
 on entry (l.163-169) and returns eps (l.224-226). Refiner, hires CFG and skip-early-CFG / NGMS are not
 mirrored."""
-import torch
+from pathlib import Path
+
 from backend.sampling.sampling_function import sampling_function
-from modules import prompt_parser, sd_samplers_common
-from modules.script_callbacks import (  # noqa: F401 (imported, unused: l.7)
-    AfterCFGCallbackParams,
-    CFGDenoisedParams,
-    CFGDenoiserParams,
-    cfg_after_cfg_callback,
-    cfg_denoised_callback,
-    cfg_denoiser_callback,
-)
-from modules.shared import state
+
+_A1111 = Path(__file__).resolve().parents[2] / "fake_webui" / "modules" / "sd_samplers_cfg_denoiser.py"
+exec(compile(_A1111.read_text(encoding="utf-8"), str(_A1111), "exec"))
+del CFGDenoiser.combine_denoised  # noqa: F821  (Forge's, l.74-82, takes timestep, x_in, cond: not mirrored)
 
 
-def catenate_conds(conds):  # l.12-16
-    if not isinstance(conds[0], dict):
-        return torch.cat(conds)
-    return {key: torch.cat([x[key] for x in conds]) for key in conds[0].keys()}
-
-
-class CFGDenoiser(torch.nn.Module):
+class CFGDenoiser(CFGDenoiser):  # noqa: F821
     def __init__(self, sampler):  # l.42-68
-        super().__init__()
-        self.model_wrap = None
-        self.mask = None
-        self.nmask = None
-        self.init_latent = None
-        self.steps = None
-        self.total_steps = None
-        self.step = 0
-        self.image_cfg_scale = None
-        self.padded_cond_uncond = False
+        super().__init__(sampler)
+        del self.cond_scale_miltiplier  # A1111 only
         self.padded_cond_uncond_v0 = False
-        self.sampler = sampler
-        self.p = None
         self.need_last_noise_uncond = False
         self.last_noise_uncond = None
-        self.mask_before_denoising = False
         self.classic_ddim_eps_estimation = False
-
-    @property
-    def inner_model(self):
-        raise NotImplementedError()
-
-    def get_pred_x0(self, x_in, x_out, sigma):
-        return x_out
 
     def forward(self, x, sigma, uncond, cond, cond_scale, s_min_uncond, image_cond):
         if state.interrupted or state.skipped:
@@ -89,15 +63,7 @@ class CFGDenoiser(torch.nn.Module):
             self.last_noise_uncond = (x - uncond_pred) / sigma[:, None, None, None]
 
         if self.mask is not None:
-            blended_latent = denoised * self.nmask + self.init_latent * self.mask
-            if self.p.scripts is not None:
-                from modules import scripts
-
-                mba = scripts.MaskBlendArgs(denoised, self.nmask, self.init_latent, self.mask, blended_latent,
-                                            denoiser=self, sigma=sigma)
-                self.p.scripts.on_mask_blend(self.p, mba)
-                blended_latent = mba.blended_latent
-            denoised = blended_latent
+            denoised = self.blend_mask(denoised, sigma)  # l.204-213
 
         preview = self.sampler.last_latent = denoised
         sd_samplers_common.store_latent(preview)

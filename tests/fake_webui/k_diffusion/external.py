@@ -51,7 +51,7 @@ class DiscreteSchedule(nn.Module):  # l.41-84
 
 class DiscreteEpsDDPMDenoiser(DiscreteSchedule):  # l.87-113
     def __init__(self, model, alphas_cumprod, quantize):
-        super().__init__(((1 - alphas_cumprod) / alphas_cumprod) ** 0.5, quantize)
+        DiscreteSchedule.__init__(self, ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5, quantize)
         self.inner_model = model
         self.sigma_data = 1.0
 
@@ -78,10 +78,7 @@ class CompVisDenoiser(DiscreteEpsDDPMDenoiser):  # l.131-138
 
 
 class DiscreteVDDPMDenoiser(DiscreteSchedule):  # l.141-167
-    def __init__(self, model, alphas_cumprod, quantize):
-        super().__init__(((1 - alphas_cumprod) / alphas_cumprod) ** 0.5, quantize)
-        self.inner_model = model
-        self.sigma_data = 1.0
+    __init__ = DiscreteEpsDDPMDenoiser.__init__  # l.144-147: the same lines
 
     def get_scalings(self, sigma):
         c_skip = self.sigma_data ** 2 / (sigma ** 2 + self.sigma_data ** 2)

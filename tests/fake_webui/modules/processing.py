@@ -23,6 +23,7 @@
 Not mirrored: hires fix, refiner, face restoration, colour correction, saving, grids."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -370,13 +371,54 @@ def process_images(p):  # l.819-860
     return res
 
 
+# Where Forge's process_images_inner differs from A1111's, one function each (the fake Forge's processing.py,
+# which runs this file, redefines them):
+def clear_model_notes(p):  # l.896: the model's comments for the infotext start empty
+    model_hijack.clear_comments()
+
+
+def model_notes(p):  # l.968, l.979: who holds the model's comments and extra_generation_params
+    return model_hijack
+
+
+@contextlib.contextmanager
+def generation_context(p):  # l.919: the generation runs under no_grad and the ldm model's ema_scope
+    with torch.no_grad(), p.sd_model.ema_scope():
+        yield
+
+
+def reload_model(p):  # l.941: before each batch iteration
+    sd_models.reload_model_weights()
+
+
+def model_latent_channels(sd_model):  # l.948
+    return getattr(sd_model, "latent_channels", opt_C)
+
+
+def after_extra_networks(p):  # l.961: nothing after the extra networks in A1111
+    pass
+
+
+def sampling_context():  # l.987: p.sample under autocast, or without it when the UNet needs upcasting
+    return devices.without_autocast() if devices.unet_needs_upcast else devices.autocast()
+
+
+def before_every_sampling(p, x, conditioning, unconditional_conditioning):
+    """img2img `sample` (l.1766-1768): the scripts' process_before_every_sampling sees the noise `x`, which is
+    what is sampled from (Forge adds to this; the fake Forge's processing.py redefines it)."""
+    if p.scripts is not None:
+        p.scripts.process_before_every_sampling(p=p, x=p.init_latent, noise=x, c=conditioning,
+                                                uc=unconditional_conditioning)
+    return x
+
+
 def process_images_inner(p):  # l.863-1150
     devices.torch_gc()
     seed = get_fixed_seed(p.seed)
     subseed = get_fixed_seed(p.subseed)
     p.sd_model_name = shared.sd_model.sd_checkpoint_info.name_for_extra
     p.sd_model_hash = shared.sd_model.sd_model_hash
-    model_hijack.clear_comments()
+    clear_model_notes(p)
     p.fill_fields_from_opts()
     p.setup_prompts()
     p.all_seeds = [int(seed) + (x if p.subseed_strength == 0 else 0) for x in range(len(p.all_prompts))]
@@ -387,7 +429,7 @@ def process_images_inner(p):  # l.863-1150
 
     infotexts = []
     output_images = []
-    with torch.no_grad(), p.sd_model.ema_scope():
+    with generation_context(p):
         with devices.autocast():
             p.init(p.all_prompts, p.all_seeds, p.all_subseeds)
         if state.job_count == -1:
@@ -398,12 +440,12 @@ def process_images_inner(p):  # l.863-1150
                 state.skipped = False
             if state.interrupted or state.stopping_generation:
                 break
-            sd_models.reload_model_weights()
+            reload_model(p)
             p.prompts = p.all_prompts[n * p.batch_size:(n + 1) * p.batch_size]
             p.negative_prompts = p.all_negative_prompts[n * p.batch_size:(n + 1) * p.batch_size]
             p.seeds = p.all_seeds[n * p.batch_size:(n + 1) * p.batch_size]
             p.subseeds = p.all_subseeds[n * p.batch_size:(n + 1) * p.batch_size]
-            latent_channels = getattr(shared.sd_model, "latent_channels", opt_C)
+            latent_channels = model_latent_channels(shared.sd_model)
             p.rng = rng.ImageRNG((latent_channels, p.height // opt_f, p.width // opt_f), p.seeds,
                                  subseeds=p.subseeds, subseed_strength=p.subseed_strength,
                                  seed_resize_from_h=p.seed_resize_from_h, seed_resize_from_w=p.seed_resize_from_w)
@@ -415,18 +457,19 @@ def process_images_inner(p):  # l.863-1150
             p.parse_extra_network_prompts()
             if not p.disable_extra_networks:
                 extra_networks.activate(p, p.extra_network_data)
+            after_extra_networks(p)
             if p.scripts is not None:
                 p.scripts.process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
             p.setup_conds()
-            p.extra_generation_params.update(model_hijack.extra_generation_params)
+            p.extra_generation_params.update(model_notes(p).extra_generation_params)
             if n == 0:  # l.974-977: params.txt is written here, so the infotext must be complete by now
                 with open(os.path.join(paths.data_path, "params.txt"), "w", encoding="utf8") as file:
                     file.write(create_infotext(p, p.prompts, p.seeds, p.subseeds, index=0,
                                                all_negative_prompts=p.negative_prompts))
-            for comment in model_hijack.comments:
+            for comment in model_notes(p).comments:
                 p.comment(comment)
             sd_models.apply_alpha_schedule_override(p.sd_model, p)
-            with devices.without_autocast() if devices.unet_needs_upcast else devices.autocast():
+            with sampling_context():
                 samples_ddim = p.sample(conditioning=p.c, unconditional_conditioning=p.uc, seeds=p.seeds,
                                         subseeds=p.subseeds, subseed_strength=p.subseed_strength, prompts=p.prompts)
             if p.scripts is not None:
@@ -603,9 +646,7 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):  # l.1556-179
         if self.initial_noise_multiplier != 1.0:
             self.extra_generation_params["Noise multiplier"] = self.initial_noise_multiplier
             x *= self.initial_noise_multiplier
-        if self.scripts is not None:
-            self.scripts.process_before_every_sampling(p=self, x=self.init_latent, noise=x, c=conditioning,
-                                                       uc=unconditional_conditioning)
+        x = before_every_sampling(self, x, conditioning, unconditional_conditioning)
         samples = self.sampler.sample_img2img(self, self.init_latent, x, conditioning, unconditional_conditioning,
                                               image_conditioning=self.image_conditioning)
         if self.mask is not None:

@@ -1,26 +1,19 @@
 """Mirrors modules/sd_hijack_clip.py: A1111's text encoder wrapper around ldm's FrozenCLIPEmbedder.
 
-PromptChunk (l.10-21), empty_chunk (l.46-52), tokenize (l.346-349), tokenize_line (l.81-174: 75 prompt
-tokens per chunk, each padded with the end token and framed by start/end, 77 in all), process_texts
-(l.176-197), forward (l.199-251: chunk i of every text encoded together, shorter texts padded with empty
-chunks, chunks concatenated along the token axis; a wrapped embedder with `return_pooled` also returns the first chunk's
-pooled output, end of forward), process_tokens
-(l.253-286; every multiplier is 1 here, so the emphasis rescale is the identity) and encode_with_transformers (l.351-360, CLIP skip).
+PromptChunk (l.10-21), empty_chunk (l.46-52), tokenize_line (l.81-174), process_texts (l.176-197) and forward
+(l.199-251; a wrapped embedder with `return_pooled` also returns the first chunk's pooled output) are
+TextConditionalModel's chunking, which Forge copied: `fake_common.prompt_chunks`. tokenize (l.346-349),
+process_tokens (l.253-286; every multiplier is 1 here, so the emphasis rescale is the identity) and
+encode_with_transformers (l.351-360, CLIP skip).
 Not mirrored: emphasis parsing, BREAK, comma backtracking, textual-inversion embeddings."""
 import torch
 
+from fake_common.prompt_chunks import PromptChunk, PromptChunker  # noqa: F401 (PromptChunk: l.10-21)
 from modules import devices
 from modules.shared import opts
 
 
-class PromptChunk:
-    def __init__(self):
-        self.tokens = []
-        self.multipliers = []
-        self.fixes = []
-
-
-class FrozenCLIPEmbedderWithCustomWords(torch.nn.Module):
+class FrozenCLIPEmbedderWithCustomWords(PromptChunker, torch.nn.Module):
     def __init__(self, wrapped, hijack):
         super().__init__()
         self.wrapped = wrapped
@@ -35,55 +28,11 @@ class FrozenCLIPEmbedderWithCustomWords(torch.nn.Module):
         self.input_key = getattr(wrapped, "input_key", "txt")
         self.legacy_ucg_val = None
 
-    def empty_chunk(self):
-        chunk = PromptChunk()
-        chunk.tokens = [self.id_start] + [self.id_end] * (self.chunk_length + 1)
-        chunk.multipliers = [1.0] * (self.chunk_length + 2)
-        return chunk
-
     def tokenize(self, texts):
         return self.wrapped.tokenizer(texts, truncation=False, add_special_tokens=False)["input_ids"]
 
-    def tokenize_line(self, line):
-        tokens = self.tokenize([line])[0]
-        chunks = []
-        token_count = 0
-        for start in range(0, max(len(tokens), 1), self.chunk_length):
-            chunk = PromptChunk()
-            chunk.tokens = list(tokens[start:start + self.chunk_length])
-            is_last = start + self.chunk_length >= len(tokens)
-            token_count += len(chunk.tokens) if is_last else self.chunk_length
-            to_add = self.chunk_length - len(chunk.tokens)
-            chunk.tokens += [self.id_end] * to_add
-            chunk.tokens = [self.id_start] + chunk.tokens + [self.id_end]
-            chunk.multipliers = [1.0] * len(chunk.tokens)
-            chunks.append(chunk)
-        return chunks, token_count
-
-    def process_texts(self, texts):
-        token_count = 0
-        cache = {}
-        batch_chunks = []
-        for line in texts:
-            if line in cache:
-                chunks = cache[line]
-            else:
-                chunks, current_token_count = self.tokenize_line(line)
-                token_count = max(current_token_count, token_count)
-                cache[line] = chunks
-            batch_chunks.append(chunks)
-        return batch_chunks, token_count
-
     def forward(self, texts):
-        batch_chunks, token_count = self.process_texts(texts)
-        chunk_count = max([len(x) for x in batch_chunks])
-        zs = []
-        for i in range(chunk_count):
-            batch_chunk = [chunks[i] if i < len(chunks) else self.empty_chunk() for chunks in batch_chunks]
-            zs.append(self.process_tokens([x.tokens for x in batch_chunk], [x.multipliers for x in batch_chunk]))
-        if getattr(self.wrapped, "return_pooled", False):
-            return torch.hstack(zs), zs[0].pooled
-        return torch.hstack(zs)
+        return self.encode_chunks(texts, getattr(self.wrapped, "return_pooled", False))
 
     def process_tokens(self, remade_batch_tokens, batch_multipliers):
         tokens = torch.asarray(remade_batch_tokens).to(devices.device)

@@ -1,4 +1,6 @@
-"""Mirrors modules/sd_samplers.py:11-44: all_samplers, find_sampler_config, create_sampler."""
+"""Mirrors modules/sd_samplers.py:11-44: all_samplers, find_sampler_config, create_sampler. The fake Forge uses
+this file too: Forge's modules/sd_samplers.py has the same three (l.11-45; its LCM and alternative samplers and
+create_sampler's `no_sdxl` check are not mirrored)."""
 from modules import sd_samplers_common, sd_samplers_kdiffusion, sd_samplers_timesteps
 
 all_samplers = [*sd_samplers_kdiffusion.samplers_data_k_diffusion, *sd_samplers_timesteps.samplers_data_timesteps]

@@ -59,6 +59,19 @@ class CFGDenoiser(torch.nn.Module):
     def get_pred_x0(self, x_in, x_out, sigma):  # l.90-91
         return x_out
 
+    def blend_mask(self, current_latent, sigma):
+        """forward's `apply_blend` (l.174-187; Forge's forward has the same lines, l.204-213): the masked area
+        from init_latent, the rest from `current_latent`, then the scripts' on_mask_blend may replace it."""
+        blended_latent = current_latent * self.nmask + self.init_latent * self.mask
+        if self.p.scripts is not None:
+            from modules import scripts
+
+            mba = scripts.MaskBlendArgs(current_latent, self.nmask, self.init_latent, self.mask, blended_latent,
+                                        denoiser=self, sigma=sigma)
+            self.p.scripts.on_mask_blend(self.p, mba)
+            blended_latent = mba.blended_latent
+        return blended_latent
+
     def forward(self, x, sigma, uncond, cond, cond_scale, s_min_uncond, image_cond):
         if state.interrupted or state.skipped:
             raise sd_samplers_common.InterruptedException
@@ -66,16 +79,8 @@ class CFGDenoiser(torch.nn.Module):
         conds_list, tensor = prompt_parser.reconstruct_multicond_batch(cond, self.step)
         uncond = prompt_parser.reconstruct_cond_batch(uncond, self.step)
 
-        def apply_blend(current_latent):
-            blended_latent = current_latent * self.nmask + self.init_latent * self.mask
-            if self.p.scripts is not None:
-                from modules import scripts
-
-                mba = scripts.MaskBlendArgs(current_latent, self.nmask, self.init_latent, self.mask, blended_latent,
-                                            denoiser=self, sigma=sigma)
-                self.p.scripts.on_mask_blend(self.p, mba)
-                blended_latent = mba.blended_latent
-            return blended_latent
+        def apply_blend(current_latent):  # l.174-187
+            return self.blend_mask(current_latent, sigma)
 
         if self.mask_before_denoising and self.mask is not None:
             x = apply_blend(x)

@@ -83,6 +83,11 @@ class TorchHijack:
         return self.rng.next()
 
 
+def model_conditioning_key(sd_model):
+    """What `Sampler.__init__` reads as `conditioning_key` (l.249); the fake Forge's file says 'crossattn'."""
+    return getattr(sd_model.model, "conditioning_key", "crossattn")
+
+
 class Sampler:
     def __init__(self, funcname):
         self.funcname = funcname
@@ -101,7 +106,7 @@ class Sampler:
         self.eta_option_field = "eta_ancestral"
         self.eta_infotext_field = "Eta"
         self.eta_default = 1.0
-        self.conditioning_key = getattr(shared.sd_model.model, "conditioning_key", "crossattn")
+        self.conditioning_key = model_conditioning_key(shared.sd_model)
         self.p = None
         self.model_wrap_cfg = None
         self.sampler_extra_args = None
@@ -152,6 +157,27 @@ class Sampler:
 
     def sample_img2img(self, p, x, noise, conditioning, unconditional_conditioning, steps=None, image_conditioning=None):
         raise NotImplementedError()
+
+    def launch_img2img(self, p, x, xi, conditioning, unconditional_conditioning, image_conditioning, t_enc,
+                       schedule: tuple[str, torch.Tensor]):
+        """The end of every sampler's `sample_img2img` (sd_samplers_kdiffusion.py:152-188,
+        sd_samplers_timesteps.py:117-139; the same lines in Forge's files): `initialize`, the schedule
+        (`schedule`: ("sigmas", sigma_sched) or ("timesteps", timesteps_sched)) passed when `self.func` takes
+        it, `init_latent`, the sampler's extra args, `self.func` run under launch_sampling for t_enc + 1 steps
+        from `xi`, the infotext."""
+        extra_params_kwargs = self.initialize(p)
+        if schedule[0] in inspect.signature(self.func).parameters:
+            extra_params_kwargs[schedule[0]] = schedule[1]
+        self.model_wrap_cfg.init_latent = x
+        self.last_latent = x
+        self.sampler_extra_args = {"cond": conditioning, "image_cond": image_conditioning,
+                                   "uncond": unconditional_conditioning, "cond_scale": p.cfg_scale,
+                                   "s_min_uncond": self.s_min_uncond}
+        samples = self.launch_sampling(t_enc + 1, lambda: self.func(
+            self.model_wrap_cfg, xi, extra_args=self.sampler_extra_args, disable=False, callback=self.callback_state,
+            **extra_params_kwargs))
+        self.add_infotext(p)
+        return samples
 
     def add_infotext(self, p):
         if self.model_wrap_cfg.padded_cond_uncond:

@@ -3,7 +3,6 @@ here), CFGDenoiserKDiffusion whose inner model is k-diffusion's CompVis(V)Denois
 KDiffusionSampler (l.67-234): get_sigmas with the 'Automatic' schedule = model_wrap.get_sigmas (l.79-132),
 sample_img2img: t_enc from denoising strength, xi = x + noise * sigma_sched[0], then
 `self.func(self.model_wrap_cfg, xi, extra_args=..., callback=self.callback_state, ...)` (l.134-188)."""
-import inspect
 
 import k_diffusion.external
 import k_diffusion.sampling
@@ -51,17 +50,5 @@ class KDiffusionSampler(sd_samplers_common.Sampler):
         sigmas = self.get_sigmas(p, steps)
         sigma_sched = sigmas[steps - t_enc - 1:]
         xi = x + noise * sigma_sched[0]
-        extra_params_kwargs = self.initialize(p)
-        parameters = inspect.signature(self.func).parameters
-        if "sigmas" in parameters:
-            extra_params_kwargs["sigmas"] = sigma_sched
-        self.model_wrap_cfg.init_latent = x
-        self.last_latent = x
-        self.sampler_extra_args = {"cond": conditioning, "image_cond": image_conditioning,
-                                   "uncond": unconditional_conditioning, "cond_scale": p.cfg_scale,
-                                   "s_min_uncond": self.s_min_uncond}
-        samples = self.launch_sampling(t_enc + 1, lambda: self.func(
-            self.model_wrap_cfg, xi, extra_args=self.sampler_extra_args, disable=False, callback=self.callback_state,
-            **extra_params_kwargs))
-        self.add_infotext(p)
-        return samples
+        return self.launch_img2img(p, x, xi, conditioning, unconditional_conditioning, image_conditioning, t_enc,
+                                   ("sigmas", sigma_sched))

@@ -2,7 +2,6 @@
 the eps(/v->eps) timestep denoisers (l.25-45), CFGDenoiserTimesteps (l.48-72: eps out, the mask blended
 before denoising, `sigma` is the integer timestep) and CompVisSampler (l.75-139): timesteps
 range(0, 1000, 1000 // steps) + 1 and img2img noise at timesteps[t_enc]."""
-import inspect
 
 import torch
 
@@ -83,17 +82,5 @@ class CompVisSampler(sd_samplers_common.Sampler):
         sqrt_alpha_cumprod = torch.sqrt(alphas_cumprod[timesteps[t_enc]])
         sqrt_one_minus_alpha_cumprod = torch.sqrt(1 - alphas_cumprod[timesteps[t_enc]])
         xi = x * sqrt_alpha_cumprod + noise * sqrt_one_minus_alpha_cumprod
-        extra_params_kwargs = self.initialize(p)
-        parameters = inspect.signature(self.func).parameters
-        if "timesteps" in parameters:
-            extra_params_kwargs["timesteps"] = timesteps_sched
-        self.model_wrap_cfg.init_latent = x
-        self.last_latent = x
-        self.sampler_extra_args = {"cond": conditioning, "image_cond": image_conditioning,
-                                   "uncond": unconditional_conditioning, "cond_scale": p.cfg_scale,
-                                   "s_min_uncond": self.s_min_uncond}
-        samples = self.launch_sampling(t_enc + 1, lambda: self.func(
-            self.model_wrap_cfg, xi, extra_args=self.sampler_extra_args, disable=False, callback=self.callback_state,
-            **extra_params_kwargs))
-        self.add_infotext(p)
-        return samples
+        return self.launch_img2img(p, x, xi, conditioning, unconditional_conditioning, image_conditioning, t_enc,
+                                   ("timesteps", timesteps_sched))

@@ -12,22 +12,35 @@ from backend.patcher.vae import VAE
 from backend.text_processing.classic_engine import ClassicTextProcessingEngine
 
 
+def text_engine(clip, key, **options):
+    """The ClassicTextProcessingEngine over CLIP `key` with the WebUI's embedding dir and emphasis, as each
+    engine builds it (sd15.py:39-51, sdxl.py:44-70)."""
+    return ClassicTextProcessingEngine(
+        text_encoder=getattr(clip.cond_stage_model, key), tokenizer=getattr(clip.tokenizer, key),
+        embedding_dir=dynamic_args["embedding_dir"], embedding_key=key, emphasis_name=dynamic_args["emphasis_name"],
+        **options)
+
+
+def set_forge_objects(engine, clip, estimated_config, huggingface_components):
+    """The VAE and UnetPatcher, and `forge_objects` with its two shallow copies, as each engine sets them
+    (sd15.py:31-58, sdxl.py:40-79)."""
+    vae = VAE(model=huggingface_components["vae"])
+    unet = UnetPatcher.from_model(model=huggingface_components["unet"],
+                                  diffusers_scheduler=huggingface_components["scheduler"], config=estimated_config)
+    engine.forge_objects = ForgeObjects(unet=unet, clip=clip, vae=vae, clipvision=None)
+    engine.forge_objects_original = engine.forge_objects.shallow_copy()
+    engine.forge_objects_after_applying_lora = engine.forge_objects.shallow_copy()
+
+
 class StableDiffusion(ForgeDiffusionEngine):
     def __init__(self, estimated_config, huggingface_components):
         super().__init__(estimated_config, huggingface_components)
         clip = CLIP(model_dict={"clip_l": huggingface_components["text_encoder"]},
                     tokenizer_dict={"clip_l": huggingface_components["tokenizer"]})
-        vae = VAE(model=huggingface_components["vae"])
-        unet = UnetPatcher.from_model(model=huggingface_components["unet"],
-                                      diffusers_scheduler=huggingface_components["scheduler"], config=estimated_config)
-        self.text_processing_engine = ClassicTextProcessingEngine(
-            text_encoder=clip.cond_stage_model.clip_l, tokenizer=clip.tokenizer.clip_l,
-            embedding_dir=dynamic_args["embedding_dir"], embedding_key="clip_l", embedding_expected_shape=768,
-            emphasis_name=dynamic_args["emphasis_name"], text_projection=False, minimal_clip_skip=1, clip_skip=1,
+        self.text_processing_engine = text_engine(
+            clip, "clip_l", embedding_expected_shape=768, text_projection=False, minimal_clip_skip=1, clip_skip=1,
             return_pooled=False, final_layer_norm=True)
-        self.forge_objects = ForgeObjects(unet=unet, clip=clip, vae=vae, clipvision=None)
-        self.forge_objects_original = self.forge_objects.shallow_copy()
-        self.forge_objects_after_applying_lora = self.forge_objects.shallow_copy()
+        set_forge_objects(self, clip, estimated_config, huggingface_components)
         self.is_sd1 = True
 
     def set_clip_skip(self, clip_skip):

@@ -7,14 +7,25 @@ all-empty negative prompt (l.109-114). The embedder is `Timestep(256)` in SDXL; 
 `addition_time_embed_dim`."""
 import torch
 from backend import memory_management
-from backend.args import dynamic_args
-from backend.diffusion_engine.base import ForgeDiffusionEngine, ForgeObjects
+from backend.diffusion_engine.base import ForgeDiffusionEngine
+from backend.diffusion_engine.sd15 import StableDiffusion, set_forge_objects, text_engine
 from backend.nn.unet import Timestep
 from backend.patcher.clip import CLIP
-from backend.patcher.unet import UnetPatcher
-from backend.patcher.vae import VAE
-from backend.text_processing.classic_engine import ClassicTextProcessingEngine
 from modules.shared import opts
+
+
+def size_vector(embedder, prompt, clip_pooled):
+    """get_learned_conditioning's size and crop embeddings (l.92-107; Neo's the same, l.74-84): the prompt list's
+    `width` / `height` (1024 when absent), the crop options, each through the `Timestep` embedder, one row per
+    prompt."""
+    width = getattr(prompt, "width", 1024) or 1024
+    height = getattr(prompt, "height", 1024) or 1024
+    crop_w = opts.sdxl_crop_left
+    crop_h = opts.sdxl_crop_top
+    out = [embedder(torch.Tensor([height])), embedder(torch.Tensor([width])),
+           embedder(torch.Tensor([crop_h])), embedder(torch.Tensor([crop_w])),
+           embedder(torch.Tensor([height])), embedder(torch.Tensor([width]))]
+    return torch.flatten(torch.cat(out)).unsqueeze(dim=0).repeat(clip_pooled.shape[0], 1).to(clip_pooled)
 
 
 class StableDiffusionXL(ForgeDiffusionEngine):
@@ -24,23 +35,14 @@ class StableDiffusionXL(ForgeDiffusionEngine):
                                 "clip_g": huggingface_components["text_encoder_2"]},
                     tokenizer_dict={"clip_l": huggingface_components["tokenizer"],
                                     "clip_g": huggingface_components["tokenizer_2"]})
-        vae = VAE(model=huggingface_components["vae"])
-        unet = UnetPatcher.from_model(model=huggingface_components["unet"],
-                                      diffusers_scheduler=huggingface_components["scheduler"], config=estimated_config)
-        self.text_processing_engine_l = ClassicTextProcessingEngine(
-            text_encoder=clip.cond_stage_model.clip_l, tokenizer=clip.tokenizer.clip_l,
-            embedding_dir=dynamic_args["embedding_dir"], embedding_key="clip_l", embedding_expected_shape=2048,
-            emphasis_name=dynamic_args["emphasis_name"], text_projection=False, minimal_clip_skip=2, clip_skip=2,
+        self.text_processing_engine_l = text_engine(
+            clip, "clip_l", embedding_expected_shape=2048, text_projection=False, minimal_clip_skip=2, clip_skip=2,
             return_pooled=False, final_layer_norm=False)
-        self.text_processing_engine_g = ClassicTextProcessingEngine(
-            text_encoder=clip.cond_stage_model.clip_g, tokenizer=clip.tokenizer.clip_g,
-            embedding_dir=dynamic_args["embedding_dir"], embedding_key="clip_g", embedding_expected_shape=2048,
-            emphasis_name=dynamic_args["emphasis_name"], text_projection=True, minimal_clip_skip=2, clip_skip=2,
+        self.text_processing_engine_g = text_engine(
+            clip, "clip_g", embedding_expected_shape=2048, text_projection=True, minimal_clip_skip=2, clip_skip=2,
             return_pooled=True, final_layer_norm=False)
         self.embedder = Timestep(huggingface_components["unet"].unet.config.addition_time_embed_dim)
-        self.forge_objects = ForgeObjects(unet=unet, clip=clip, vae=vae, clipvision=None)
-        self.forge_objects_original = self.forge_objects.shallow_copy()
-        self.forge_objects_after_applying_lora = self.forge_objects.shallow_copy()
+        set_forge_objects(self, clip, estimated_config, huggingface_components)
         self.is_sdxl = True
 
     def set_clip_skip(self, clip_skip):
@@ -52,16 +54,8 @@ class StableDiffusionXL(ForgeDiffusionEngine):
         memory_management.load_model_gpu(self.forge_objects.clip.patcher)
         cond_l = self.text_processing_engine_l(prompt)
         cond_g, clip_pooled = self.text_processing_engine_g(prompt)
-        width = getattr(prompt, "width", 1024) or 1024
-        height = getattr(prompt, "height", 1024) or 1024
-        is_negative_prompt = getattr(prompt, "is_negative_prompt", False)
-        crop_w = opts.sdxl_crop_left
-        crop_h = opts.sdxl_crop_top
-        out = [self.embedder(torch.Tensor([height])), self.embedder(torch.Tensor([width])),
-               self.embedder(torch.Tensor([crop_h])), self.embedder(torch.Tensor([crop_w])),
-               self.embedder(torch.Tensor([height])), self.embedder(torch.Tensor([width]))]
-        flat = torch.flatten(torch.cat(out)).unsqueeze(dim=0).repeat(clip_pooled.shape[0], 1).to(clip_pooled)
-        if is_negative_prompt and all(x == "" for x in prompt):
+        flat = size_vector(self.embedder, prompt, clip_pooled)
+        if getattr(prompt, "is_negative_prompt", False) and all(x == "" for x in prompt):
             clip_pooled = torch.zeros_like(clip_pooled)
             cond_l = torch.zeros_like(cond_l)
             cond_g = torch.zeros_like(cond_g)
@@ -72,14 +66,6 @@ class StableDiffusionXL(ForgeDiffusionEngine):
         _, token_count = self.text_processing_engine_l.process_texts([prompt])
         return token_count, self.text_processing_engine_l.get_target_prompt_token_count(token_count)
 
-    @torch.inference_mode()
-    def encode_first_stage(self, x):
-        sample = self.forge_objects.vae.encode(x.movedim(1, -1) * 0.5 + 0.5)
-        sample = self.forge_objects.vae.first_stage_model.process_in(sample)
-        return sample.to(x)
-
-    @torch.inference_mode()
-    def decode_first_stage(self, x):
-        sample = self.forge_objects.vae.first_stage_model.process_out(x)
-        sample = self.forge_objects.vae.decode(sample).movedim(-1, 1) * 2.0 - 1.0
-        return sample.to(x)
+    # l.129-138: the same as sd15.py's (l.75-84)
+    encode_first_stage = StableDiffusion.encode_first_stage
+    decode_first_stage = StableDiffusion.decode_first_stage

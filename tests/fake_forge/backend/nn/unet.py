@@ -1,6 +1,7 @@
 """Mirrors the surface of backend/nn/unet.py (Forge 2.0.1) over a diffusers UNet2DConditionModel.
 
-- `timestep_embedding` l.55-68 and `Timestep` l.93-101 (cos first, as diffusers' flip_sin_to_cos);
+- `timestep_embedding` l.55-68 and `Timestep` l.93-101 (cos first, as diffusers' flip_sin_to_cos): sgm's code,
+  in `fake_common.unet_layout` with the output-block layout and the `y` pre-hook below;
 - `IntegratedUNet2DConditionModel.forward(x, timesteps, context, y, control, transformer_options)`
   l.696-763: `y` (SDXL's vector: pooled text embedding + size/crop embeddings) goes through `label_emb`
   and is added to the time embedding (l.705-707). Here `label_emb` is diffusers' `add_embedding`, fed `y`
@@ -19,13 +20,12 @@
   (`_forge_transformer_block`), so autograd through this UNet meets what it meets in Forge: a tensor saved
   for backward (a LayerNorm input) modified afterwards. Neo (3df257ae) has the same adds in its
   backend/nn/unet.py l.234, 266, 272; the fake Neo uses this UNet."""
-import math
 import types
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 from diffusers.models.attention import BasicTransformerBlock
-from torch import nn
+from fake_common.unet_layout import Timestep, UNetSurface, timestep_embedding, vector_conditioning  # noqa: F401
 
 
 def _forge_transformer_block(self, hidden_states, attention_mask=None, encoder_hidden_states=None, **_kwargs):
@@ -55,37 +55,12 @@ def _forge_blocks(unet):
             block.__dict__.pop("forward", None)
 
 
-def timestep_embedding(timesteps, dim, max_period=10000, repeat_only=False):
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(start=0, end=half, dtype=torch.float32) / half).to(
-        device=timesteps.device)
-    args = timesteps[:, None].float() * freqs[None]
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-
-
-class Timestep(nn.Module):
-    def __init__(self, dim):
-        super().__init__()
-        self.dim = dim
-
-    def forward(self, t):
-        return timestep_embedding(t, self.dim)
-
-
-class IntegratedUNet2DConditionModel(nn.Module):
+class IntegratedUNet2DConditionModel(UNetSurface):
     def __init__(self, unet):
-        super().__init__()
-        self.unet = unet
-        blocks = []
-        for up in unet.up_blocks:
-            resnets = list(up.resnets)
-            blocks += [resnets[0], resnets[min(1, len(resnets) - 1)], up]
-        self.output_blocks = nn.ModuleList(blocks)
-        self.middle_block = unet.mid_block
+        super().__init__(unet)
         self.label_emb = getattr(unet, "add_embedding", None)
         self.num_classes = "sequential" if self.label_emb is not None else None
         self.model_channels = unet.config.block_out_channels[0]
-        self.in_channels = unet.config.in_channels
         self.adm_in_channels = unet.config.projection_class_embeddings_input_dim
         # backend/loader.py: the model is placed by memory management, fp32 under --all-in-fp32
         self.load_device = self.offload_device = self.initial_device = torch.device("cpu")
@@ -96,20 +71,9 @@ class IntegratedUNet2DConditionModel(nn.Module):
         transformer_options["transformer_index"] = 0
         block_modifiers = transformer_options.get("block_modifiers", [])
         assert (y is not None) == (self.num_classes is not None)
-        added = None
-        handle = None
-        if y is not None:
-            assert y.shape[0] == x.shape[0]
-            handle = self.label_emb.register_forward_pre_hook(lambda _m, _args: (y,))
-            n_ids = 6
-            pooled = y.shape[1] - n_ids * self.unet.config.addition_time_embed_dim
-            added = {"text_embeds": y.new_zeros(y.shape[0], pooled), "time_ids": y.new_zeros(y.shape[0], n_ids)}
-        try:
-            with _forge_blocks(self.unet):
-                h = self.unet(x, timesteps, encoder_hidden_states=context, added_cond_kwargs=added).sample
-        finally:
-            if handle is not None:
-                handle.remove()
+        vector = vector_conditioning(self.unet, self.label_emb, x, y) if y is not None else nullcontext()
+        with vector as added, _forge_blocks(self.unet):
+            h = self.unet(x, timesteps, encoder_hidden_states=context, added_cond_kwargs=added).sample
         transformer_options["block"] = ("last", 0)
         for block_modifier in block_modifiers:
             h = block_modifier(h, "after", transformer_options)

@@ -1,6 +1,7 @@
 """Mirrors backend/text_processing/classic_engine.py (Forge 2.0.1) ClassicTextProcessingEngine (l.53-319):
-75-token chunks framed by BOS/EOS and padded with EOS (empty_chunk l.110-114, tokenize_line l.150-232),
-chunk i of every prompt encoded together, shorter prompts padded with empty chunks (__call__ l.252-295),
+75-token chunks framed by BOS/EOS and padded with EOS, chunk i of every prompt encoded together, shorter
+prompts padded with empty chunks (PromptChunk l.16-20, empty_chunk l.110-114, tokenize_line l.150-232,
+process_texts l.234-250, __call__ l.252-295: A1111's TextConditionalModel code, `fake_common.prompt_chunks`),
 encode_with_transformers (l.124-148: hidden_states[-max(clip_skip, minimal_clip_skip)], optional final
 layer norm, optional pooled output through `text_projection`), process_tokens (l.297-319). Not mirrored:
 emphasis parsing and weights, BREAK, comma backtracking, textual inversion."""
@@ -8,16 +9,10 @@ import math
 
 import torch
 from backend import memory_management
+from fake_common.prompt_chunks import PromptChunk, PromptChunker  # noqa: F401 (PromptChunk: l.16-20)
 
 
-class PromptChunk:
-    def __init__(self):
-        self.tokens = []
-        self.multipliers = []
-        self.fixes = []
-
-
-class ClassicTextProcessingEngine:
+class ClassicTextProcessingEngine(PromptChunker):
     def __init__(self, text_encoder, tokenizer, chunk_length=75, embedding_dir=None, embedding_key="clip_l",
                  embedding_expected_shape=768, emphasis_name="Original", text_projection=False, minimal_clip_skip=1,
                  clip_skip=1, return_pooled=False, final_layer_norm=True):
@@ -33,12 +28,6 @@ class ClassicTextProcessingEngine:
         self.id_start = self.tokenizer.bos_token_id
         self.id_end = self.tokenizer.eos_token_id
         self.id_pad = self.tokenizer.pad_token_id
-
-    def empty_chunk(self):
-        chunk = PromptChunk()
-        chunk.tokens = [self.id_start] + [self.id_end] * (self.chunk_length + 1)
-        chunk.multipliers = [1.0] * (self.chunk_length + 2)
-        return chunk
 
     def get_target_prompt_token_count(self, token_count):
         return math.ceil(max(token_count, 1) / self.chunk_length) * self.chunk_length
@@ -60,45 +49,8 @@ class ClassicTextProcessingEngine:
             z.pooled = pooled_output
         return z
 
-    def tokenize_line(self, line):
-        tokens = self.tokenize([line])[0]
-        chunks = []
-        token_count = 0
-        for start in range(0, max(len(tokens), 1), self.chunk_length):
-            chunk = PromptChunk()
-            chunk.tokens = list(tokens[start:start + self.chunk_length])
-            is_last = start + self.chunk_length >= len(tokens)
-            token_count += len(chunk.tokens) if is_last else self.chunk_length
-            to_add = self.chunk_length - len(chunk.tokens)
-            chunk.tokens = [self.id_start] + chunk.tokens + [self.id_end] * to_add + [self.id_end]
-            chunk.multipliers = [1.0] * len(chunk.tokens)
-            chunks.append(chunk)
-        return chunks, token_count
-
-    def process_texts(self, texts):
-        token_count = 0
-        cache = {}
-        batch_chunks = []
-        for line in texts:
-            if line in cache:
-                chunks = cache[line]
-            else:
-                chunks, current_token_count = self.tokenize_line(line)
-                token_count = max(current_token_count, token_count)
-                cache[line] = chunks
-            batch_chunks.append(chunks)
-        return batch_chunks, token_count
-
     def __call__(self, texts):
-        batch_chunks, token_count = self.process_texts(texts)
-        chunk_count = max(len(x) for x in batch_chunks)
-        zs = []
-        for i in range(chunk_count):
-            batch_chunk = [chunks[i] if i < len(chunks) else self.empty_chunk() for chunks in batch_chunks]
-            zs.append(self.process_tokens([x.tokens for x in batch_chunk], [x.multipliers for x in batch_chunk]))
-        if self.return_pooled:
-            return torch.hstack(zs), zs[0].pooled
-        return torch.hstack(zs)
+        return self.encode_chunks(texts, self.return_pooled)
 
     def process_tokens(self, remade_batch_tokens, batch_multipliers):
         tokens = torch.asarray(remade_batch_tokens)

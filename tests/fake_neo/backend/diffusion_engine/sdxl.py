@@ -15,13 +15,7 @@ def _get_learned_conditioning(self, prompt):
     memory_management.load_model_gpu(self.forge_objects.clip.patcher)  # noqa: F821
     cond_l = self.text_processing_engine_l(prompt)
     cond_g, clip_pooled = self.text_processing_engine_g(prompt)
-    width = getattr(prompt, "width", 1024) or 1024
-    height = getattr(prompt, "height", 1024) or 1024
-    crop_w, crop_h = opts.sdxl_crop_left, opts.sdxl_crop_top  # noqa: F821
-    out = [self.embedder(torch.Tensor([height])), self.embedder(torch.Tensor([width])),
-           self.embedder(torch.Tensor([crop_h])), self.embedder(torch.Tensor([crop_w])),
-           self.embedder(torch.Tensor([height])), self.embedder(torch.Tensor([width]))]
-    flat = torch.flatten(torch.cat(out)).unsqueeze(dim=0).repeat(clip_pooled.shape[0], 1).to(clip_pooled)
+    flat = size_vector(self.embedder, prompt, clip_pooled)  # noqa: F821  (l.74-84)
     if opts.sdxl_zero_neg and getattr(prompt, "is_negative_prompt", False) and all(x == "" for x in prompt):  # noqa: F821
         clip_pooled = torch.zeros_like(clip_pooled)
         cond_l = torch.zeros_like(cond_l)

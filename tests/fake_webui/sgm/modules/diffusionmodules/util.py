@@ -1,12 +1,3 @@
-"""Mirrors sgm/modules/diffusionmodules/util.py:206- timestep_embedding (cos first, then sin)."""
-import math
-
-import torch
-
-
-def timestep_embedding(timesteps, dim, max_period=10000, repeat_only=False):
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(start=0, end=half, dtype=torch.float32) / half).to(
-        device=timesteps.device)
-    args = timesteps[:, None].float() * freqs[None]
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+"""Mirrors sgm/modules/diffusionmodules/util.py:206- timestep_embedding (cos first, then sin): Forge's
+backend/nn/unet.py has the same function, so it lives once, in `fake_common.unet_layout`."""
+from fake_common.unet_layout import timestep_embedding  # noqa: F401
