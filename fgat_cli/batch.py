@@ -11,6 +11,7 @@ the file's `defaults` < command-line flags < the row's own columns."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 import sys
@@ -213,7 +214,7 @@ def read_pairs(
     for index, (where, row) in enumerate(rows, 1):
         try:
             job = _job_from_row(row, index, context)
-            check_job(job, tokenizer)
+            job = dataclasses.replace(job, mask_tokens=check_job(job, tokenizer).mask_tokens)
             jobs.append((where, job))
         except ValueError as e:
             errors.append(f"{where}: {clip(column_message(e))}")
@@ -303,14 +304,16 @@ def run_batch(
 ) -> int:
     """Run every job, sharing one inversion cache; write <out_dir>/batch.json. Returns the exit code
     (2 when a pair failed with a bad-input error, 1 when one ran out of memory; the other pairs still run)."""
-    problems = []
+    problems, located = [], []
     for where, job in jobs:
-        try:
-            check_mask_word(job, pipe.tokenizer)  # the mask word against this model's tokenizer
+        try:  # the mask word against this model's tokenizer, where no tokenizer checked it before the load
+            tokens = job.mask_tokens if job.mask_tokens is not None else check_mask_word(job, pipe.tokenizer)
+            located.append((where, dataclasses.replace(job, mask_tokens=tokens)))
         except ValueError as e:
             problems.append(f"{where}: {column_message(e)}")
     if problems:
         raise ValueError("the pairs file has problems (nothing was run):\n  " + "\n  ".join(problems))
+    jobs = located
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache = InversionCache(cache_size)
@@ -338,7 +341,7 @@ def _run_row(pipe: FGATPipeline, job: Job, where: str, tag: str, cache: Inversio
     is printed and recorded, and the batch goes on)."""
     size = None
     try:
-        inputs = decode_inputs(job)
+        inputs = dataclasses.replace(decode_inputs(job), mask_tokens=job.mask_tokens)
         size = inputs.sizes[0]
         for m in job_notes(job, pipe.tokenizer, inputs.sizes, pipe.size_multiple):
             print(f"{tag}: note: {m}", file=sys.stderr)

@@ -6,6 +6,7 @@ Exit codes: 0 done, 2 bad input (the message says what to change), 1 a failure w
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -148,7 +149,7 @@ class RunFailure(Exception):
 def model_spec(args: argparse.Namespace) -> tuple[str | None, bool]:
     """The model to load (--model, else $FGAT_MODEL, else None: the demo model) and whether it came from
     FGAT_MODEL. A FGAT_MODEL that names no file, folder or hub id is refused here, naming the variable."""
-    from .loading import _HUB_ID
+    from .loading import is_hub_id
 
     if args.model:
         return args.model, False
@@ -159,32 +160,11 @@ def model_spec(args: argparse.Namespace) -> tuple[str | None, bool]:
                          "model, or set it to a .safetensors checkpoint, a diffusers folder or a hub id")
     if not env:
         return None, False
-    if not Path(env).expanduser().exists() and not _HUB_ID.match(env):
+    if not Path(env).expanduser().exists() and not is_hub_id(env):
         raise ValueError(f"the environment variable FGAT_MODEL is {env!r}, which is neither an existing file or "
                          "folder nor a Hugging Face hub id (owner/name): set FGAT_MODEL to a .safetensors "
                          "checkpoint, a diffusers folder or a hub id, unset it for the demo model, or pass --model")
     return env, True
-
-
-def model_tokenizer(model: str | None):
-    """The tokenizer of `model`, read without the model's weights, so that prompts and mask words are checked
-    before the (slow) load; None where that is not cheap (a hub id) or not possible (the load will say why)."""
-    from . import loading
-
-    try:
-        if model is None:
-            from .tiny import tiny_tokenizer
-
-            return tiny_tokenizer()
-        path = Path(model).expanduser()
-        if path.is_file() and path.suffix.lower() == ".safetensors":
-            family = loading.detect_family(loading.read_safetensors_shapes(path), path.name)
-            return loading._tokenizer(loading.config_folder(family) / "tokenizer", "<|endoftext|>")  # as the load
-        if path.is_dir() and (path / "tokenizer").is_dir():
-            return loading._tokenizer(path / "tokenizer", "<|endoftext|>")
-    except (OSError, ValueError, KeyError, ImportError):
-        return None
-    return None
 
 
 def _load(args: argparse.Namespace):
@@ -273,11 +253,14 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
     model, _ = model_spec(args)
     job = _transfer_job(args)
-    tokenizer = model_tokenizer(model)
+    from .loading import tokenizer_without_weights
+
+    tokenizer = tokenizer_without_weights(model)
     # files (decoded once, here), settings, outputs and mask word, before the (slow) model load
     inputs = check_job(job, tokenizer)
     pipe = _load(args)
-    check_mask_word(job, pipe.tokenizer)  # as this model splits the prompt (no file is read again)
+    if tokenizer is None:  # no tokenizer before the load (a hub id): the word is located with the model's
+        inputs = dataclasses.replace(inputs, mask_tokens=check_mask_word(job, pipe.tokenizer))
     for note in [*job_notes(job, pipe.tokenizer, inputs.sizes, pipe.size_multiple),
                  *unused_setting_notes(explicit_settings(args), job.config, flag_name)]:
         print(f"note: {note}", file=sys.stderr)
@@ -306,6 +289,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 def cmd_batch(args: argparse.Namespace) -> int:
     from .batch import read_pairs, run_batch
+    from .loading import tokenizer_without_weights
     from .runner import unused_setting_notes
 
     if args.cache_size < 1:
@@ -320,7 +304,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
                          "missing)")
     # every row's problems in one pass, the mask words included (the model's tokenizer, without its weights)
     jobs = read_pairs(pairs_path, out_dir, preset=args.preset, settings=settings, diagnostics=args.diagnostics,
-                      presets_folder=presets_folder(), tokenizer=model_tokenizer(model))
+                      presets_folder=presets_folder(), tokenizer=tokenizer_without_weights(model))
     for where, job in jobs:
         for note in unused_setting_notes(settings, job.config, flag_name):
             print(f"{where}: note: {note}", file=sys.stderr)

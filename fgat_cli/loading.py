@@ -21,6 +21,7 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -716,3 +717,27 @@ def _load_into(module: nn.Module, sd: dict[str, Tensor], what: str, path: Path, 
             owner.register_buffer("position_ids", torch.arange(buf.shape[-1]).expand(buf.shape).clone(),
                                   persistent=False)
     module.eval().requires_grad_(False)
+
+
+def is_hub_id(text: str) -> bool:
+    """Whether `text` is spelled like a Hugging Face hub id (owner/name)."""
+    return bool(_HUB_ID.match(text))
+
+
+def tokenizer_without_weights(model: str | Path | None) -> Any:
+    """The tokenizer of `model`, read without the model's weights, so that prompts and mask words are checked
+    before the (slow) load; None where that is not cheap (a hub id) or not possible (the load will say why)."""
+    try:
+        if model is None:
+            from .tiny import tiny_tokenizer
+
+            return tiny_tokenizer()
+        path = Path(model).expanduser()
+        if path.is_file() and path.suffix.lower() == ".safetensors":
+            family = detect_family(read_safetensors_shapes(path), path.name)
+            return _tokenizer(config_folder(family) / "tokenizer", "<|endoftext|>")  # as the load
+        if path.is_dir() and (path / "tokenizer").is_dir():
+            return _tokenizer(path / "tokenizer", "<|endoftext|>")
+    except (OSError, ValueError, KeyError, ImportError):
+        return None
+    return None

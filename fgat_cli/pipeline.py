@@ -136,13 +136,15 @@ class FGATPipeline:
         self, source: Image.Image, target: Image.Image, source_prompt: str, target_prompt: str,
         config: FGATConfig | None = None, *, negative_prompt: str = "", mask: Image.Image | None = None,
         progress: Progress | bool | None = None, transfer: bool = True, latents: dict | None = None,
-        cache: InversionStore | None = None,
+        cache: InversionStore | None = None, mask_tokens: list[int] | None = None,
     ) -> TransferOutput:
         """Run FGAT on two images. `latents` may carry cached {'source': z, 'target': z} encodings.
 
         `progress`: a callback progress(stage, done, total), or True for a progress bar per stage on stderr.
         `cache` (e.g. `fgat_core.cache.InversionCache`) lets runs share inversions: an image already
-        inverted with the same prompt, model and settings is not inverted again."""
+        inverted with the same prompt, model and settings is not inverted again. `mask_tokens`: the mask word's
+        token positions where the caller already located them (the CLI does, while checking the request), so
+        the word is located once per request; None locates it here."""
         if progress is True:
             from .progress import StageBars
 
@@ -150,7 +152,7 @@ class FGATPipeline:
             try:
                 return self.transfer(source, target, source_prompt, target_prompt, config,
                                      negative_prompt=negative_prompt, mask=mask, progress=bars, transfer=transfer,
-                                     latents=latents, cache=cache)
+                                     latents=latents, cache=cache, mask_tokens=mask_tokens)
             finally:
                 bars.close()
         prompts = {"source_prompt": source_prompt, "target_prompt": target_prompt, "negative_prompt": negative_prompt}
@@ -167,7 +169,7 @@ class FGATPipeline:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         src_img, tar_img = self.prepare_images(source, target)
-        inputs = self._inputs(src_img, tar_img, prompts, cfg, mask, latents or {}, cache)
+        inputs = self._inputs(src_img, tar_img, prompts, cfg, mask, latents or {}, cache, mask_tokens)
         timings["encode"] = time.perf_counter() - t0
         result = run_fgat(self.host, inputs, cfg, transfer=transfer, progress=progress or None, cache=cache)
         for k, s in result.stats.items():
@@ -179,7 +181,8 @@ class FGATPipeline:
         return TransferOutput(image, result.latent, result, cfg, src_img, tar_img, timings)
 
     def _inputs(self, src_img: Image.Image, tar_img: Image.Image, prompts: dict[str, str], cfg: FGATConfig,
-                mask: Image.Image | None, cached: dict, cache: InversionStore | None) -> FGATInputs:
+                mask: Image.Image | None, cached: dict, cache: InversionStore | None,
+                mask_tokens: list[int] | None = None) -> FGATInputs:
         """The engine's inputs: latents (encoded unless `cached`), conditionings, mask tokens or the user mask,
         and the cache keys."""
         source_prompt, target_prompt = prompts["source_prompt"], prompts["target_prompt"]
@@ -190,7 +193,9 @@ class FGATPipeline:
         z_tar = self.encode_image(tar_img) if z_tar is None else z_tar
         tokens = None
         if cfg.mask_source is MaskSource.ATTENTION:
-            tokens = word_token_indices(source_prompt, cfg.mask_word, self.tokens, self.tokenizer.model_max_length)
+            tokens = mask_tokens
+            if tokens is None:
+                tokens = word_token_indices(source_prompt, cfg.mask_word, self.tokens, self.tokenizer.model_max_length)
         user_mask = None
         if cfg.mask_source is MaskSource.USER:
             if mask is None:

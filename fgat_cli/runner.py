@@ -25,6 +25,7 @@ from fgat_core.images import decode_file, size_notes, to_rgb, unreadable
 from fgat_core.infotext import format_infotext, image_hash
 from fgat_core.mask import word_token_indices
 from fgat_core.prepare import Request, check_request
+from fgat_core.settings import MaskSource
 
 from .pipeline import FGATPipeline, TransferOutput, check_prompt
 from .pnginfo import generation_parameters, save_png
@@ -45,6 +46,7 @@ class Job:
     transfer: bool = True
     diagnostics: bool = False
     preset: str | None = None  # the preset the settings started from (recorded in the sidecar)
+    mask_tokens: list[int] | None = None  # the mask word's positions, where a batch's check located them
 
 
 @dataclass
@@ -180,6 +182,7 @@ class JobInputs:
     source: Image.Image
     target: Image.Image
     mask: Image.Image | None
+    mask_tokens: list[int] | None = None  # the mask word's token positions, located once by `check_job`
 
     @property
     def sizes(self) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -206,10 +209,12 @@ def mask_word_locator(tokenizer: Any) -> Any:
     return locate
 
 
-def check_mask_word(job: Job, tokenizer: Any) -> None:
-    """The attention mask's word in the source prompt as `tokenizer` splits it (no image is read)."""
-    if job.transfer and job.config.mask_source == "attention":
-        mask_word_locator(tokenizer)(job.source_prompt, job.config.mask_word)
+def check_mask_word(job: Job, tokenizer: Any) -> list[int] | None:
+    """The attention mask's word located in the source prompt as `tokenizer` splits it (no image is read):
+    its token positions, or None when the job uses no attention mask."""
+    if job.transfer and job.config.mask_source is MaskSource.ATTENTION:
+        return mask_word_locator(tokenizer)(job.source_prompt, job.config.mask_word)
+    return None
 
 
 def check_job(job: Job, tokenizer: Any = None, inputs: JobInputs | None = None) -> JobInputs:
@@ -223,13 +228,14 @@ def check_job(job: Job, tokenizer: Any = None, inputs: JobInputs | None = None) 
     for name in ("source_prompt", "target_prompt", "negative_prompt"):
         check_prompt(getattr(job, name), name)
     inputs = inputs or decode_inputs(job)
+    locate, found = mask_word_locator(tokenizer), []
     check_request(Request(job.config, [job.source_prompt], inputs.target, mask=inputs.mask,
                           mask_value=None if job.mask is None else str(job.mask), mask_frames=[inputs.source.size],
-                          transfer=job.transfer), mask_word_locator(tokenizer))
+                          transfer=job.transfer), locate and (lambda p, w: found.append(locate(p, w))))
     outputs = job_outputs(job)
     check_outputs_spare_inputs(outputs, job_inputs(job))
     check_writable(*outputs.values())
-    return inputs
+    return dataclasses.replace(inputs, mask_tokens=found[0] if found else None)
 
 
 def job_notes(job: Job, tokenizer, sizes: tuple[tuple[int, int], tuple[int, int]], multiple: int) -> list[str]:
@@ -269,13 +275,15 @@ def run_job(
 ) -> JobResult:
     """Run one job and write its PNG (with settings), JSON sidecar and, if asked, diagnostics sheet.
 
-    `inputs`: the images `check_job` decoded (else the files are read here)."""
+    `inputs`: the images `check_job` decoded and the mask word's positions it located (else the files are
+    read and the word located here)."""
     inputs = inputs or decode_inputs(job)
     source, target, mask = inputs.source, inputs.target, inputs.mask
     hits0, misses0 = (cache.hits, cache.misses) if cache is not None else (0, 0)
     out = pipe.transfer(
         source, target, job.source_prompt, job.target_prompt, job.config,
         negative_prompt=job.negative_prompt, mask=mask, progress=progress, transfer=job.transfer, cache=cache,
+        mask_tokens=inputs.mask_tokens,
     )
     timings = dict(out.timings)
     t0 = time.perf_counter()

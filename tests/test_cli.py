@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fgat_cli import cli
+from fgat_cli import cli, loading
 from fgat_cli.pnginfo import parse_generation_parameters, quote, read_png_settings
 from fgat_core.config import FGATConfig
 from fgat_core.diagnostics import COLUMNS, label_height, mask_overlay, warp_by_correspondence
@@ -399,10 +399,10 @@ def test_prompts_and_mask_words_are_checked_with_the_tokenizer_before_the_model_
 
 def test_a_diffusers_folders_tokenizer_is_read_without_its_weights(tmp_path, tiny_pipe):
     tiny_pipe.tokenizer.save_pretrained(str(tmp_path / "model" / "tokenizer"))
-    tok = cli.model_tokenizer(str(tmp_path / "model"))
+    tok = loading.tokenizer_without_weights(str(tmp_path / "model"))
     text = "a photo of a cat with red stripes"
     assert tok is not None and tok.tokenize(text) == tiny_pipe.tokenizer.tokenize(text)
-    assert cli.model_tokenizer("owner/not-in-any-cache") is None  # a hub id: checked after the load instead
+    assert loading.tokenizer_without_weights("owner/not-in-any-cache") is None  # a hub id: after the load
 
 
 # ---------------------------------------------------------------------------- 4. steps

@@ -305,3 +305,35 @@ def test_the_test_session_checks_its_temp_directory():
     finally:
         os.rmdir(stray)
     assert os.path.basename(stray) not in conftest.leftovers(conftest.SESSION_TEMP)
+
+
+def _count_mask_word_lookups(monkeypatch) -> list[tuple[str, str]]:
+    from fgat_cli import pipeline, runner
+
+    calls = []
+    for module in (runner, pipeline):
+        real = module.word_token_indices
+        def counting(prompt, word, *a, _real=real):
+            calls.append((prompt, word))
+            return _real(prompt, word, *a)
+
+        monkeypatch.setattr(module, "word_token_indices", counting)
+    return calls
+
+
+def test_transfer_locates_the_mask_word_once(tmp_path, small, use_tiny, monkeypatch):
+    """Issue 19: checked before the load and located there; the positions are handed to the pipeline."""
+    calls = _count_mask_word_lookups(monkeypatch)
+    assert cli.main(_transfer(tmp_path / "r.png", small, "--mask-word", "cat")) == 0
+    assert calls == [(PROMPT, "cat")]
+
+
+def test_batch_locates_each_rows_mask_word_once(tmp_path, small, use_tiny, monkeypatch):
+    source, target = small
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("source,target,source_prompt,out\n"
+                     f"{source},{target},{PROMPT},a.png\n{source},{target},a photo of a cat sitting,b.png\n")
+    calls = _count_mask_word_lookups(monkeypatch)
+    args = ["batch", "--pairs", str(pairs), "--out-dir", str(tmp_path / "res"), "--quiet", "--steps", "4"]
+    assert cli.main(args) == 0
+    assert sorted(calls) == sorted([(PROMPT, ""), ("a photo of a cat sitting", "")])
