@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(t)
 
     b = sub.add_parser("batch", help="run many pairs from a CSV or YAML file, inverting each image once",
-                       description="Run the pairs listed in a CSV or YAML file (the README documents the format).")
+                       description="Run the pairs listed in a CSV or YAML file (docs/cli.md documents the format).")
     b.add_argument("--pairs", required=True, help="CSV or YAML file of pairs")
     b.add_argument("--out-dir", default=None, help="folder for the results (default: outputs/<pairs file name>)")
     b.add_argument("--diagnostics", action="store_true", help="write a diagnostics sheet per pair")

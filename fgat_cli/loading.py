@@ -109,7 +109,7 @@ def load_demo_pipeline(device: str | None = None, dtype: str | None = None) -> F
     dev, dt = pick_device(device or "cpu", dtype)
     if (DEMO_MODEL / "unet" / "diffusion_pytorch_model.safetensors").is_file():
         print("note: no --model and no FGAT_MODEL: using the bundled demo model, trained on the demo world "
-              "(64 px cat, fish, bird, car, flower; see the README's 'Demo world')", file=sys.stderr)
+              "(64 px cat, fish, bird, car, flower; see docs/demo-world.md)", file=sys.stderr)
         pipe = load_diffusers_folder(DEMO_MODEL, dev, dt)
         pipe.name = "fgat-demo-world"
         return pipe

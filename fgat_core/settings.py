@@ -1,8 +1,8 @@
 """Every FGAT setting described once: type, valid range, default, help, and how each front end shows it.
 
 `SETTINGS` is the one table from which `FGATConfig`'s checks, the CLI's flags, the WebUI's controls and API
-keys, the infotext, the X/Y/Z axes, ComfyUI's inputs and the README's settings table are built. Closed
-choices are `Mode` enums (a `str` subclass: `Inversion.DIRECT == "direct"`, JSON and infotext write the
+keys, the infotext, the X/Y/Z axes, ComfyUI's inputs and the settings tables of README.md and docs/settings.md
+are built. Closed choices are `Mode` enums (a `str` subclass: `Inversion.DIRECT == "direct"`, JSON and infotext write the
 plain value)."""
 
 from __future__ import annotations
