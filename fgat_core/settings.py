@@ -2,8 +2,8 @@
 
 `SETTINGS` is the one table from which `FGATConfig`'s checks, the CLI's flags, the WebUI's controls and API
 keys, the infotext, the X/Y/Z axes, ComfyUI's inputs and the settings tables of README.md and docs/settings.md
-are built. Closed choices are `Mode` enums (a `str` subclass: `Inversion.DIRECT == "direct"`, JSON and infotext write the
-plain value)."""
+are built. Closed choices are `Mode` enums (a `str` subclass: `Inversion.DIRECT == "direct"`, JSON and
+infotext write the plain value)."""
 
 from __future__ import annotations
 
