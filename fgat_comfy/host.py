@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from fgat_core.host import CONTEXT, Cond
 from fgat_core.kmodel_host import VECTOR, KModelDenoiser
@@ -111,6 +111,13 @@ class ComfyDenoiser(KModelDenoiser):
         options = dict(self.patcher.model_options.get("transformer_options", {}))
         options.update(cond_or_uncond=[0] * sigma.shape[0], sigmas=sigma)
         return options
+
+    def feature_module(self) -> nn.Module:
+        """`output_blocks[5]`'s last layer: ComfyUI's UNet runs a block's layers itself
+        (`forward_timestep_embed`, openaimodel.py:35-63) and never calls the `TimestepEmbedSequential`, so a
+        hook on the block would not fire; the block's output is its last layer's (the level's upsampler)."""
+        block = super().feature_module()
+        return block[-1] if isinstance(block, nn.Sequential) and len(block) else block
 
 
 def load_unet(patcher: Any, latent: Tensor, rows: int) -> None:

@@ -20,7 +20,6 @@ from fgat_core.config import FGATConfig
 from fgat_core.diagnostics import diagnostics_sheet, mask_summary
 from fgat_core.settings import SETTING
 
-from . import transfer
 from .inputs import (
     SETTINGS_TYPE,
     from_pil,
@@ -32,6 +31,8 @@ from .inputs import (
     to_pil,
     tooltip,
 )
+from .transfer import FGATError, RunInfo, build_config, check_job, decode, make_job, summary, user_message
+from .transfer import run as run_transfer
 
 CATEGORY = "FGAT"
 RUN_TYPE = "FGAT_RUN"
@@ -85,16 +86,16 @@ class FGATAppearanceTransfer:
     def transfer(self, model, clip, vae, source, target, source_prompt, target_prompt, mask_word, seed, steps, cfg,
                  settings=None, mask=None, negative_prompt=""):
         try:
-            config = transfer.build_config(settings, steps, cfg, seed, mask_word, mask is not None)
-            job = transfer.make_job(source, target, (source_prompt, target_prompt, negative_prompt), config, mask)
-            transfer.check_job(job, clip)
-            latent, result = transfer.run(job, model, clip, vae)
+            config = build_config(settings, steps, cfg, seed, mask_word, mask is not None)
+            job = make_job(source, target, (source_prompt, target_prompt, negative_prompt), config, mask)
+            check_job(job, clip)
+            latent, result = run_transfer(job, model, clip, vae)
         except ValueError as e:
-            raise transfer.user_message(e) from None
-        image = transfer.decode(vae, latent)
+            raise user_message(e) from None
+        image = decode(vae, latent)
         h, w = image.shape[1:3]
-        info = transfer.RunInfo(result, to_pil(job.source), to_pil(job.target), to_pil(image), vae, model.model,
-                                (source_prompt, target_prompt), config, transfer.summary(result))
+        info = RunInfo(result, to_pil(job.source), to_pil(job.target), to_pil(image), vae, model.model,
+                                (source_prompt, target_prompt), config, summary(result))
         outputs = (image, mask_image(result.mask, (h, w)), {"samples": latent}, info)
         return {"ui": {"text": info.notes}, "result": outputs}
 
@@ -116,7 +117,7 @@ class FGATSettings:
         try:
             config = FGATConfig().replace(**values)
         except ValueError as e:
-            raise transfer.user_message(e) from None
+            raise user_message(e) from None
         return (settings_of(config),)
 
 
@@ -143,7 +144,7 @@ class FGATPreset:
         try:
             config = preset_store().get(preset)
         except ValueError as e:
-            raise transfer.FGATError(f"FGAT: {e}") from None
+            raise FGATError(f"FGAT: {e}") from None
         return (settings_of(config),)
 
 
@@ -160,17 +161,17 @@ class FGATDiagnostics:
     def INPUT_TYPES(cls) -> dict:
         return {"required": {"fgat_run": (RUN_TYPE, {"tooltip": "the fgat_run output of FGAT Appearance Transfer"})}}
 
-    def sheet(self, fgat_run: transfer.RunInfo):
+    def sheet(self, fgat_run: RunInfo):
         r = fgat_run.result
 
-        def decode(x0: torch.Tensor):
+        def decode_x0(x0: torch.Tensor):
             latent = fgat_run.model.process_latent_out(x0.float())
-            return to_pil(transfer.decode(fgat_run.vae, latent))
+            return to_pil(decode(fgat_run.vae, latent))
 
         caption = [f"source: {fgat_run.prompts[0]}", f"target: {fgat_run.prompts[1]}",
                    mask_summary(r.mask, fgat_run.config), *fgat_run.notes]
         sheet = diagnostics_sheet(fgat_run.source, fgat_run.target, fgat_run.image, r.mask, r.correspondence,
-                                  r.x0_window, r.window, decode, caption)
+                                  r.x0_window, r.window, decode_x0, caption)
         return (from_pil(sheet),)
 
 

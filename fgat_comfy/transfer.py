@@ -17,7 +17,16 @@ from fgat_core.images import fit_to
 from fgat_core.metering import STAGES
 from fgat_core.prepare import Request, check_request, default_mask_word, locate_word_ids, shorten
 
-from . import host
+from .host import (
+    ComfyDenoiser,
+    check_model,
+    encode_prompt,
+    load_unet,
+    prompt_token_ids,
+    same_length,
+    to_device,
+    word_token_ids,
+)
 from .inputs import crop_to_multiple, first_image, from_pil, mask_to_pil, to_pil
 
 # node input names of the settings the transfer node owns (the rest are the FGAT Settings node's, same names)
@@ -79,8 +88,8 @@ def locate(clip: Any, prompt: str, word: str) -> list[int]:
             raise InputError("source_prompt", prompt, "{name} has no word to take the attention mask from: name "
                              "the object in it, type the object word in 'mask_word', or connect a 'mask'",
                              problem="no word")
-    ids, strings = host.prompt_token_ids(clip, prompt)
-    hits = locate_word_ids(ids, host.word_token_ids(clip, word.strip()), strings)
+    ids, strings = prompt_token_ids(clip, prompt)
+    hits = locate_word_ids(ids, word_token_ids(clip, word.strip()), strings)
     if not hits:
         raise InputError("mask_word", word, "the mask word {short} is not in the source prompt {prompt}: type a word "
                          "that appears in 'source_prompt' as plain text (it names the object whose appearance "
@@ -114,8 +123,8 @@ def encode_inputs(job: Job, patcher: Any, clip: Any, vae: Any) -> FGATInputs:
     latents = [model.process_latent_in(vae.encode(img)).float().to(device) for img in (job.source, job.target)]
     size = tuple(latents[0].shape[-2:])
     texts = (job.source_prompt, job.target_prompt, job.negative_prompt, "")
-    conds = host.same_length([host.encode_prompt(clip, model, t, size) for t in texts])
-    source, target, uncond, empty = (host.to_device(c, device) for c in conds)
+    conds = same_length([encode_prompt(clip, model, t, size) for t in texts])
+    source, target, uncond, empty = (to_device(c, device) for c in conds)
     tokens = None
     if job.config.mask_source == "attention":
         tokens = locate(clip, job.source_prompt, job.config.mask_word)
@@ -142,11 +151,11 @@ def run(job: Job, model: Any, clip: Any, vae: Any) -> tuple[Tensor, FGATResult]:
     ComfyUI's LATENT space (raw VAE latent)."""
     import comfy.model_management
 
-    host.check_model(model)
+    check_model(model)
     patcher = model.clone()
     inputs = encode_inputs(job, patcher, clip, vae)
-    host.load_unet(patcher, inputs.source_latent, ROWS)
-    denoiser = host.ComfyDenoiser(patcher, comfy.model_management.throw_exception_if_processing_interrupted)
+    load_unet(patcher, inputs.source_latent, ROWS)
+    denoiser = ComfyDenoiser(patcher, comfy.model_management.throw_exception_if_processing_interrupted)
     result = run_fgat(denoiser, inputs, job.config, progress=Progress())
     return patcher.model.process_latent_out(result.latent.float()).cpu(), result
 

@@ -133,11 +133,14 @@ class KModelDenoiser:
         x0 = self._x0(x_ve, sigma, cond)
         return ((x_ve - x0) / sigma.view(sqrt_a.shape)).to(x.dtype)
 
+    def feature_module(self) -> nn.Module:
+        """The module whose output is DIFT's feature: `output_blocks[5]`."""
+        return self.unet.output_blocks[DIFT_BLOCK]
+
     def features(self, x: Tensor, t: Tensor, cond: Cond) -> Tensor:
         """Output of the diffusion model's `output_blocks[5]`; a forward hook stops the UNet there."""
         sqrt_a, sigma = self._scales(t, x)
-        block = self.unet.output_blocks[DIFT_BLOCK]
-        return output_of(block, lambda: self._x0(x.float() / sqrt_a, sigma, cond)).float()
+        return output_of(self.feature_module(), lambda: self._x0(x.float() / sqrt_a, sigma, cond)).float()
 
     def attention_layers(self) -> list[AttentionLayer]:
         return cross_attention_layers(self.unet)

@@ -9,4 +9,16 @@ from pathlib import Path
 _FORGE = Path(__file__).resolve().parents[5] / "fake_forge" / "backend" / "nn" / "unet.py"
 exec(compile(_FORGE.read_text(encoding="utf-8"), str(_FORGE), "exec"))
 
-UNetModel = IntegratedUNet2DConditionModel  # noqa: F821
+
+
+
+class TimestepEmbedSequential(torch.nn.Sequential):  # noqa: F821
+    """openaimodel.py:65: a block of layers that `forward_timestep_embed` (l.35-63) runs one by one; the
+    Sequential itself is never called, so a forward hook on an output block never fires. Each fake output block
+    holds its ldm-layout module as its one (last) layer, which the UNet calls."""
+
+
+class UNetModel(IntegratedUNet2DConditionModel):  # noqa: F821
+    def __init__(self, unet):
+        super().__init__(unet)
+        self.output_blocks = torch.nn.ModuleList(TimestepEmbedSequential(b) for b in self.output_blocks)  # noqa: F821
