@@ -78,3 +78,39 @@ def test_the_repository_root_is_a_comfy_node_pack():
                                                "FGATDiagnostics"}
     assert all(cls.CATEGORY == "FGAT" for cls in module.NODE_CLASS_MAPPINGS.values())
     assert set(module.NODE_DISPLAY_NAME_MAPPINGS) == set(module.NODE_CLASS_MAPPINGS)
+
+
+def test_the_example_workflows_use_the_nodes_as_defined_and_the_bundled_images(nodes):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    api = json.loads((root / "examples" / "fgat_comfy_api.json").read_text())
+    settings = next(n for n in api.values() if n["class_type"] == "FGATSettings")["inputs"]
+    defaults = {k: spec[1]["default"] for k, spec in nodes.FGATSettings.INPUT_TYPES()["required"].items()}
+    assert settings == defaults  # every setting given, at the table's default
+    transfer = next(n for n in api.values() if n["class_type"] == "FGATAppearanceTransfer")["inputs"]
+    spec = nodes.FGATAppearanceTransfer.INPUT_TYPES()
+    assert set(transfer) <= set(spec["required"]) | set(spec["optional"]) and set(spec["required"]) <= set(transfer)
+    images = {n["inputs"]["image"] for n in api.values() if n["class_type"] == "LoadImage"}
+    assert images == {"source.png", "target.png"} and all((root / "examples" / i).is_file() for i in images)
+    ui = json.loads((root / "examples" / "fgat_comfy_workflow.json").read_text())
+    assert sorted(n["type"] for n in ui["nodes"]) == sorted(n["class_type"] for n in api.values())
+    ids = {n["id"]: n for n in ui["nodes"]}
+    for link_id, src, slot, dst, dst_slot, kind in ui["links"]:  # every link joins an output to an input of its type
+        assert link_id in ids[src]["outputs"][slot]["links"] and ids[dst]["inputs"][dst_slot]["link"] == link_id
+        assert ids[dst]["inputs"][dst_slot]["type"] == kind
+    ui_settings = next(n for n in ui["nodes"] if n["type"] == "FGATSettings")["widgets_values"]
+    assert ui_settings == list(defaults.values())
+
+
+def test_pyproject_has_the_comfy_registry_entry():
+    from pathlib import Path
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:
+        from pip._vendor import tomli as tomllib
+    data = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    comfy = data["tool"]["comfy"]
+    assert {"PublisherId", "DisplayName", "Icon", "requires-comfyui"} <= set(comfy) and data["project"]["name"]
+    assert (Path(__file__).resolve().parents[1] / comfy["Icon"]).is_file()
