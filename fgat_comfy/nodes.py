@@ -100,14 +100,19 @@ class FGATAppearanceTransfer:
         return {"ui": {"text": info.notes}, "result": outputs}
 
 
-class FGATSettings:
+class _SettingsNode:
+    """A node whose one output is FGAT_SETTINGS (for the transfer node's `settings` input)."""
+
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (SETTINGS_TYPE,)
+    RETURN_NAMES = ("settings",)
+
+
+class FGATSettings(_SettingsNode):
     """FGAT's parameters; inputs, ranges, defaults and tooltips come from the one table of setting metadata."""
 
     DESCRIPTION = "FGAT's method parameters (defaults: the paper's). Connect to FGAT Appearance Transfer."
-    CATEGORY = CATEGORY
     FUNCTION = "settings"
-    RETURN_TYPES = (SETTINGS_TYPE,)
-    RETURN_NAMES = ("settings",)
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
@@ -121,15 +126,12 @@ class FGATSettings:
         return (settings_of(config),)
 
 
-class FGATPreset:
+class FGATPreset(_SettingsNode):
     """A named preset: the CLI's and the WebUI's built-in presets and the user presets file."""
 
     DESCRIPTION = ("A built-in or user FGAT preset (user presets: presets.json in $FGAT_PRESETS_DIR, else in "
                    "ComfyUI's user directory under fgat/).")
-    CATEGORY = CATEGORY
     FUNCTION = "preset"
-    RETURN_TYPES = (SETTINGS_TYPE,)
-    RETURN_NAMES = ("settings",)
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
