@@ -20,6 +20,7 @@ from fgat_core.config import FGATConfig
 from fgat_core.diagnostics import diagnostics_sheet, mask_summary
 from fgat_core.settings import SETTING
 
+from .host import check_model
 from .inputs import (
     SETTINGS_TYPE,
     from_pil,
@@ -86,6 +87,7 @@ class FGATAppearanceTransfer:
     def transfer(self, model, clip, vae, source, target, source_prompt, target_prompt, mask_word, seed, steps, cfg,
                  settings=None, mask=None, negative_prompt=""):
         try:
+            check_model(model)  # first: a DiT's text encoder is not CLIP, so the prompt checks would not apply
             config = build_config(settings, steps, cfg, seed, mask_word, mask is not None)
             job = make_job(source, target, (source_prompt, target_prompt, negative_prompt), config, mask)
             check_job(job, clip)

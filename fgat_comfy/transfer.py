@@ -19,7 +19,6 @@ from fgat_core.prepare import Request, check_request, default_mask_word, locate_
 
 from .host import (
     ComfyDenoiser,
-    check_model,
     encode_prompt,
     load_unet,
     prompt_token_ids,
@@ -151,7 +150,6 @@ def run(job: Job, model: Any, clip: Any, vae: Any) -> tuple[Tensor, FGATResult]:
     ComfyUI's LATENT space (raw VAE latent)."""
     import comfy.model_management
 
-    check_model(model)
     patcher = model.clone()
     inputs = encode_inputs(job, patcher, clip, vae)
     load_unet(patcher, inputs.source_latent, ROWS)
