@@ -118,7 +118,8 @@ class FGATSettings(_SettingsNode):
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
-        return {"required": settings_inputs()}
+        # optional, each with its default: a workflow saved before a setting was added still validates
+        return {"required": {}, "optional": settings_inputs()}
 
     def settings(self, **values):
         try:

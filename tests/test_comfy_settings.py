@@ -24,12 +24,13 @@ def nodes(tmp_path, monkeypatch):
 
 
 def test_every_method_setting_is_an_input_with_the_tables_range_default_and_help(nodes):
-    inputs = nodes.FGATSettings.INPUT_TYPES()["required"]
+    inputs = nodes.FGATSettings.INPUT_TYPES()["optional"]
     expected = [s.name for s in SETTINGS if s.control is not None and not s.host_owned and s.name != "mask_word"]
     assert list(inputs) == expected
     kind, delta = inputs["delta"]
     assert kind == "FLOAT" and (delta["min"], delta["max"], delta["step"], delta["default"]) == (0.0, 1.0, 0.01, 0.6)
-    assert delta["tooltip"] == "δ transfer strength: transfer weight (Eq. 3) (valid: [0, 1])"
+    delta_setting = next(s for s in SETTINGS if s.name == "delta")
+    assert delta["tooltip"] == f"{delta_setting.control.label}: {delta_setting.help} (valid: [0, 1])"
     kind, window = inputs["window_end"]  # a percent control in the WebUI: a fraction here, as the setting is
     assert kind == "FLOAT" and (window["min"], window["max"], window["default"]) == (0.01, 1.0, 0.44)
     choices, inversion = inputs["inversion"]
@@ -41,8 +42,9 @@ def test_every_method_setting_is_an_input_with_the_tables_range_default_and_help
 
 
 def test_the_settings_node_returns_the_values_and_refuses_bad_ones(nodes):
-    defaults = {name: spec[1]["default"] for name, spec in nodes.FGATSettings.INPUT_TYPES()["required"].items()}
+    defaults = {name: spec[1]["default"] for name, spec in nodes.FGATSettings.INPUT_TYPES()["optional"].items()}
     (out,) = nodes.FGATSettings().settings(**{**defaults, "delta": 0.75})
+    assert nodes.FGATSettings().settings(delta=0.75) == (out,)  # an input left out takes the table's default
     assert out["delta"] == 0.75 and FGATConfig.from_dict(out) == FGATConfig(delta=0.75)
     with pytest.raises(ValueError, match=r"^FGAT: 'window_end' \(0.2\) must be greater than 'window_start' \(0.24\)$"):
         nodes.FGATSettings().settings(**{**defaults, "window_end": 0.2})
@@ -86,8 +88,8 @@ def test_the_example_workflows_use_the_nodes_as_defined_and_the_bundled_images(n
     root = Path(__file__).resolve().parents[1]
     api = json.loads((root / "examples" / "fgat_comfy_api.json").read_text())
     settings = next(n for n in api.values() if n["class_type"] == "FGATSettings")["inputs"]
-    defaults = {k: spec[1]["default"] for k, spec in nodes.FGATSettings.INPUT_TYPES()["required"].items()}
-    assert settings == defaults  # every setting given, at the table's default
+    defaults = {k: spec[1]["default"] for k, spec in nodes.FGATSettings.INPUT_TYPES()["optional"].items()}
+    assert settings == {k: defaults[k] for k in settings}  # settings the node has, at the table's defaults
     transfer = next(n for n in api.values() if n["class_type"] == "FGATAppearanceTransfer")["inputs"]
     spec = nodes.FGATAppearanceTransfer.INPUT_TYPES()
     assert set(transfer) <= set(spec["required"]) | set(spec["optional"]) and set(spec["required"]) <= set(transfer)
@@ -100,7 +102,7 @@ def test_the_example_workflows_use_the_nodes_as_defined_and_the_bundled_images(n
         assert link_id in ids[src]["outputs"][slot]["links"] and ids[dst]["inputs"][dst_slot]["link"] == link_id
         assert ids[dst]["inputs"][dst_slot]["type"] == kind
     ui_settings = next(n for n in ui["nodes"] if n["type"] == "FGATSettings")["widgets_values"]
-    assert ui_settings == list(defaults.values())
+    assert ui_settings == list(settings.values())
 
 
 def test_pyproject_has_the_comfy_registry_entry():
