@@ -133,16 +133,19 @@ def encode_inputs(job: Job, patcher: Any, clip: Any, vae: Any) -> FGATInputs:
 
 
 class Progress:
-    """ComfyUI's progress bar over inversion (first half) and sampling (second half)."""
+    """ComfyUI's progress bar over inversion (first half: DDIM inversion, then null-text's optimisation, which
+    reports its own steps) and sampling (second half); it never moves back."""
 
     def __init__(self) -> None:
         import comfy.utils
 
         self.bar = comfy.utils.ProgressBar(100)
+        self.value = 0
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         base = 50 if stage == "sampling" else 0
-        self.bar.update_absolute(base + round(50 * done / max(1, total)))
+        self.value = max(self.value, base + round(50 * done / max(1, total)))
+        self.bar.update_absolute(self.value)
 
 
 def run(job: Job, model: Any, clip: Any, vae: Any) -> tuple[Tensor, FGATResult]:
