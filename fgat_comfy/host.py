@@ -34,7 +34,8 @@ from torch import Tensor, nn
 from fgat_core.host import CONTEXT, Cond
 from fgat_core.kmodel_host import VECTOR, KModelDenoiser
 
-# ComfyUI model classes FGAT cannot run (comfy/model_base.py, class line): the family named in the refusal
+# ComfyUI model classes FGAT cannot run (comfy/model_base.py, class line): the family named in the refusal; any
+# other class is named by its class name
 DIT_FAMILIES = {
     "Flux": "Flux.1",  # model_base.py:979
     "Flux2": "Flux.2",  # l.1084
@@ -45,9 +46,12 @@ DIT_FAMILIES = {
     "PixArt": "PixArt",  # l.960
     "Lumina2": "Lumina 2 / Z-Image",  # l.1503
     "ZImagePixelSpace": "Z-Image",  # l.1557
-    "QwenImage": "Qwen-Image",
-    "HiDream": "HiDream",
-    "Chroma": "Chroma",
+    "QwenImage": "Qwen-Image",  # l.2467
+    "HiDream": "HiDream",  # l.2292
+    "Chroma": "Chroma",  # l.2345 (a Flux subclass: found first in the MRO)
+    "HunyuanImage21": "HunyuanImage 2.1",  # l.2580
+    "Kandinsky5": "Kandinsky 5",  # l.2723
+    "Omnigen2": "OmniGen2",  # l.2435
     "Anima": "Anima",  # l.1478
     "CosmosPredict2": "Cosmos Predict 2",  # l.1439
     "StableCascade_C": "Stable Cascade",  # l.726
