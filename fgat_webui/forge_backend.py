@@ -34,130 +34,44 @@ What differs from A1111 (docs/DESIGN.md §4.3) and how this backend handles it:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 
-from fgat_core.host import CONTEXT, AttentionLayer, Cond, Denoiser, output_of
+from fgat_core.host import CONTEXT, Cond, Denoiser
+from fgat_core.kmodel_host import KModelDenoiser, autograd_safe_weights
 
 from .backend import REFINER_MESSAGE, SamplerTakeover, WebUIBackend, replace_sample_img2img
-from .ldm_host import DIFT_BLOCK, VECTOR, LDMDenoiser
+from .ldm_host import VECTOR
 
 
-@contextmanager
-def autograd_safe_weights(module: nn.Module) -> Iterator[None]:
-    """While grad mode is on, make `module` safe to differentiate through:
-
-    - give it normal tensors aliasing its inference-tensor parameters and buffers (same memory, nothing
-      copied), so that autograd may save them; restore the originals after;
-    - keep a copy of every activation autograd saves for the backward pass (not of the weights), because
-      Forge's UNet adds residuals in place (`x += n`) into tensors that an earlier op saved, which the
-      backward pass would refuse ("modified by an inplace operation")."""
-    if not torch.is_grad_enabled():
-        yield
-        return
-    swapped: list[tuple[dict, str, Tensor]] = []
-    weights: set[int] = set()
-    try:
-        for sub in module.modules():
-            for store in (sub._parameters, sub._buffers):
-                for name, tensor in list(store.items()):
-                    if tensor is None:
-                        continue
-                    weights.add(tensor.untyped_storage().data_ptr())
-                    if not tensor.is_inference():
-                        continue
-                    alias = torch.empty(0, dtype=tensor.dtype, device=tensor.device)
-                    alias.set_(tensor.untyped_storage(), tensor.storage_offset(), tensor.size(), tensor.stride())
-                    swapped.append((store, name, tensor))
-                    if isinstance(tensor, nn.Parameter):
-                        alias = nn.Parameter(alias, requires_grad=False)
-                    store[name] = alias
-        with torch.autograd.graph.saved_tensors_hooks(_saved_copy(weights), _unpacked):
-            yield
-    finally:
-        for store, name, tensor in reversed(swapped):
-            store[name] = tensor
-
-
-def _saved_copy(weights: set[int]) -> Callable[[Tensor], Tensor]:
-    """Pack hook: a private copy of a saved activation that requires grad (downstream of the optimised
-    embedding), so later in-place adds cannot change it; the weights (whose storages are in `weights`) and
-    their per-call casts under low VRAM (no grad) are saved as they are (nothing writes to them)."""
-
-    def pack(tensor: Tensor) -> Tensor:
-        if not tensor.requires_grad or tensor.untyped_storage().data_ptr() in weights:
-            return tensor
-        return tensor.clone()
-
-    return pack
-
-
-def _unpacked(tensor: Tensor) -> Tensor:
-    return tensor
-
-
-class ForgeDenoiser:
+class ForgeDenoiser(KModelDenoiser):
     """A `fgat_core.host.Denoiser` over Forge's `UnetPatcher` (its KModel and diffusion model).
 
     The UNet sees the patcher's `transformer_options` (block patches of other extensions apply, as in
     Forge's own sampling), with every row marked as a conditional one; `model_function_wrapper`s are not
     called, because they expect Forge's cond/uncond batch layout. `interrupt_check` runs before every UNet
-    call, as Forge's CFG denoiser checks Interrupt/Skip before every call (`sd_samplers_cfg_denoiser.py:157`)."""
+    call, as Forge's CFG denoiser checks Interrupt/Skip before every call (`sd_samplers_cfg_denoiser.py:157`).
+    The VE <-> VP conversion is `fgat_core.kmodel_host`'s, shared with ComfyUI (whose patcher Forge's ports)."""
 
     def __init__(self, unet_patcher, interrupt_check: Callable[[], None] | None = None) -> None:
         self.patcher = unet_patcher
-        self.interrupt_check = interrupt_check  # called before every UNet call; may raise FGATInterrupted
-        self.kmodel = unet_patcher.model
-        self.unet = self.kmodel.diffusion_model
-        predictor = self.kmodel.predictor
-        sigmas = predictor.sigmas.detach().to("cpu", torch.float64)
-        self.alphas_cumprod = 1.0 / (1.0 + sigmas**2)
+        super().__init__(unet_patcher.model, unet_patcher.model.predictor.sigmas, interrupt_check)
 
-    def _scales(self, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
-        a = self.alphas_cumprod[t.cpu()]
-        shape = (-1,) + (1,) * (like.dim() - 1)
-        sqrt_a = a.sqrt().to(device=like.device, dtype=torch.float32).view(shape)
-        sigma = ((1.0 - a) / a).sqrt().to(device=like.device, dtype=torch.float32)
-        return sqrt_a, sigma
-
-    def _model_kwargs(self, cond: Cond, sigma: Tensor) -> dict:
-        kwargs = {"c_crossattn": cond[CONTEXT]}
-        if VECTOR in cond:
-            kwargs["y"] = cond[VECTOR]
+    def transformer_options(self, sigma: Tensor) -> dict:
         options = dict(self.patcher.model_options.get("transformer_options", {}))
         # as Forge's sampler sets them per call (sampling_function.py:253-257), every row one conditional chunk
         rows = sigma.shape[0]
         options.update(cond_or_uncond=[0], sigmas=sigma, cond_mark=torch.zeros(rows).to(sigma),
                        cond_indices=list(range(rows)), uncond_indices=[])
-        kwargs["transformer_options"] = options
-        return kwargs
+        return options
 
-    def _x0(self, x_ve: Tensor, sigma: Tensor, cond: Cond) -> Tensor:
-        if self.interrupt_check is not None:
-            self.interrupt_check()
-        with autograd_safe_weights(self.unet):
-            return self.kmodel.apply_model(x_ve, sigma, **self._model_kwargs(cond, sigma))
 
-    def eps(self, x: Tensor, t: Tensor, cond: Cond) -> Tensor:
-        sqrt_a, sigma = self._scales(t, x)
-        x_ve = x.float() / sqrt_a
-        x0 = self._x0(x_ve, sigma, cond)
-        return ((x_ve - x0) / sigma.view(sqrt_a.shape)).to(x.dtype)
-
-    def features(self, x: Tensor, t: Tensor, cond: Cond) -> Tensor:
-        """Output of the diffusion model's `output_blocks[5]`; a forward hook stops the UNet there."""
-        sqrt_a, sigma = self._scales(t, x)
-        block = self.unet.output_blocks[DIFT_BLOCK]
-        return output_of(block, lambda: self._x0(x.float() / sqrt_a, sigma, cond)).float()
-
-    def attention_layers(self) -> list[AttentionLayer]:
-        return LDMDenoiser.attention_layers(self)
+__all__ = ["ForgeBackend", "ForgeDenoiser", "autograd_safe_weights", "encode_with"]
 
 
 class ForgeBackend(WebUIBackend):

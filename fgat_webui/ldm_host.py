@@ -29,10 +29,10 @@ import torch
 from torch import Tensor
 
 from fgat_core.host import CONTEXT, AttentionLayer, Cond, output_of
+from fgat_core.kmodel_host import DIFT_BLOCK, VECTOR, cross_attention_layers
 from fgat_core.schedule import eps_from_v
 
-DIFT_BLOCK = 5  # ldm/sgm output_blocks index whose output is DIFT's up_ft_index=1
-VECTOR = "vector"  # SDXL's second conditioning (pooled text + size embeddings), sgm's / Forge's `y`
+__all__ = ["DIFT_BLOCK", "VECTOR", "LDMDenoiser"]
 
 
 class LDMDenoiser:
@@ -70,8 +70,4 @@ class LDMDenoiser:
         return output_of(self.unet.output_blocks[DIFT_BLOCK], lambda: self._apply(x, t, cond)).float()
 
     def attention_layers(self) -> list[AttentionLayer]:
-        return [
-            AttentionLayer(name, m.to_q, m.to_k, int(m.heads))
-            for name, m in self.unet.named_modules()
-            if name.endswith("attn2") and hasattr(m, "to_q") and hasattr(m, "to_k") and hasattr(m, "heads")
-        ]
+        return cross_attention_layers(self.unet)

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "fgat_core"
 MAX_LINES = 60
 # the product: the method (fgat_core) and its front ends
-PRODUCT = ("fgat_core", "fgat_cli", "fgat_demo", "fgat_webui")
-FRONT_ENDS = ("fgat_cli", "fgat_demo", "fgat_webui", "scripts")
+PRODUCT = ("fgat_core", "fgat_cli", "fgat_demo", "fgat_webui", "fgat_comfy")
+FRONT_ENDS = ("fgat_cli", "fgat_demo", "fgat_webui", "fgat_comfy", "scripts")
 # where fgat_core's code may be used from
 USERS = (*PRODUCT, "scripts", "tests", "bench")
 
