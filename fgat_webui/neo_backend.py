@@ -19,7 +19,8 @@ applies LoRA and the ComfyUI-style weight patches of the clone being sampled). W
   runs Neo's own `VAE.encode` (memory management, batching, tiled fallback, `backend/patcher/vae.py:251-281`)
   on a view of the model whose `encode` returns the posterior mean: deterministic, no RNG drawn.
 - Architectures: SD 2.x and SD3 are gone; Flux, Flux.2 Klein, Chroma, Lumina 2, Qwen-Image, Wan, Z-Image and
-  Anima engines (`backend/diffusion_engine/*.py`) are refused with a message naming the family.
+  Anima engines (`backend/diffusion_engine/*.py`) are refused with a message naming the family, raised when
+  sampling starts (HTTP 422); nothing reads their predictors (`PredictionFlux` and kin, no `log_sigmas`).
 - Zero terminal SNR (`opts.sd_noise_schedule` or a checkpoint's `ztsnr` key): Neo rescales the predictor's
   sigmas around `p.sample` and puts them back only if it returns (`modules/processing.py:985-997`); when
   FGAT fails inside `p.sample`, this backend restores them, so a failed run leaves the schedule as it was.
