@@ -19,7 +19,8 @@ applies LoRA and the ComfyUI-style weight patches of the clone being sampled). W
   runs Neo's own `VAE.encode` (memory management, batching, tiled fallback, `backend/patcher/vae.py:251-281`)
   on a view of the model whose `encode` returns the posterior mean: deterministic, no RNG drawn.
 - Architectures: SD 2.x and SD3 are gone; Flux, Flux.2 Klein, Chroma, Lumina 2, Qwen-Image, Wan, Z-Image and
-  Anima engines (`backend/diffusion_engine/*.py`) are refused with a message naming the family.
+  Anima engines (`backend/diffusion_engine/*.py`) are refused with a message naming the family, raised when
+  sampling starts (HTTP 422); nothing reads their predictors (`PredictionFlux` and kin, no `log_sigmas`).
 - Zero terminal SNR (`opts.sd_noise_schedule` or a checkpoint's `ztsnr` key): Neo rescales the predictor's
   sigmas around `p.sample` and puts them back only if it returns (`modules/processing.py:985-997`); when
   FGAT fails inside `p.sample`, this backend restores them, so a failed run leaves the schedule as it was.
@@ -54,6 +55,15 @@ NEO_FAMILIES = {
     "Anima": "Anima",  # anima.py:13
     "StableDiffusion3": "SD3",  # older Neo
 }
+
+
+def is_sd_engine(model) -> bool:
+    """Whether a loaded Neo engine is SD 1.5 or SDXL, the ones FGAT runs (the others, `NEO_FAMILIES`, are flow
+    models whose predictors, `PredictionFlux` and kin in `backend/modules/k_prediction.py:211-353`, have no
+    `log_sigmas`, no VP schedule and no cross-attention UNet)."""
+    return bool(getattr(model, "is_sd1", False) or getattr(model, "is_sdxl", False))
+
+
 def model_family(model) -> str:
     """A readable name for the architecture of a loaded Neo engine that is neither SD 1.5 nor SDXL."""
     name = type(model).__name__
@@ -97,7 +107,7 @@ class NeoBackend(ForgeBackend):
 
     def check_model(self, p) -> None:
         model = self._model()
-        if not (getattr(model, "is_sd1", False) or getattr(model, "is_sdxl", False)):
+        if not is_sd_engine(model):
             family = model_family(model)
             raise ValueError(
                 f"the loaded checkpoint is a {family} model, which FGAT does not support (it needs the SD 1.5 / "
@@ -114,7 +124,13 @@ class NeoBackend(ForgeBackend):
 
     def take_over_sampling(self, p, fn: Callable[..., Tensor]) -> SamplerTakeover | None:
         """As Forge; when FGAT fails, the predictor's sigma table is put back as it was at takeover (before
-        Neo's zero-terminal-SNR rescale, which Neo undoes only when `p.sample` returns)."""
+        Neo's zero-terminal-SNR rescale, which Neo undoes only when `p.sample` returns).
+
+        A flow model (refused by `check_model`; the run raises that refusal when sampling starts) gets Forge's
+        takeover alone: its predictor is not read, for it has no `log_sigmas`, and an exception here, inside
+        `process_batch`, would only be logged by Neo's script runner while Neo sampled on its own."""
+        if not is_sd_engine(p.sd_model):
+            return super().take_over_sampling(p, fn)
         predictor = p.sd_model.forge_objects.unet.model.predictor
         saved = {name: getattr(predictor, name) for name in ("sigmas", "log_sigmas")}
 

@@ -280,7 +280,11 @@ class FGATRun:
             return
         self.release()
         if self.backend is not None:
-            self.takeover = self.backend.take_over_sampling(p, self.sample_img2img)
+            try:
+                self.takeover = self.backend.take_over_sampling(p, self.sample_img2img)
+            except Exception as e:  # noqa: BLE001 - the WebUIs only log what process_batch raises: raise it
+                self.error = self.error or failure(e)  # when sampling starts, where the user sees it
+                self.takeover = replace_sample_img2img(p, self.sample_img2img)
         else:
             self.takeover = replace_sample_img2img(p, self.sample_img2img)
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 from conftest import webui_fixture
-from test_webui_generation import PROMPT, STEPS, _fgat
+from test_webui_generation import PROMPT, STEPS, _b64, _fgat, _payload
 
 from fgat_webui.run import FGATError
 
@@ -25,14 +25,26 @@ NEO_ENGINES = [("flux.py", "Flux", "Flux.1"), ("flux2.py", "Flux2", "Flux.2 (Kle
 
 @pytest.mark.parametrize(("file", "engine", "family"), NEO_ENGINES, ids=[e[1] for e in NEO_ENGINES])
 def test_neo_architectures_fgat_cannot_run_are_named(webui, images, monkeypatch, file, engine, family):
+    """An engine of that class (over the SD 1.5 one, so that img2img can still encode the source) with the
+    predictor it builds (`flow_predictor`: PredictionFlux & kin, which have no `log_sigmas`) is refused with a
+    message naming the family, through the API (HTTP 422) and the UI, before anything reads the predictor: nothing
+    is sampled and the script runner logs nothing (issue 22 item 7a: the takeover read `log_sigmas` inside
+    process_batch, whose exception Neo's runner only logs, and the WebUI sampled on its own, HTTP 200)."""
+    from fake_neo.harness import flow_predictor
+    from modules import errors
+
     src, tar = images
-    # an engine of that class name (over the SD 1.5 one, so that img2img can still encode the source)
     monkeypatch.setattr(webui.sd_model, "__class__", type(engine, (type(webui.sd_model),), {}))
     monkeypatch.setattr(webui.sd_model, "is_sd1", False)  # fix_for_webui_backward_compatibility leaves it False
+    monkeypatch.setitem(webui.unet_patcher.model._modules, "predictor", flow_predictor(engine))  # a submodule
+    assert not hasattr(webui.unet_patcher.model.predictor, "log_sigmas")
     message = rf"is a {re.escape(family)} model, which FGAT does not support.*SD 1\.5 or SDXL"
+    errors.reported.clear()
+    status, body = webui.api_img2img(_payload(src, [{"target_image": _b64(tar), "mask_word": "cat"}]))
+    assert status == 422 and re.search(message, body["detail"]), body
     with pytest.raises(FGATError, match=message):
         webui.img2img(src, PROMPT, _fgat(webui, tar), steps=STEPS)
-    assert webui.latents == []  # refused before anything was sampled
+    assert webui.latents == [] and errors.reported == []  # refused before anything was sampled or logged
 
 
 @pytest.mark.parametrize(

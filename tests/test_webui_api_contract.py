@@ -187,6 +187,24 @@ def test_a_failure_inside_fgat_is_a_500_named_after_fgat(webui, images, monkeypa
                    "modified", body
 
 
+def test_a_takeover_that_fails_in_process_batch_is_a_500_not_a_silent_plain_image(webui, images, monkeypatch):
+    """The WebUIs only log what a script's `process_batch` / `process_before_every_sampling` raises and then sample
+    on their own (issue 22 item 7a: HTTP 200, no FGAT infotext): a takeover that fails there is raised when
+    sampling starts, named after FGAT."""
+    from fgat_webui.detect import backend_classes
+
+    def broken(self, p, fn):
+        raise AttributeError("'PredictionFlux' object has no attribute 'log_sigmas'")
+
+    for cls in backend_classes():
+        monkeypatch.setattr(cls, "take_over_sampling", broken)
+    src, tar = images
+    status, body = webui.api_img2img(_payload(src, [_fgat(tar)]))
+    assert status == 500, body
+    assert body["detail"] == f"{PREFIX} failed: AttributeError: 'PredictionFlux' object has no attribute 'log_sigmas'"
+    assert webui.latents == []
+
+
 def test_an_image_sent_where_a_number_belongs_is_not_echoed_whole(webui, images):
     src, tar = images
     image = _b64(tar)
