@@ -18,19 +18,35 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fgat_core.atomic import write_text_atomic
 from fgat_core.cache import InversionCache
 from fgat_core.config import FGATConfig
-from fgat_core.errors import ConfigError, plain_name
+from fgat_core.errors import INPUT_WORDS, ConfigError, InputError, plain_name
 from fgat_core.prepare import LENIENT_BOOLS, parse_bool, parse_number, parse_text
 from fgat_core.settings import SETTING, MaskSource
 
 from .pipeline import FGATPipeline
 from .progress import StageBars
-from .runner import Job, check_job, job_notes, out_of_memory_message, output_path, run_job
+from .runner import (
+    Job,
+    check_job,
+    check_mask_word,
+    decode_inputs,
+    file_keys,
+    job_inputs,
+    job_notes,
+    job_outputs,
+    out_of_memory_message,
+    output_path,
+    run_job,
+)
 
 JOB_KEYS = ("source", "target", "source_prompt", "target_prompt", "negative_prompt", "mask", "out", "preset",
             "transfer")
 KNOWN_KEYS = (*JOB_KEYS, *SETTING)
+SUMMARY = "batch.json"  # the batch's summary, in the output folder
+MAX_YAML_NODES = 100_000  # values a YAML pairs file may stand for, its aliases expanded (10,000 rows of 10)
+MESSAGE_CHARS = 400  # a row's message is cut here
 
 
 def _key(name: Any) -> str:
@@ -89,7 +105,7 @@ def read_rows(path: Path) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, A
         try:
             rows.append((where, _normalise(raw, where)))
         except ValueError as e:
-            errors.append(str(e))
+            errors.append(clip(str(e)))
     return rows, defaults, errors
 
 
@@ -102,6 +118,11 @@ def _csv_rows(path: Path, text: str) -> list[tuple[str, Any]]:
     if not reader.fieldnames:
         raise ValueError(f"the pairs file {path.name} is empty: it needs a header row (source,target,...)")
     names = [n.strip() for n in reader.fieldnames]
+    for sep, called in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
+        if len(names) == 1 and sep in names[0]:  # a spreadsheet's export in a locale with decimal commas
+            raise ValueError(f"the pairs file {path.name} separates its columns with {called} ({clip(names[0], 80)!r})"
+                             ": separate them with commas (in a spreadsheet: export as CSV with ',' as the "
+                             "delimiter), or write a .yaml pairs file")
     twice = sorted({n for n in names if n and names.count(n) > 1})
     if twice:
         raise ValueError(f"the pairs file {path.name} names the column(s) {', '.join(twice)} twice in its "
@@ -120,10 +141,17 @@ def _yaml_rows(path: Path, text: str) -> tuple[list[tuple[str, Any]], dict[str, 
     import yaml
 
     try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        try:
+            expanded = expanded_size(node)
+        except ValueError as e:
+            raise ValueError(f"the pairs file {path.name} {e}: a pairs file is a list of flat rows") from None
+        if expanded > MAX_YAML_NODES:  # aliases of aliases: a "billion laughs" of a few hundred bytes
+            raise ValueError(f"the pairs file {path.name} expands to more than {MAX_YAML_NODES} values through its "
+                             "aliases (*name): write the rows out, or use 'defaults' for what they share")
         data = yaml.safe_load(text)
-        node = yaml.compose(text)
-    except yaml.YAMLError as e:
-        raise ValueError(f"the pairs file {path.name} is not valid YAML: {e}") from None
+    except (yaml.YAMLError, RecursionError) as e:
+        raise ValueError(f"the pairs file {path.name} is not valid YAML: {clip(str(e))}") from None
     defaults: dict[str, Any] = {}
     if isinstance(data, dict):
         unknown = sorted(set(data) - {"defaults", "pairs"})
@@ -139,6 +167,29 @@ def _yaml_rows(path: Path, text: str) -> tuple[list[tuple[str, Any]], dict[str, 
     lines = [item.start_mark.line + 1 for item in node.value]
     rows = [(f"{path.name} line {line} (pair {i})", r) for i, (line, r) in enumerate(zip(lines, data, strict=True), 1)]
     return rows, defaults
+
+
+def expanded_size(node: Any) -> int:
+    """How many values a composed YAML node stands for once its aliases are expanded (an alias is the very
+    node it names, so shared subtrees are counted once per use without being expanded)."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+
+    def size(n: Any, depth: int = 0) -> int:
+        if id(n) not in sizes:
+            if depth > 200:
+                raise ValueError("nests deeper than 200 levels")
+            children = [c for pair in n.value for c in pair] if isinstance(n, yaml.MappingNode) else (
+                n.value if isinstance(n, yaml.SequenceNode) else [])
+            sizes[id(n)] = 1 + sum(size(c, depth + 1) for c in children)
+        return sizes[id(n)]
+    return 0 if node is None else size(node)
+
+
+def clip(text: str, limit: int = MESSAGE_CHARS) -> str:
+    """A message cut to `limit` characters: no value, however large, is ever put whole into a message."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 def _settings(values: dict[str, Any]) -> dict[str, Any]:
@@ -159,28 +210,60 @@ def read_pairs(
     context = {"base": path.resolve().parent, "out_dir": out_dir, "store": PresetStore(presets_folder),
                "preset": preset, "cli": dict(settings or {}), "defaults": defaults, "diagnostics": diagnostics}
     jobs: list[tuple[str, Job]] = []
-    outs: dict[Path, str] = {}
     for index, (where, row) in enumerate(rows, 1):
         try:
             job = _job_from_row(row, index, context)
             check_job(job, tokenizer)
-            key = job.out.resolve()
-            if key in outs:
-                raise ValueError(f"writes the same output {str(job.out)!r} as {outs[key]}: give it its own 'out'")
-            outs[key] = where
             jobs.append((where, job))
         except ValueError as e:
-            errors.append(f"{where}: {column_message(e)}")
+            errors.append(f"{where}: {clip(column_message(e))}")
+    errors += output_clashes(jobs, out_dir)
     if errors:
         errors.sort(key=_line_order)
         raise ValueError("the pairs file has problems (nothing was run):\n  " + "\n  ".join(errors))
     return jobs
 
 
+def output_clashes(jobs: list[tuple[str, Job]], out_dir: Path) -> list[str]:
+    """Every file the batch will write (each row's image, sidecar and diagnostics sheet; the summary), checked
+    together: inside `out_dir`, none written twice, none an input of any row. A message for each row's first
+    clash, with its line."""
+    root = out_dir.resolve()
+    taken: dict[Path, tuple[str, str]] = {(out_dir / SUMMARY).resolve(): ("", "the batch summary")}
+    inputs = {key: f"the {what} image of {where}" for where, job in jobs for what, path in job_inputs(job).items()
+              for key in file_keys(path)}
+    errors = []
+    for where, job in jobs:
+        problems = []
+        for kind, path in job_outputs(job).items():
+            key, name = path.resolve(), _OUTPUT_NAMES[kind]
+            if not key.is_relative_to(root):
+                problems.append(f"its {name} {str(path)!r} is outside the output folder {str(out_dir)!r}: give an "
+                                "'out' inside it (a name or a subfolder, no '..' or absolute path)")
+            elif key in taken:
+                other, other_name = taken[key]
+                problems.append(f"writes the same {name} {str(path)!r} as {other}" if other_name == name else
+                                f"its {name} {str(path)!r} is {other_name}{' of ' + other if other else ''}")
+            elif any(k in inputs for k in file_keys(path)):
+                hit = next(inputs[k] for k in file_keys(path) if k in inputs)
+                problems.append(f"its {name} {str(path)!r} would overwrite {hit}")
+            taken.setdefault(key, (where, name))
+        if problems:
+            errors.append(f"{where}: {problems[0]}: give it its own 'out'")
+    return errors
+
+
+_OUTPUT_NAMES = {"image": "output", "sidecar": "sidecar file", "diagnostics": "diagnostics sheet"}
+
+
 def column_message(err: ValueError) -> str:
     """A row's error naming settings as the file's columns (`window_end`, not `FGATConfig.window_end`); inputs
     in words (`the source image`)."""
-    return err.render(plain_name) if isinstance(err, ConfigError) else str(err)
+    if isinstance(err, ConfigError):
+        return err.render(plain_name)
+    if isinstance(err, InputError):
+        return err.render(lambda f: "'out' value" if f == "out" else INPUT_WORDS.get(f, plain_name(f)))
+    return str(err)
 
 
 def _line_order(error: str) -> int:
@@ -221,10 +304,9 @@ def run_batch(
     """Run every job, sharing one inversion cache; write <out_dir>/batch.json. Returns the exit code
     (2 when a pair failed with a bad-input error, 1 when one ran out of memory; the other pairs still run)."""
     problems = []
-    sizes = {}
     for where, job in jobs:
         try:
-            sizes[where] = check_job(job, pipe.tokenizer)  # the mask word against this model's tokenizer
+            check_mask_word(job, pipe.tokenizer)  # the mask word against this model's tokenizer
         except ValueError as e:
             problems.append(f"{where}: {column_message(e)}")
     if problems:
@@ -236,28 +318,31 @@ def run_batch(
     summary: list[dict[str, Any]] = []
     n = len(jobs)
     for i, (where, job) in enumerate(jobs, 1):
-        tag = f"[{i}/{n}] {where}"
-        for m in job_notes(job, pipe.tokenizer, sizes[where], pipe.size_multiple):
-            print(f"{tag}: note: {m}", file=sys.stderr)
-        summary.append(_run_row(pipe, job, where, tag, cache, StageBars(enabled=progress_bars, prefix=f"[{i}/{n}] "),
-                                sizes[where][0]))
+        bars = StageBars(enabled=progress_bars, prefix=f"[{i}/{n}] ")
+        summary.append(_run_row(pipe, job, where, f"[{i}/{n}] {where}", cache, bars))
     total = time.perf_counter() - t0
     failed = [row for row in summary if "error" in row]
     report = {"pairs": n, "failed": len(failed), "seconds": round(total, 3), "model": pipe.name,
               "inversion_cache": {"hits": cache.hits, "misses": cache.misses}, "rows": summary}
-    (out_dir / "batch.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_text_atomic(out_dir / SUMMARY, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(f"{n - len(failed)}/{n} pairs done in {total:.1f} s; inversion cache: {cache.hits} hits, "
-          f"{cache.misses} misses; summary: {out_dir / 'batch.json'}")
+          f"{cache.misses} misses; summary: {out_dir / SUMMARY}")
     if any(row.get("out_of_memory") for row in failed):
         return 1
     return 2 if failed else 0
 
 
-def _run_row(pipe: FGATPipeline, job: Job, where: str, tag: str, cache: InversionCache, bars: StageBars,
-             size: tuple[int, int]) -> dict[str, Any]:
-    """Run one row; its summary entry (an error is printed and recorded, and the batch goes on)."""
+def _run_row(pipe: FGATPipeline, job: Job, where: str, tag: str, cache: InversionCache,
+             bars: StageBars) -> dict[str, Any]:
+    """Run one row (its images decoded once more: `read_pairs` keeps no pixels); its summary entry (an error
+    is printed and recorded, and the batch goes on)."""
+    size = None
     try:
-        res = run_job(pipe, job, cache=cache, progress=bars)
+        inputs = decode_inputs(job)
+        size = inputs.sizes[0]
+        for m in job_notes(job, pipe.tokenizer, inputs.sizes, pipe.size_multiple):
+            print(f"{tag}: note: {m}", file=sys.stderr)
+        res = run_job(pipe, job, cache=cache, progress=bars, inputs=inputs)
     except (ValueError, OSError, RuntimeError, MemoryError) as e:  # this row's input, output or memory
         oom = out_of_memory_message(e, size, str(pipe.device), str(pipe.dtype).replace("torch.", ""))
         if oom is None and not isinstance(e, (ValueError, OSError)):
@@ -265,7 +350,7 @@ def _run_row(pipe: FGATPipeline, job: Job, where: str, tag: str, cache: Inversio
         if oom is not None:
             message = oom
         else:
-            message = column_message(e) if isinstance(e, ValueError) else f"cannot write its output ({e.strerror or e})"
+            message = column_message(e) if isinstance(e, ValueError) else f"cannot write its output: {e}"
         print(f"{tag}: error: {message}", file=sys.stderr)
         return {"row": where, "error": message, **({"out_of_memory": True} if oom else {})}
     finally:

@@ -78,7 +78,9 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
                    help="override the detected prediction type of the model (default: detected; "
                    "$FGAT_PREDICTION_TYPE)")
     p.add_argument("--preset", help="start from this preset (see `python -m fgat_cli presets`)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or model-loading lines")
+    p.add_argument("--quiet", action="store_true", help="no progress bars, model-loading lines or library warnings")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads torch may use (default: torch's, one "
+                   "per core; on a busy or shared machine --threads 1 or 2 can be many times faster)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,7 +152,11 @@ def model_spec(args: argparse.Namespace) -> tuple[str | None, bool]:
 
     if args.model:
         return args.model, False
-    env = os.environ.get("FGAT_MODEL", "").strip()
+    raw = os.environ.get("FGAT_MODEL", "")
+    env = raw.strip()
+    if raw and not env:
+        raise ValueError(f"the environment variable FGAT_MODEL is {raw!r} (only spaces): unset it for the demo "
+                         "model, or set it to a .safetensors checkpoint, a diffusers folder or a hub id")
     if not env:
         return None, False
     if not Path(env).expanduser().exists() and not _HUB_ID.match(env):
@@ -187,6 +193,8 @@ def _load(args: argparse.Namespace):
 
     model, from_env = model_spec(args)
     pick_device(args.device, args.dtype)  # a bad device or dtype fails here, before loading anything
+    if args.quiet:
+        quiet_libraries()
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
     say(f"loading the model {model} ..." if model else "building the demo model ...")
     t0 = time.perf_counter()
@@ -201,6 +209,32 @@ def _load(args: argparse.Namespace):
     return pipe
 
 
+def quiet_libraries() -> None:
+    """--quiet: diffusers' and transformers' warnings and loading bars off (errors still reach the user)."""
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    for lib in (diffusers_logging, transformers_logging):
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def set_threads(threads: int | None) -> None:
+    """--threads N: torch's CPU threads (intra-op; inter-op too where torch still allows it)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError(f"--threads must be at least 1 (got {threads}): the number of CPU threads torch uses")
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:  # only settable before torch's first parallel work
+        pass
+
+
 def _transfer_job(args: argparse.Namespace):
     from .runner import Job, output_path
 
@@ -209,6 +243,9 @@ def _transfer_job(args: argparse.Namespace):
         settings["mask_source"] = MaskSource.USER
     cfg = base_config(args.preset, settings)
     source = Path(args.source)
+    if args.out is not None and not args.out.strip():
+        raise ValueError("--out is empty: give a .png file name (e.g. --out result.png) or a folder ending in '/', "
+                         "or leave --out out for outputs/<source name>-fgat.png")
     out = output_path(args.out or Path("outputs") / f"{source.stem}-fgat.png", source)
     return Job(
         source=source, target=Path(args.target), source_prompt=args.source_prompt,
@@ -220,21 +257,32 @@ def _transfer_job(args: argparse.Namespace):
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     from .progress import StageBars
-    from .runner import check_job, job_notes, out_of_memory_message, run_job, timing_summary
+    from .runner import (
+        check_job,
+        check_mask_word,
+        job_notes,
+        out_of_memory_message,
+        run_job,
+        timing_summary,
+        unused_setting_notes,
+    )
 
     model, _ = model_spec(args)
     job = _transfer_job(args)
     tokenizer = model_tokenizer(model)
-    sizes = check_job(job, tokenizer)  # files, settings, outputs and mask word, before the (slow) model load
+    # files (decoded once, here), settings, outputs and mask word, before the (slow) model load
+    inputs = check_job(job, tokenizer)
     pipe = _load(args)
-    check_job(job, pipe.tokenizer)
-    for note in job_notes(job, pipe.tokenizer, sizes, pipe.size_multiple):
+    check_mask_word(job, pipe.tokenizer)  # as this model splits the prompt (no file is read again)
+    for note in [*job_notes(job, pipe.tokenizer, inputs.sizes, pipe.size_multiple),
+                 *unused_setting_notes(explicit_settings(args), job.config, flag_name)]:
         print(f"note: {note}", file=sys.stderr)
     bars = StageBars(enabled=not args.quiet)
     try:
-        result = run_job(pipe, job, progress=bars)
+        result = run_job(pipe, job, progress=bars, inputs=inputs)
     except (RuntimeError, MemoryError) as e:
-        message = out_of_memory_message(e, sizes[0], str(pipe.device), str(pipe.dtype).replace("torch.", ""))
+        message = out_of_memory_message(e, inputs.sizes[0], str(pipe.device),
+                                        str(pipe.dtype).replace("torch.", ""))
         if message is None:
             raise
         raise RunFailure(message) from None
@@ -262,6 +310,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
     settings = explicit_settings(args)
     pairs_path = Path(args.pairs)
     out_dir = Path(args.out_dir) if args.out_dir else Path("outputs") / pairs_path.stem
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out-dir {str(out_dir)!r} is a file: give a folder for the results (it is created if "
+                         "missing)")
     # every row's problems in one pass, the mask words included (the model's tokenizer, without its weights)
     jobs = read_pairs(pairs_path, out_dir, preset=args.preset, settings=settings, diagnostics=args.diagnostics,
                       presets_folder=presets_folder(), tokenizer=model_tokenizer(model))
@@ -291,15 +342,26 @@ def run_settings(path: Path) -> FGATConfig:
             raise ValueError(f"--from {str(path)!r} cannot be read as a JSON sidecar ({e})") from None
         if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
             raise ValueError(f"--from {str(path)!r} is not a FGAT sidecar: it has no 'config' object")
-        return FGATConfig.from_dict(record["config"])
-    return read_png_settings(path)[0]
+        return _recorded(path, lambda: FGATConfig.from_dict(record["config"]))
+    return _recorded(path, lambda: read_png_settings(path)[0])
+
+
+def _recorded(path: Path, read) -> FGATConfig:
+    """The settings `read()` finds in a run's file; a setting out of range is the file's, not a flag's."""
+    from fgat_core.errors import ConfigError, plain_name
+
+    try:
+        return read()
+    except ConfigError as e:
+        raise ValueError(f"--from {str(path)!r} records a setting FGAT cannot use: {e.render(plain_name)}; fix "
+                         "that entry in the file, or save without --from") from None
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
     from fgat_core.presets import BUILTIN, PresetStore
 
     store = PresetStore(presets_folder())
-    if args.save:
+    if args.save is not None:
         given = args.from_run or args.preset or explicit_settings(args)
         replaced = store.save(args.save, settings_to_save(args))
         print(f"{'replaced' if replaced else 'saved'} preset {args.save.strip()!r} in {store.path}"
@@ -329,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     from fgat_core.engine import FGATInterrupted
 
     try:
+        set_threads(getattr(args, "threads", None))
         return COMMANDS[args.command](args)
     except (ValueError, NotImplementedError) as e:
         print(f"error: {cli_message(e)}", file=sys.stderr)

@@ -63,9 +63,14 @@ def load_pipeline(
     else CPU fp32). `prediction_type` (else $FGAT_PREDICTION_TYPE): "epsilon" or "v_prediction", overrides
     detection. `config_dir`: for single files, a folder laid out like `model_configs/<family>/` to use
     instead of the shipped configs (unusual architectures; tests use it for tiny models)."""
+    check_load_arguments(model, device, dtype, prediction_type)
+    from_env = model is None and os.environ.get("FGAT_MODEL") is not None
     model = model or os.environ.get("FGAT_MODEL") or None
     if model is None:
         return load_demo_pipeline(device, dtype)
+    if from_env and not str(model).strip():
+        raise ValueError(f"the environment variable FGAT_MODEL is {model!r} (only spaces): unset it for the demo "
+                         "model, or set it to a .safetensors checkpoint, a diffusers folder or a hub id")
     dev, dt = pick_device(device, dtype)
     pred = _normalize_prediction_type(prediction_type or os.environ.get("FGAT_PREDICTION_TYPE"))
     path = Path(model).expanduser()
@@ -80,6 +85,21 @@ def load_pipeline(
         f"model not found: {text!r} is neither an existing file or folder nor a Hugging Face hub id "
         "(owner/name): pass a .safetensors checkpoint, a diffusers folder, or a hub id"
     )
+
+
+def check_load_arguments(model: object, device: object, dtype: object, prediction_type: object) -> None:
+    """`load_pipeline`'s arguments are text (or a path) or None: refused naming what is accepted."""
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        raise ValueError(f"model must be a path (str or os.PathLike) to a .safetensors checkpoint or a diffusers "
+                         f"folder, a hub id 'owner/name', or None for the demo model; got {type(model).__name__}")
+    for name, value, kinds, example in (
+        ("device", device, (str, torch.device), "'cpu', 'cuda' or 'cuda:1'"),
+        ("dtype", dtype, (str, torch.dtype), "'fp16', 'bf16' or 'fp32'"),
+        ("prediction_type", prediction_type, str, "'epsilon' or 'v_prediction'"),
+    ):
+        if value is not None and not isinstance(value, kinds):
+            raise ValueError(f"{name} must be text such as {example}, or None for the default; got "
+                             f"{type(value).__name__}")
 
 
 def load_demo_pipeline(device: str | None = None, dtype: str | None = None) -> FGATPipeline:
@@ -117,6 +137,8 @@ def pick_device(device: str | None, dtype: str | None) -> tuple[torch.device, to
         table = {"fp16": torch.float16, "float16": torch.float16, "half": torch.float16, "bf16": torch.bfloat16,
                  "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32,
                  "float": torch.float32}
+        if isinstance(dtype, torch.dtype) and dtype in table.values():
+            return dev, dtype
         if dtype not in table:
             raise ValueError(f"unsupported dtype {dtype!r}: use one of fp16, bf16, fp32")
         dt = table[dtype]
@@ -531,11 +553,16 @@ def _from_pretrained(cls, folder: Path, sub: str):
     try:
         return cls.from_pretrained(str(folder), subfolder=sub, local_files_only=True, use_safetensors=True)
     except Exception as e:
-        raise ValueError(
-            f"{folder}: could not load {sub}/ ({type(e).__name__}: {str(e)[:300]}). FGAT reads .safetensors "
-            "weights only (pickled .bin weights are never unpickled): convert them, or pass a .safetensors "
-            "checkpoint"
-        ) from None
+        for weights in sorted((folder / sub).glob("*.safetensors")):  # a truncated download, named as such
+            try:
+                read_safetensors_shapes(weights)
+            except ValueError as bad:
+                raise ValueError(f"{folder}: {sub}/{bad}") from None
+        pickled = [p.name for p in (folder / sub).glob("*") if p.suffix.lower() in PICKLE_SUFFIXES]
+        advice = ("FGAT reads .safetensors weights only (pickled weights such as "
+                  f"{pickled[0]} are never unpickled): convert them, or pass a .safetensors checkpoint"
+                  if pickled else "check that the folder is a complete diffusers model (download it again)")
+        raise ValueError(f"{folder}: could not load {sub}/ ({type(e).__name__}: {str(e)[:300]}). {advice}") from None
 
 
 def _tokenizer(folder: Path, default_pad: str):

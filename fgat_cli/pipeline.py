@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from PIL import Image
@@ -13,7 +14,7 @@ from fgat_core.config import FGATConfig
 from fgat_core.engine import FGATInputs, FGATResult, InversionStore, Progress, run_fgat
 from fgat_core.errors import InputError
 from fgat_core.host import CONTEXT, Cond
-from fgat_core.images import fit_to, mask_from_image, snap_size, to_pil, to_rgb, to_tensor
+from fgat_core.images import as_image, fit_to, mask_from_image, snap_size, to_pil, to_rgb, to_tensor
 from fgat_core.infotext import image_hash
 from fgat_core.mask import word_token_indices
 from fgat_core.prepare import Request, check_request
@@ -152,11 +153,9 @@ class FGATPipeline:
                                      latents=latents, cache=cache)
             finally:
                 bars.close()
-        cfg = config or FGATConfig()
         prompts = {"source_prompt": source_prompt, "target_prompt": target_prompt, "negative_prompt": negative_prompt}
-        for name, text in prompts.items():
-            if not isinstance(text, str):
-                raise ValueError(f"{name} must be text (\"\" for none), got {type(text).__name__}")
+        cfg, source, target, mask = check_arguments(config, source, target, mask, prompts, progress=progress,
+                                                    cache=cache, transfer=transfer, latents=latents)
         try:  # the checks every front end shares (the mask word is located below, with the model's tokenizer)
             frames = [to_rgb(source, "source image").size] if mask is not None else []
             check_request(Request(cfg, [source_prompt], target, mask=mask, mask_frames=frames, transfer=transfer))
@@ -211,6 +210,48 @@ class FGATPipeline:
             inputs.source_key = (*model, image_hash(src_img), source_prompt, negative_prompt)
             inputs.target_key = (*model, image_hash(tar_img), target_prompt)
         return inputs
+
+
+def check_prompt(text: Any, name: str) -> str:
+    """A prompt as text the tokenizer can take: a str without undecodable bytes (a Latin-1 terminal or prompt
+    file gives Python lone surrogates, on which the tokenizer fails with a TypeError)."""
+    if not isinstance(text, str):
+        raise ValueError(f"{name} must be text (\"\" for none), got {type(text).__name__}")
+    bad = next((i for i, ch in enumerate(text) if "\ud800" <= ch <= "\udfff"), None)
+    if bad is not None:
+        near = text[max(0, bad - 20):bad + 20].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        raise InputError(name, near, "{name} holds a byte that is not UTF-8 at "
+                         "character {at} (near {value!r}): save the prompt as UTF-8 or set the terminal to UTF-8 "
+                         "(e.g. LANG=C.UTF-8)", at=bad + 1)
+    return text
+
+
+def check_arguments(config: Any, source: Any, target: Any, mask: Any, prompts: dict[str, Any], *, progress: Any,
+                    cache: Any, transfer: Any, latents: Any) -> tuple[FGATConfig, Image.Image, Image.Image, Any]:
+    """`FGATPipeline.transfer`'s arguments checked before any work, each refusal saying what is accepted;
+    the images as PIL images (`images.as_image`: a path, a PIL image or a uint8 array)."""
+    if config is not None and not isinstance(config, FGATConfig):
+        hint = " (FGATConfig(**settings) or FGATConfig.from_dict(settings))" if isinstance(config, dict) else ""
+        raise ValueError(f"config must be an FGATConfig or None{hint}; got {type(config).__name__}")
+    for name, text in prompts.items():
+        check_prompt(text, name)
+    if not (progress is None or isinstance(progress, bool) or callable(progress)):
+        raise ValueError(f"progress must be True (progress bars), False/None, or a callable progress(stage, done, "
+                         f"total); got {type(progress).__name__} {_short(progress)}")
+    if cache is not None and not all(callable(getattr(cache, m, None)) for m in ("get", "put")):
+        raise ValueError(f"cache must be an InversionCache (fgat_core.cache.InversionCache()) or None; got "
+                         f"{type(cache).__name__}")
+    if not isinstance(transfer, bool):
+        raise ValueError(f"transfer must be True or False; got {type(transfer).__name__} {_short(transfer)}")
+    if latents is not None and not isinstance(latents, dict):
+        raise ValueError(f"latents must be a dict {{'source': z, 'target': z}} or None; got {type(latents).__name__}")
+    return (config or FGATConfig(), as_image(source, "source image"), as_image(target, "target image"),
+            None if mask is None else as_image(mask, "mask image"))
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def tiny_pipeline(

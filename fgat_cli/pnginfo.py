@@ -20,6 +20,7 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from fgat_core.atomic import write_atomic
 from fgat_core.config import FGATConfig
 from fgat_core.infotext import INFOTEXT_KEY, parse_infotext
 
@@ -93,11 +94,11 @@ def parse_generation_parameters(text: str) -> dict[str, str]:
 
 
 def save_png(image: Image.Image, path: str | PathLike, parameters: str, fgat_value: str) -> None:
-    """Write `image` with the "parameters" and "fgat" text chunks."""
+    """Write `image` with the "parameters" and "fgat" text chunks, atomically (`fgat_core.atomic`)."""
     info = PngImagePlugin.PngInfo()
     info.add_text(PARAMETERS_CHUNK, parameters)
     info.add_text(FGAT_CHUNK, fgat_value)
-    image.save(path, format="PNG", pnginfo=info)
+    write_atomic(path, lambda f: image.save(f, format="PNG", pnginfo=info))
 
 
 def read_png_settings(path: str | PathLike) -> tuple[FGATConfig, dict[str, Any]]:

@@ -15,17 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageOps
+from PIL import Image
 
+from fgat_core.atomic import write_text_atomic
 from fgat_core.config import FGATConfig
 from fgat_core.engine import Progress
 from fgat_core.errors import InputError
-from fgat_core.images import size_notes, to_rgb
+from fgat_core.images import decode_file, size_notes, to_rgb, unreadable
 from fgat_core.infotext import format_infotext, image_hash
 from fgat_core.mask import word_token_indices
 from fgat_core.prepare import Request, check_request
 
-from .pipeline import FGATPipeline, TransferOutput
+from .pipeline import FGATPipeline, TransferOutput, check_prompt
 from .pnginfo import generation_parameters, save_png
 
 
@@ -66,13 +67,9 @@ def load_image(path: str | Path, what: str, field: str | None = None) -> Image.I
     if p.is_dir():
         raise InputError(field, str(p), "{name} {value!r} is a folder: give an image file (PNG or JPEG)")
     try:
-        img = Image.open(p)
-        img.load()
-        # upright as viewers show it: a phone JPEG stores its rotation in EXIF (the WebUI's browser does this)
-        img = ImageOps.exif_transpose(img)
+        img = decode_file(p)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise InputError(field, str(p), "{name} {value!r} cannot be read as an image ({reason}): use a PNG or "
-                         "JPEG file", reason=e) from None
+        raise InputError(field, str(p), "{name} {value!r} {reason}", reason=unreadable(e)) from None
     return img
 
 
@@ -134,25 +131,105 @@ def diagnostics_path(out: Path) -> Path:
     return out.with_name(out.stem + "-diagnostics.png")
 
 
-def check_job(job: Job, tokenizer: Any = None) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Every check that needs no UNet call: files readable, settings consistent, outputs writable, and with
-    `tokenizer` (a pipeline's, or one loaded without the weights) the mask word in the prompt.
+def job_outputs(job: Job) -> dict[str, Path]:
+    """Every file a job writes, by kind: the image, its sidecar and (with diagnostics) the diagnostics sheet."""
+    image = output_path(job.out)
+    files = {"image": image, "sidecar": sidecar_path(image)}
+    if job.diagnostics:
+        files["diagnostics"] = diagnostics_path(image)
+    return files
+
+
+def job_inputs(job: Job) -> dict[str, Path]:
+    """The files a job reads, by what they are (`source`, `target`, `mask`)."""
+    return {"source": job.source, "target": job.target, **({"mask": job.mask} if job.mask is not None else {})}
+
+
+def file_keys(path: Path) -> set[Any]:
+    """What identifies the file `path` names: its resolved path (symlinks, `..`) and, where it exists, its
+    device and inode (a hard link, a case-insensitive file system). Two paths name one file when these meet."""
+    keys: set[Any] = {path.resolve()}
+    try:
+        st = path.stat()
+        keys.add((st.st_dev, st.st_ino))
+    except OSError:
+        pass
+    return keys
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (`file_keys`)."""
+    return bool(file_keys(a) & file_keys(b))
+
+
+def check_outputs_spare_inputs(outputs: dict[str, Path], inputs: dict[str, Path]) -> None:
+    """Refuse a job whose outputs would overwrite one of its inputs (`--out` equal to the source)."""
+    for kind, out in outputs.items():
+        for what, path in inputs.items():
+            if same_file(out, path):
+                what_out = "the output" if kind == "image" else f"the output's {kind} file"
+                raise InputError("out", str(out), "{what_out} {value!r} is the {what} image {path!r}: writing it "
+                                 "would overwrite that input; choose another {name}", what_out=what_out,
+                                 what=what, path=str(path))
+
+
+@dataclass
+class JobInputs:
+    """A job's input images, decoded once (as read: the sidecar's target hash is the file's), and their sizes."""
+
+    source: Image.Image
+    target: Image.Image
+    mask: Image.Image | None
+
+    @property
+    def sizes(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        return self.source.size, self.target.size
+
+
+def decode_inputs(job: Job) -> JobInputs:
+    """Open and decode the job's images, each once; the source and target must convert to RGB."""
+    source, target = (load_image(path, f"{field} image", field) for path, field in ((job.source, "source"),
+                                                                                   (job.target, "target")))
+    for img, path, what in ((source, job.source, "source"), (target, job.target, "target")):
+        to_rgb(img, f"{what} image {str(path)!r}")
+    mask = load_image(job.mask, "mask image", "mask") if job.mask is not None else None
+    return JobInputs(source, target, mask)
+
+
+def mask_word_locator(tokenizer: Any) -> Any:
+    """`locate(prompt, word)` over `tokenizer` (None without one): the token positions of the mask word."""
+    if tokenizer is None:
+        return None
+
+    def locate(prompt: str, word: str) -> list[int]:
+        return word_token_indices(prompt, word, tokenizer.tokenize, tokenizer.model_max_length)
+    return locate
+
+
+def check_mask_word(job: Job, tokenizer: Any) -> None:
+    """The attention mask's word in the source prompt as `tokenizer` splits it (no image is read)."""
+    if job.transfer and job.config.mask_source == "attention":
+        mask_word_locator(tokenizer)(job.source_prompt, job.config.mask_word)
+
+
+def check_job(job: Job, tokenizer: Any = None, inputs: JobInputs | None = None) -> JobInputs:
+    """Every check that needs no UNet call: files readable, settings consistent, outputs writable and sparing
+    the inputs, and with `tokenizer` (a pipeline's, or one loaded without the weights) the mask word in the
+    prompt.
 
     The checks shared with the other front ends are `prepare.check_request`'s. Raises InputError /
-    ConfigError (ValueErrors) naming what to change; returns the source's and the target's size."""
-    source, target = (to_rgb(load_image(path, f"{field} image", field), f"{field} image {str(path)!r}")
-                      for path, field in ((job.source, "source"), (job.target, "target")))
-    mask = load_image(job.mask, "mask image", "mask") if job.mask is not None else None
-    locate = None
-    if tokenizer is not None:
-        def locate(prompt: str, word: str) -> list[int]:
-            return word_token_indices(prompt, word, tokenizer.tokenize, tokenizer.model_max_length)
-    check_request(Request(job.config, [job.source_prompt], target, mask=mask,
-                          mask_value=None if job.mask is None else str(job.mask), mask_frames=[source.size],
-                          transfer=job.transfer), locate)
-    out = output_path(job.out)
-    check_writable(out, sidecar_path(out), *([diagnostics_path(out)] if job.diagnostics else []))
-    return source.size, target.size
+    ConfigError (ValueErrors) naming what to change; returns the decoded inputs (`inputs`, when given, are
+    checked instead of decoding the files again)."""
+    for name in ("source_prompt", "target_prompt", "negative_prompt"):
+        check_prompt(getattr(job, name), name)
+    inputs = inputs or decode_inputs(job)
+    check_request(Request(job.config, [job.source_prompt], inputs.target, mask=inputs.mask,
+                          mask_value=None if job.mask is None else str(job.mask), mask_frames=[inputs.source.size],
+                          transfer=job.transfer), mask_word_locator(tokenizer))
+    outputs = job_outputs(job)
+    check_outputs_spare_inputs(outputs, job_inputs(job))
+    check_writable(*outputs.values())
+    return inputs
 
 
 def job_notes(job: Job, tokenizer, sizes: tuple[tuple[int, int], tuple[int, int]], multiple: int) -> list[str]:
@@ -160,6 +237,15 @@ def job_notes(job: Job, tokenizer, sizes: tuple[tuple[int, int], tuple[int, int]
     image's aspect ratio (`sizes`: the source's and the target's, as `check_job` returns them; `multiple`:
     the model's size multiple)."""
     return [*prompt_notes(job, tokenizer), *size_notes(*sizes, multiple)]
+
+
+def unused_setting_notes(explicit: dict[str, Any], config: FGATConfig, name: Any) -> list[str]:
+    """Notes for settings given that the run does not use (the mask word without the attention mask), each
+    named by `name` (the front end's namer, e.g. `errors.flag_name`)."""
+    if "mask_word" in explicit and config.mask_source != "attention":
+        return [f"{name('mask_word')} is ignored: it picks the word of the attention mask, and "
+                f"{name('mask_source')} is {config.mask_source!r} (use {name('mask_source')} attention to use it)"]
+    return []
 
 
 def prompt_notes(job: Job, tokenizer) -> list[str]:
@@ -179,12 +265,13 @@ def prompt_notes(job: Job, tokenizer) -> list[str]:
 
 
 def run_job(
-    pipe: FGATPipeline, job: Job, *, cache=None, progress: Progress | None = None,
+    pipe: FGATPipeline, job: Job, *, cache=None, progress: Progress | None = None, inputs: JobInputs | None = None,
 ) -> JobResult:
-    """Run one job and write its PNG (with settings), JSON sidecar and, if asked, diagnostics sheet."""
-    source = load_image(job.source, "source image", "source")
-    target = load_image(job.target, "target image", "target")
-    mask = load_image(job.mask, "mask image", "mask") if job.mask is not None else None
+    """Run one job and write its PNG (with settings), JSON sidecar and, if asked, diagnostics sheet.
+
+    `inputs`: the images `check_job` decoded (else the files are read here)."""
+    inputs = inputs or decode_inputs(job)
+    source, target, mask = inputs.source, inputs.target, inputs.mask
     hits0, misses0 = (cache.hits, cache.misses) if cache is not None else (0, 0)
     out = pipe.transfer(
         source, target, job.source_prompt, job.target_prompt, job.config,
@@ -216,7 +303,7 @@ def run_job(
         cache_info = {"hits": cache.hits - hits0, "misses": cache.misses - misses0}
     files["sidecar"] = sidecar_path(files["image"])
     record = sidecar_record(job, out, pipe, value, parameters, timings, files, cache_info)
-    files["sidecar"].write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_text_atomic(files["sidecar"], json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     return JobResult(job, out, files, timings, record)
 
 

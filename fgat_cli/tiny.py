@@ -46,11 +46,13 @@ def tiny_tokenizer(words: tuple[str, ...] | list[str] = DEMO_WORDS, max_length: 
                 merges.append(merge)
             cur = cur + p
             vocab.setdefault(cur, len(vocab))
-    folder = Path(tempfile.mkdtemp(prefix="fgat-tok-"))
-    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
-    # positional file paths: accepted by transformers 4.x (the WebUI's) and 5.x alike
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length)
+    # the tokenizer reads its two files when built; the folder is removed at once (no temp folder outlives us)
+    with tempfile.TemporaryDirectory(prefix="fgat-tok-") as d:
+        folder = Path(d)
+        (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+        (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+        # positional file paths: accepted by transformers 4.x (the WebUI's) and 5.x alike
+        return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length)
 
 
 def _seeded(seed: int):

@@ -90,6 +90,11 @@ def mask_summary(mask: Tensor, config, transfer: bool = True) -> str:
             "not limited to the object")
 
 
+def label_height(lines: int) -> int:
+    """Pixels above each panel for labels of `lines` lines (one line: LABEL_HEIGHT)."""
+    return LABEL_HEIGHT + CAPTION_LINE * (max(1, lines) - 1)
+
+
 def _caption_lines(caption: Sequence[str], width: int) -> list[str]:
     """`caption` wrapped to `width` pixels of the default font."""
     import textwrap
@@ -106,7 +111,9 @@ def contact_sheet(panels: Sequence[tuple[str, Image.Image]], columns: int = COLU
         raise ValueError("no panels to draw")
     panels = [(label, _fit(img)) for label, img in panels]
     cw = max(img.size[0] for _, img in panels)
-    ch = max(img.size[1] for _, img in panels) + LABEL_HEIGHT
+    labels = [_caption_lines([label], cw) for label, _ in panels]  # wrapped to the cell: never into the next
+    band = label_height(max(len(lines) for lines in labels))
+    ch = max(img.size[1] for _, img in panels) + band
     cols = min(columns, len(panels))
     rows = (len(panels) + cols - 1) // cols
     lines = _caption_lines(caption, cols * cw)
@@ -114,10 +121,11 @@ def contact_sheet(panels: Sequence[tuple[str, Image.Image]], columns: int = COLU
                       (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default()
-    for i, (label, img) in enumerate(panels):
+    for i, ((_, img), lines) in enumerate(zip(panels, labels, strict=True)):
         x, y = (i % cols) * cw, (i // cols) * ch
-        draw.text((x + 2, y + 1), label, fill=(0, 0, 0), font=font)
-        sheet.paste(img, (x, y + LABEL_HEIGHT))
+        for j, line in enumerate(lines):
+            draw.text((x + 2, y + 1 + j * CAPTION_LINE), line, fill=(0, 0, 0), font=font)
+        sheet.paste(img, (x, y + band))
     for j, line in enumerate(lines):
         draw.text((2, rows * ch + 1 + j * CAPTION_LINE), line, fill=(0, 0, 0), font=font)
     return sheet

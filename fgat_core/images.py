@@ -2,19 +2,77 @@
 
 from __future__ import annotations
 
+import io
+import os
+import re
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 MAX_PIXELS = 4096 * 4096  # larger inputs are rejected, not silently downscaled
 LARGE_PIXELS = 1024 * 1024  # above this a run gets a note on its cost before it starts
 REFERENCE_SIDE = 512  # costs are stated relative to a 512x512 run (SD 1.x's native size)
 
 
+ACCEPTED = "a PIL image, an image file's path or an HxWx3 (or HxW, HxWx4) uint8 numpy array"
+
+
+def as_image(value: Any, what: str = "image") -> Image.Image:
+    """What a caller means by an image, as a PIL image: a PIL image as it is; a path (str or os.PathLike)
+    opened, decoded and turned upright (EXIF); a uint8 numpy array HxW, HxWx3 or HxWx4 (0-255). Anything else
+    (a tensor, whose value range is ambiguous; a list) is refused naming what is accepted."""
+    if isinstance(value, Image.Image):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        return _open_image(Path(value), what)
+    if isinstance(value, np.ndarray):
+        shape_ok = value.ndim == 2 or (value.ndim == 3 and value.shape[2] in (3, 4))
+        if value.dtype != np.uint8 or not shape_ok:
+            raise ValueError(f"the {what} is a numpy array of shape {value.shape} and dtype {value.dtype}: give an "
+                             "HxWx3 (or HxW, HxWx4) uint8 array with values 0-255 (e.g. "
+                             "(x * 255).round().astype(np.uint8) for floats in [0, 1]), or a PIL image")
+        return Image.fromarray(np.ascontiguousarray(value))
+    hint = (": convert it, e.g. torchvision's to_pil_image, or PIL.Image.fromarray of a uint8 HxWx3 array"
+            if type(value).__name__ == "Tensor" else "")
+    raise ValueError(f"the {what} must be {ACCEPTED}; got {type(value).__name__}{hint}")
+
+
+def _open_image(path: Path, what: str) -> Image.Image:
+    if not path.is_file():
+        raise ValueError(f"the {what} {str(path)!r} is not a file: give an existing PNG or JPEG file")
+    try:
+        return decode_file(path)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ValueError(f"the {what} {str(path)!r} {unreadable(e)}") from None
+
+
+def decode_file(path: Path) -> Image.Image:
+    """An image file decoded, upright as viewers show it (a phone JPEG stores its rotation in EXIF). The bytes
+    are read once, as a stream: a pipe (`--source <(...)`, /dev/stdin) works as a file does."""
+    with open(path, "rb") as f:
+        data = f.read()
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return ImageOps.exif_transpose(img)
+
+
+def unreadable(err: BaseException) -> str:
+    """Why an image file could not be opened and what to do, for "the source image 'x.png' ..."."""
+    if isinstance(err, Image.DecompressionBombError):  # PIL refuses > 2 x its MAX_IMAGE_PIXELS before decoding
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        size = f" ({int(found.group(1)) / 1e6:.0f} MP)" if found else ""
+        return (f"is too large to open{size}; FGAT takes up to {MAX_PIXELS / 1e6:.1f} MP: downscale it (e.g. to "
+                "1024 px on the long side)")
+    return f"cannot be read as an image ({err}): use a PNG or JPEG file"
+
+
 def to_rgb(img: Image.Image, what: str = "image") -> Image.Image:
     """Grayscale, palette, RGBA (composited on white), CMYK and 16-bit images to 8-bit RGB."""
     if not isinstance(img, Image.Image):
-        raise ValueError(f"the {what} must be an image, got {type(img).__name__}")
+        raise ValueError(f"the {what} must be {ACCEPTED} (as a PIL image here); got {type(img).__name__}")
     w, h = img.size
     if w < 8 or h < 8:
         raise ValueError(f"the {what} is {w}x{h}; it must be at least 8x8 pixels")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_text_atomic
 from .config import FGATConfig
 from .errors import plain_name, render_error
 from .settings import Inversion, Matching
@@ -49,6 +51,7 @@ class PresetStore:
 
     FILE = "presets.json"
     MAX_BYTES = 1_000_000  # hundreds of presets fit; anything larger is not a presets file
+    LOCK_SECONDS = 30.0  # a save waits this long for another process's save
 
     def __init__(self, folder: str | os.PathLike | None) -> None:
         self.folder = Path(folder) if folder is not None else None
@@ -62,6 +65,9 @@ class PresetStore:
         """The file's JSON object as written (missing file: empty); ValueError saying why it is unusable."""
         if self.path is None:
             return {}
+        if self.folder is not None and self.folder.exists() and not self.folder.is_dir():
+            raise ValueError(f"the presets folder {str(self.folder)!r} is a file: set FGAT_PRESETS_DIR to a folder "
+                             "(or move the file away)")
         try:
             if not self.path.exists():  # raises where the folder may not be read
                 return {}
@@ -130,32 +136,61 @@ class PresetStore:
             raise ValueError(f"{name!r} is a built-in preset's name and cannot be overwritten: choose another name")
         if self.folder is None:
             raise ValueError("no presets folder is configured")
-        raw = self._raw_for_update()
-        old = _lookup(name, raw)
-        if old is not None:
-            del raw[old]  # "Soft" replaces "soft": names are case-insensitive
-        raw[name] = config.to_dict()
-        self._write(raw)
+        with self._locked():
+            raw = self._raw_for_update()
+            old = _lookup(name, raw)
+            if old is not None:
+                del raw[old]  # "Soft" replaces "soft": names are case-insensitive
+            raw[name] = config.to_dict()
+            self._write(raw)
         return old is not None
 
     def delete(self, name: str) -> None:
         if _lookup(name, BUILTIN) is not None:
             raise ValueError(f"{name!r} is a built-in preset and cannot be deleted")
-        key = _lookup(name, self._read_user())
-        if key is None:
-            raise ValueError(f"there is no user preset named {name!r}")
-        raw = self._raw_for_update()
-        del raw[key]
-        self._write(raw)
+        with self._locked():
+            key = _lookup(name, self._read_user())
+            if key is None:
+                raise ValueError(f"there is no user preset named {name!r}")
+            raw = self._raw_for_update()
+            del raw[key]
+            self._write(raw)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold `<folder>/presets.json.lock` around a read-modify-replace, so that concurrent saves (two
+        terminals, the CLI beside a WebUI) each keep their preset. `filelock` (a torch dependency) holds an OS
+        lock that a crashed process releases, on POSIX and Windows alike."""
+        from filelock import FileLock, Timeout
+
+        assert self.folder is not None and self.path is not None
+        self._make_folder()
+        lock = FileLock(str(self.path) + ".lock")
+        try:
+            lock.acquire(timeout=self.LOCK_SECONDS)
+        except Timeout:
+            raise ValueError(f"the presets file {self.path} is being changed by another FGAT process for more than "
+                             f"{self.LOCK_SECONDS:.0f} s: try again (nothing was changed)") from None
+        except OSError as e:
+            raise ValueError(f"the presets file {self.path} cannot be locked for a change ({e.strerror or e}): "
+                             "set FGAT_PRESETS_DIR to a writable folder (nothing was changed)") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _make_folder(self) -> None:
+        assert self.folder is not None
+        if self.folder.exists() and not self.folder.is_dir():
+            raise ValueError(f"the presets folder {str(self.folder)!r} is a file: set FGAT_PRESETS_DIR to a folder "
+                             "(or move the file away)")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"the presets folder {str(self.folder)!r} cannot be created ({e.strerror or e}): set "
+                             "FGAT_PRESETS_DIR to a writable folder") from None
 
     def _write(self, user: dict[str, Any]) -> None:
         assert self.folder is not None
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".presets-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(user, f, indent=2, sort_keys=True)
-            os.replace(tmp, self.path)  # atomic: a crash never leaves a half-written file
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        self._make_folder()
+        write_text_atomic(self.path, json.dumps(user, indent=2, sort_keys=True))  # a crash leaves the old file

@@ -1,5 +1,8 @@
+import getpass
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,40 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # one thread: the tiny models gain nothing from more, and a shared CPU makes threads thrash
 torch.set_num_threads(1)
+
+# Nothing FGAT or its tests create in the temp directory may outlive the run (issue 22). The session gets a
+# temp directory of its own (this process's tempfile and, through TMPDIR, every subprocess's: the CLI runs),
+# so that other programs on the machine cannot make the check below fail; pytest's own tmp_path folders stay
+# in the system's temp directory, where pytest keeps and prunes them.
+SYSTEM_TEMP = tempfile.gettempdir()
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", SYSTEM_TEMP)
+SESSION_TEMP = tempfile.mkdtemp(prefix="fgat-tests-")
+tempfile.tempdir = SESSION_TEMP
+os.environ["TMPDIR"] = SESSION_TEMP
+# torch's compile cache lives in the system temp directory on purpose (shared between runs): left there
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(SYSTEM_TEMP, f"torchinductor_{getpass.getuser()}"))
+# The fake A1111 creates its data folder at import, as the real one's `modules.paths` does (data_path),
+# and has no exit to remove it: the fakes' own leftovers, removed here (anything else left fails the run).
+FAKE_LEFTOVERS = ("fake-webui-data-",)
+
+
+def leftovers(folder: str) -> list[str]:
+    """Entries in `folder` that are not the fakes' known leftovers."""
+    return sorted(name for name in os.listdir(folder) if not name.startswith(FAKE_LEFTOVERS))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temp_directory_left_as_found():
+    """Fails the run (an error at the last test's teardown) when the tests or the code under test leave
+    anything in the temp directory."""
+    yield
+    left = leftovers(SESSION_TEMP)
+    for name in os.listdir(SESSION_TEMP):
+        if name.startswith(FAKE_LEFTOVERS):
+            shutil.rmtree(os.path.join(SESSION_TEMP, name), ignore_errors=True)
+    if not left:
+        os.rmdir(SESSION_TEMP)
+    assert not left, f"the run left these in the temp directory {SESSION_TEMP}: {left}"
 
 
 @pytest.fixture(scope="session")

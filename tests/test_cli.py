@@ -16,7 +16,7 @@ from PIL import Image
 from fgat_cli import cli
 from fgat_cli.pnginfo import parse_generation_parameters, quote, read_png_settings
 from fgat_core.config import FGATConfig
-from fgat_core.diagnostics import COLUMNS, LABEL_HEIGHT, mask_overlay, warp_by_correspondence
+from fgat_core.diagnostics import COLUMNS, label_height, mask_overlay, warp_by_correspondence
 from fgat_core.infotext import image_hash, parse_infotext
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -226,20 +226,35 @@ def test_diagnostics_sheet_layout_and_panels(tmp_path, small, use_tiny):
     assert cli.main(transfer_args(out, small, "--steps", str(STEPS), "--diagnostics")) == 0
     assert read_png_settings(out)[1]["diagnostics"] is True  # recorded as the WebUI records it
     sheet = Image.open(tmp_path / "d-diagnostics.png").convert("RGB")
-    # panels: source, target, mask, warped target, result, then x0 at window step 2 -> 6 panels
-    cell_w, cell_h = SIZE, SIZE + LABEL_HEIGHT
+    # panels: source, target, mask, warped target, result, then x0 at window step 2 -> 6 panels; at 64 px the
+    # longest label ("target warped by matching", 10 characters a line) takes 3 lines
+    band = label_height(3)
+    cell_w, cell_h = SIZE, SIZE + band
     # under the grid: the caption (prompts, mask coverage), wrapped to the sheet's width
     assert sheet.size[0] == COLUMNS * cell_w and sheet.size[1] > 2 * cell_h
     arr = np.asarray(sheet)
     src = np.asarray(Image.open(small[0]).convert("RGB"))
     result = np.asarray(Image.open(out).convert("RGB"))
-    np.testing.assert_array_equal(arr[LABEL_HEIGHT:cell_h, 0:SIZE], src)
-    np.testing.assert_array_equal(arr[LABEL_HEIGHT:cell_h, 4 * cell_w : 4 * cell_w + SIZE], result)
+    np.testing.assert_array_equal(arr[band:cell_h, 0:SIZE], src)
+    np.testing.assert_array_equal(arr[band:cell_h, 4 * cell_w : 4 * cell_w + SIZE], result)
     # x0 panels are images, not blank cells; the cells after the last panel are blank
-    x0_panel = arr[cell_h + LABEL_HEIGHT : 2 * cell_h, 0:SIZE]
+    x0_panel = arr[cell_h + band : 2 * cell_h, 0:SIZE]
     assert x0_panel.std() > 1.0
     assert (arr[cell_h : 2 * cell_h, cell_w:] == 255).all()
     assert (arr[2 * cell_h :] < 128).any()  # the caption's text
+
+
+@pytest.mark.parametrize("size", [64, 256])
+def test_diagnostics_labels_stay_inside_their_cell(size):
+    """At 64 px a long label used to run into the next cells' labels; it is wrapped to its cell now."""
+    from fgat_core.diagnostics import contact_sheet
+
+    white = Image.new("RGB", (size, size), (255, 255, 255))
+    sheet = contact_sheet([("target warped by matching", white), ("", white), ("correspondence-of-the-window",
+                                                                             white)], columns=3)
+    arr = np.asarray(sheet)
+    assert (arr[:, size : 2 * size] == 255).all()  # the middle cell (no label, white panel) has no ink at all
+    assert (arr[:, :size] < 128).any() and (arr[:, 2 * size :] < 128).any()
 
 
 def test_mask_overlay_tints_only_inside_the_mask():

@@ -119,7 +119,8 @@ def test_unreadable_images_give_clear_errors(tmp_path):
         to_rgb(img, "target image")
     with pytest.raises(ValueError, match="colour mode La"):
         to_rgb(Image.new("La", (16, 16)), "target image")
-    with pytest.raises(ValueError, match="must be an image, got ndarray"):
+    with pytest.raises(ValueError, match="must be a PIL image, an image file's path or an HxWx3 .* uint8 numpy "
+                       "array .*got ndarray"):
         to_rgb(np.zeros((16, 16, 3)), "target image")
     with pytest.raises(ValueError, match="7x9; it must be at least 8x8"):
         to_rgb(Image.new("RGB", (7, 9)), "target image")

@@ -3,6 +3,7 @@ the presets folder."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 
@@ -97,11 +98,14 @@ def test_preset_names_cannot_escape_the_presets_folder(tmp_path, name):
 
 
 def test_saving_writes_only_the_one_presets_file(tmp_path):
+    """... and its lock file, empty, which stays: removing a lock file races with the next process to lock it."""
     folder = tmp_path / "presets"
     store = PresetStore(folder)
     store.save("My preset (v2) + more", FGATConfig(delta=0.5))
     store.save("Katze ü", FGATConfig(lam=0.3))
-    assert _files(tmp_path) == {"presets", os.path.join("presets", "presets.json")}
+    assert _files(tmp_path) == {"presets", os.path.join("presets", "presets.json"),
+                                os.path.join("presets", "presets.json.lock")}
+    assert (folder / "presets.json.lock").stat().st_size == 0
     assert PresetStore(folder).get("Katze ü") == FGATConfig(lam=0.3)
     with pytest.raises(ValueError, match="built-in"):
         store.save("Paper defaults", FGATConfig())
@@ -125,14 +129,15 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypat
     store.save("first", FGATConfig())
     old = (tmp_path / "presets.json").read_bytes()
 
-    def broken_dump(*a, **k):
-        raise OSError("No space left on device")
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("fgat_core.presets.json.dump", broken_dump)
-    with pytest.raises(OSError, match="No space"):
+    monkeypatch.setattr("fgat_core.atomic.os.fsync", disk_full)
+    with pytest.raises(OSError, match="no space left on device") as err:
         store.save("second", FGATConfig())
+    assert str(tmp_path / "presets.json") in str(err.value)
     assert (tmp_path / "presets.json").read_bytes() == old
-    assert _files(tmp_path) == {"presets.json"}
+    assert _files(tmp_path) == {"presets.json", "presets.json.lock"}
 
 
 def test_saving_keeps_hand_edited_entries_it_cannot_use(tmp_path):

@@ -1,0 +1,309 @@
+"""Nothing lost (issue 22, items 1-5): atomic writes, a full disk leaving the previous files as they were,
+locked preset saves under real concurrent processes, concurrent writers of one output."""
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from fgat_cli import cli
+from fgat_core import atomic
+from fgat_core.atomic import write_atomic, write_text_atomic
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+PROMPT = "a photo of a cat"
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("small")
+    for name in ("source", "target"):
+        Image.open(EXAMPLES / f"{name}.png").convert("RGB").resize((SIZE, SIZE), Image.LANCZOS).save(
+            folder / f"{name}.png")
+    return folder / "source.png", folder / "target.png"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("FGAT_PRESETS_DIR", str(tmp_path / "presets"))
+    monkeypatch.delenv("FGAT_MODEL", raising=False)
+
+
+@pytest.fixture
+def use_tiny(monkeypatch, tiny_pipe):
+    monkeypatch.setattr(cli, "_load", lambda args: tiny_pipe)
+    return tiny_pipe
+
+
+def _disk_full(monkeypatch):
+    """Every fsync fails as on a full disk (ext4 with delayed allocation reports ENOSPC there)."""
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(atomic.os, "fsync", full)
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.is_symlink()}
+
+
+def test_a_failed_write_leaves_the_previous_file_and_no_temporary_file(tmp_path, monkeypatch):
+    target = tmp_path / "r.json"
+    write_text_atomic(target, "old\n")
+    _disk_full(monkeypatch)
+    with pytest.raises(OSError) as err:
+        write_text_atomic(target, "new " * 1000)
+    assert err.value.errno == errno.ENOSPC
+    assert str(target) in str(err.value) and "no space left on device" in str(err.value)
+    assert _snapshot(tmp_path) == {"r.json": b"old\n"}
+
+
+def test_a_writer_that_fails_halfway_leaves_the_previous_file(tmp_path):
+    target = tmp_path / "r.png"
+    target.write_bytes(b"previous")
+
+    def half(f):
+        f.write(b"partial")
+        raise OSError(errno.EIO, "Input/output error")
+
+    with pytest.raises(OSError, match="input/output error"):
+        write_atomic(target, half)
+    assert _snapshot(tmp_path) == {"r.png": b"previous"}
+
+
+def test_atomic_files_get_the_ordinary_permissions(tmp_path):
+    """mkstemp makes 0600 files; a result is as readable as a file opened the ordinary way."""
+    umask = os.umask(0o022)
+    try:
+        new = write_text_atomic(tmp_path / "new.txt", "x")
+        kept = tmp_path / "kept.txt"
+        kept.write_text("y")
+        kept.chmod(0o640)
+        write_text_atomic(kept, "z")
+    finally:
+        os.umask(umask)
+    assert new.stat().st_mode & 0o777 == 0o644
+    assert kept.stat().st_mode & 0o777 == 0o640 and kept.read_text() == "z"
+
+
+def _transfer(out, images, *extra):
+    source, target = images
+    return ["transfer", "--source", str(source), "--target", str(target), "--source-prompt", PROMPT,
+            "--out", str(out), "--quiet", "--steps", "4", *extra]
+
+
+def test_a_full_disk_keeps_the_previous_result_and_sidecar(tmp_path, small, use_tiny, capsys, monkeypatch):
+    out = tmp_path / "out" / "r.png"
+    assert cli.main(_transfer(out, small, "--diagnostics")) == 0
+    before = _snapshot(out.parent)
+    assert set(before) == {"r.png", "r.json", "r-diagnostics.png"}
+    capsys.readouterr()
+    _disk_full(monkeypatch)
+    assert cli.main(_transfer(out, small, "--diagnostics", "--delta", "0.3")) == 1
+    err = capsys.readouterr().err
+    assert "no space left on device" in err and str(out) in err and "Traceback" not in err
+    assert _snapshot(out.parent) == before  # nothing truncated, nothing 0-byte, no temporary file left
+
+
+def test_a_full_disk_in_a_batch_names_the_row_and_keeps_earlier_files(tmp_path, small, use_tiny, capsys,
+                                                                        monkeypatch):
+    source, target = small
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"source,target,source_prompt,out\n{source},{target},{PROMPT},a.png\n"
+                     f"{source},{target},{PROMPT},b.png\n")
+    out_dir = tmp_path / "res"
+    args = ["batch", "--pairs", str(pairs), "--out-dir", str(out_dir), "--quiet", "--steps", "4"]
+    assert cli.main(args) == 0
+    before = _snapshot(out_dir)
+    capsys.readouterr()
+    _disk_full(monkeypatch)
+    assert cli.main(args) != 0
+    err = capsys.readouterr().err
+    assert "line 2" in err and "line 3" in err and "no space left on device" in err
+    assert str(out_dir / "a.png") in err and str(out_dir / "b.png") in err
+    assert _snapshot(out_dir) == before
+
+
+_SAVER = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    go, index = Path(sys.argv[1]), sys.argv[2]
+    from fgat_cli import cli
+    while not go.exists():
+        time.sleep(0.01)
+    for k in range(4):
+        assert cli.main(["presets", "--save", f"p{index}-{k}", "--delta", "0.3"]) == 0
+""")
+
+
+def test_concurrent_preset_saves_keep_every_preset(tmp_path):
+    """12 processes, started together (after their imports), each saving 4 presets: all 48 are kept."""
+    go = tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FGAT_PRESETS_DIR": str(tmp_path / "presets")}
+    procs = [subprocess.Popen([sys.executable, "-c", _SAVER, str(go), str(i)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(12)]
+    time.sleep(1)
+    go.touch()
+    results = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in results]
+    saved = json.loads((tmp_path / "presets" / "presets.json").read_text())
+    assert sorted(saved) == sorted(f"p{i}-{k}" for i in range(12) for k in range(4))
+    assert not [p.name for p in (tmp_path / "presets").iterdir() if p.name.endswith(".tmp")]
+
+
+_WRITER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from fgat_core.atomic import write_atomic
+    go, path, index = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+    while not go.exists():
+        time.sleep(0.01)
+    block = bytes([index]) * 65536
+    for _ in range(20):
+        write_atomic(path, lambda f: [f.write(block) for _ in range(16)])
+""")
+
+
+def test_concurrent_writers_of_one_output_leave_one_whole_file(tmp_path):
+    """Runs writing the same --out: each writes its own temporary file and renames it, so the path always
+    holds one writer's complete file, never a mix or a truncation."""
+    go, path = tmp_path / "go", tmp_path / "same.png"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(go), str(path), str(i)], env=env,
+                              stderr=subprocess.PIPE, text=True) for i in range(1, 5)]
+    time.sleep(1)
+    go.touch()
+    while any(p.poll() is None for p in procs):
+        if path.exists():
+            data = path.read_bytes()
+            assert len(data) == 16 * 65536 and len(set(data)) == 1
+    assert all(p.wait(timeout=300) == 0 for p in procs), [p.stderr.read() for p in procs]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["go", "same.png"]  # no temporary file left
+
+
+def _no_model(monkeypatch):
+    def refuse(args):
+        raise AssertionError("the model was loaded: the check should have come first")
+    monkeypatch.setattr(cli, "_load", refuse)
+
+
+@pytest.mark.parametrize("which", ["source", "target", "mask"])
+def test_an_out_that_is_an_input_is_refused_before_any_model_work(tmp_path, small, capsys, monkeypatch, which):
+    _no_model(monkeypatch)
+    source, target = (tmp_path / "s.png", tmp_path / "t.png")
+    source.write_bytes(small[0].read_bytes())
+    target.write_bytes(small[1].read_bytes())
+    mask = tmp_path / "m.png"
+    Image.new("L", (SIZE, SIZE), 255).save(mask)
+    link = tmp_path / "sub" / "link.png"  # the input reached through a symlink and a '..'
+    link.parent.mkdir()
+    link.symlink_to({"source": source, "target": target, "mask": mask}[which])
+    before = _snapshot(tmp_path)
+    out = tmp_path / "sub" / ".." / "sub" / "link.png"
+    assert cli.main(_transfer(out, (source, target), "--mask", str(mask))) == 2
+    err = capsys.readouterr().err
+    assert f"is the {which} image" in err and "choose another --out" in err
+    assert _snapshot(tmp_path) == before
+
+
+def test_an_out_whose_sidecar_is_an_input_is_refused(tmp_path, small, capsys, monkeypatch):
+    _no_model(monkeypatch)
+    source = tmp_path / "s.json"  # an odd name, but a PNG all the same
+    source.write_bytes(small[0].read_bytes())
+    assert cli.main(_transfer(tmp_path / "s.png", (source, small[1]))) == 2
+    assert "sidecar file" in capsys.readouterr().err and source.read_bytes() == small[0].read_bytes()
+
+
+def test_batch_checks_every_file_it_writes_for_clashes_and_escapes(tmp_path, small, capsys, monkeypatch):
+    _no_model(monkeypatch)
+    source, target = small
+    src_copy = tmp_path / "res" / "mine.png"
+    src_copy.parent.mkdir()
+    src_copy.write_bytes(source.read_bytes())
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("source,target,source_prompt,out\n"
+                     f"{source},{target},{PROMPT},batch.png\n"          # line 2: its sidecar is the summary
+                     f"{source},{target},{PROMPT},a.png\n"              # line 3
+                     f"{source},{target},{PROMPT},a-diagnostics.png\n"  # line 4: line 3's diagnostics sheet
+                     f"{source},{target},{PROMPT},../escape.png\n"      # line 5: outside --out-dir
+                     f"{source},{target},{PROMPT},{tmp_path / 'abs.png'}\n"  # line 6: outside too
+                     f"{src_copy},{target},{PROMPT},mine.png\n"         # line 7: its own source
+                     f"{source},{target},{PROMPT},sub/../a.png\n")      # line 8: line 3's image again
+    before = _snapshot(tmp_path / "res")
+    assert cli.main(["batch", "--pairs", str(pairs), "--out-dir", str(tmp_path / "res"), "--diagnostics",
+                     "--quiet"]) == 2
+    err = capsys.readouterr().err
+    lines = {int(m.split("line ")[1].split(":")[0]): m for m in err.splitlines() if "pairs.csv line" in m}
+    assert "batch summary" in lines[2]
+    assert "diagnostics" in lines[4] and "line 3" in lines[4]
+    assert "outside the output folder" in lines[5] and "outside the output folder" in lines[6]
+    assert "is the source image" in lines[7] and "choose another 'out' value" in lines[7]
+    assert "writes the same output" in lines[8] and "line 3" in lines[8]
+    assert 3 not in lines
+    assert _snapshot(tmp_path / "res") == before and not (tmp_path / "escape.png").exists()
+
+
+def test_a_batch_row_whose_out_is_another_rows_input_is_refused(tmp_path, small, capsys, monkeypatch):
+    _no_model(monkeypatch)
+    res = tmp_path / "res"
+    res.mkdir()
+    other = res / "b.png"
+    other.write_bytes(small[1].read_bytes())
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"source,target,source_prompt,out\n{small[0]},{small[1]},{PROMPT},b.png\n"
+                     f"{small[0]},{other},{PROMPT},c.png\n")
+    assert cli.main(["batch", "--pairs", str(pairs), "--out-dir", str(res), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "line 2" in err and "would overwrite the target image of pairs.csv line 3" in err
+
+
+def test_transfer_decodes_each_input_once(tmp_path, small, use_tiny, monkeypatch):
+    from fgat_cli import runner
+
+    opened = []
+    real = runner.load_image
+
+    def counting(path, *a, **k):
+        opened.append(Path(path).name)
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(runner, "load_image", counting)
+    mask = tmp_path / "m.png"
+    Image.new("L", (SIZE, SIZE), 255).save(mask)
+    assert cli.main(_transfer(tmp_path / "r.png", small, "--mask", str(mask))) == 0
+    assert sorted(opened) == ["m.png", "source.png", "target.png"]
+
+
+def test_the_demo_tokenizer_leaves_nothing_in_the_temp_directory_and_still_works():
+    import tempfile
+
+    from fgat_cli.tiny import tiny_tokenizer
+
+    before = sorted(os.listdir(tempfile.gettempdir()))
+    tok = tiny_tokenizer()
+    assert sorted(os.listdir(tempfile.gettempdir())) == before
+    assert tok.tokenize("a photo of a cat") == ["a</w>", "photo</w>", "of</w>", "a</w>", "cat</w>"]
+
+
+def test_the_test_session_checks_its_temp_directory():
+    """The conftest guard is live: this session's temp directory is its own, shared with subprocesses."""
+    import tempfile
+
+    import conftest
+
+    assert tempfile.gettempdir() == conftest.SESSION_TEMP == os.environ["TMPDIR"]
+    stray = tempfile.mkdtemp(prefix="fgat-tok-")
+    try:
+        assert os.path.basename(stray) in conftest.leftovers(conftest.SESSION_TEMP)
+    finally:
+        os.rmdir(stray)
+    assert os.path.basename(stray) not in conftest.leftovers(conftest.SESSION_TEMP)
