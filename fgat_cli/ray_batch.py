@@ -327,7 +327,8 @@ def run_rows(ray: Any, pool: Pool, jobs: list[tuple[str, Job]], done: set[int], 
     progress = tqdm(total=len(todo), unit="row", desc="rows", file=sys.stderr, dynamic_ncols=True, disable=not bar)
 
     def land(a: int, i: int, outcome: RowOutcome) -> None:
-        entry = finish_row(outcome, f"[{i + 1}/{len(jobs)}] {jobs[i][0]}")
+        with tqdm.external_write_mode(file=sys.stdout):  # the row's lines above the bar, not through it
+            entry = finish_row(outcome, f"[{i + 1}/{len(jobs)}] {jobs[i][0]}")
         info = pool.infos[a]
         entries[i] = {**entry, "node": info["node"], "node_id": info["node_id"], "actor": a}
         blobs.release(jobs[i][1])
