@@ -111,12 +111,18 @@ def ray_session(ray: Any, options: RayOptions) -> Iterator[tuple[int, float]]:
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
     temp = None
     if options.address:
-        ray.init(address=options.address, log_to_driver=False, logging_level=logging.ERROR)
+        try:
+            ray.init(address=options.address, log_to_driver=False, logging_level=logging.ERROR)
+        except ConnectionError as e:
+            raise ValueError(f"--ray {options.address!r}: no Ray cluster answers there ({clip(str(e), 200)}); start "
+                             "one (`ray start --head` on its head node), correct the address, or give --ray alone "
+                             "for a local Ray on this machine") from None
     else:
         gpus = local_gpus()
         actors, per_gpu = pool_shape(options, math.inf, gpus)
         temp = tempfile.mkdtemp(prefix="fgat-ray-")  # Ray's sockets and logs, removed below
-        ray.init(num_cpus=max(1, math.ceil(actors * options.cpus_per_actor)), num_gpus=gpus, _temp_dir=temp, **quiet)
+        ray.init(address="local", num_cpus=max(1, math.ceil(actors * options.cpus_per_actor)), num_gpus=gpus,
+                 _temp_dir=temp, **quiet)
     try:
         resources = ray.cluster_resources()
         yield pool_shape(options, resources.get("CPU", 0), resources.get("GPU", 0))
@@ -127,17 +133,25 @@ def ray_session(ray: Any, options: RayOptions) -> Iterator[tuple[int, float]]:
 
 
 class RowWorker:
-    """A Ray actor's state: the model, loaded once, and an inversion cache kept across the rows it runs."""
+    """A Ray actor's state: the model, loaded once (on first use: a load that fails then reaches the driver
+    as the load's own error, and a restarted actor loads it again), and an inversion cache kept across the
+    rows it runs."""
 
     def __init__(self, load: Callable[[], FGATPipeline], cache_size: int, threads: int) -> None:
         import torch
 
         torch.set_num_threads(threads)
-        self.pipe = load()
+        self.load, self.loaded = load, None
         self.cache = InversionCache(cache_size)
 
+    @property
+    def pipe(self) -> FGATPipeline:
+        if self.loaded is None:
+            self.loaded = self.load()
+        return self.loaded
+
     def info(self) -> dict[str, str]:
-        """Where this actor runs and what it loaded."""
+        """Where this actor runs and what it loaded (loading it)."""
         import ray
 
         return {"model": self.pipe.name, "device": str(self.pipe.device), "node": socket.gethostname(),
@@ -265,10 +279,12 @@ def start_pool(ray: Any, load: Callable[[], FGATPipeline], shape: tuple[int, flo
     try:
         infos = ray.get([actor.info.remote() for actor in actors])
     except ray.exceptions.RayError as e:
+        from .cli import RunFailure
+
         cause = getattr(e, "cause", None) or e
         if isinstance(cause, ValueError):  # a model that does not load: the message says what to change
             raise ValueError(f"{cause} (while loading the model on the Ray actors)") from None
-        raise RuntimeError(f"the Ray actors could not load the model: {clip(str(cause))}") from None
+        raise RunFailure(f"the Ray actors could not load the model: {clip(str(cause))}") from None
     setup = {"address": options.address or "local", "actors": count, "gpus_per_actor": per_gpu,
              "cpus_per_actor": options.cpus_per_actor, "nodes": sorted({info["node"] for info in infos})}
     return Pool(actors, infos, setup)
