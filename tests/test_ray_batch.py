@@ -128,6 +128,43 @@ def test_bad_input_is_found_before_ray_starts(pairs, tmp_path, monkeypatch, caps
     assert not (tmp_path / "out").exists()
 
 
+def fake_ray(**functions) -> types.ModuleType:
+    """A stand-in `ray` module: `functions` as its attributes, and Ray's error classes."""
+    class RayError(Exception):
+        def __init__(self, cause=None):
+            super().__init__(str(cause))
+            self.cause = cause
+
+    fake = types.ModuleType("ray")
+    fake.exceptions = types.SimpleNamespace(RayError=RayError, RayActorError=type("RayActorError", (RayError,), {}))
+    fake.__dict__.update(functions)
+    return fake
+
+
+def test_ray_failures_before_the_rows_say_what_to_do(pairs, tmp_path, monkeypatch, capsys):
+    """No cluster at --ray ADDRESS; a model the actors cannot load (its own message, or one line for another
+    error): one line each, no traceback."""
+    def no_cluster(address=None, **_):
+        raise ConnectionError("Could not find any running Ray instance.")
+    monkeypatch.setitem(sys.modules, "ray", fake_ray(is_initialized=lambda: False, init=no_cluster))
+    assert cli.main(batch_args(pairs, tmp_path / "out", "--ray", "auto")) == 2
+    err = capsys.readouterr().err
+    assert "--ray 'auto': no Ray cluster answers there" in err and "ray start --head" in err
+    assert "Traceback" not in err
+
+    def failing_load(cause):
+        def get(refs):
+            raise ray.exceptions.RayError(cause)
+        handle = types.SimpleNamespace(info=types.SimpleNamespace(remote=lambda: None))
+        actor_class = types.SimpleNamespace(remote=lambda *a: handle)
+        ray = fake_ray(get=get, remote=lambda cls: types.SimpleNamespace(options=lambda **k: actor_class))
+        return ray
+    with pytest.raises(ValueError, match=r"model not found: 'x' \(while loading the model on the Ray actors\)"):
+        ray_batch.start_pool(failing_load(ValueError("model not found: 'x'")), None, (2, 0.0), RayOptions())
+    with pytest.raises(cli.RunFailure, match="the Ray actors could not load the model: CUDA error"):
+        ray_batch.start_pool(failing_load(RuntimeError("CUDA error")), None, (2, 0.0), RayOptions())
+
+
 def test_ray_options_need_ray_and_sensible_counts(pairs, tmp_path, capsys):
     assert cli.main(batch_args(pairs, tmp_path / "out", "--actors", "2")) == 2
     assert "--actors is for a batch on Ray: add --ray" in capsys.readouterr().err
