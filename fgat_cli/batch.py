@@ -15,6 +15,7 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -315,8 +316,9 @@ def run_batch(
     summary: list[dict[str, Any]] = []
     n = len(jobs)
     for i, (where, job) in enumerate(jobs, 1):
-        bars = StageBars(enabled=progress_bars, prefix=f"[{i}/{n}] ")
-        summary.append(finish_row(render_row(pipe, job, where, cache, bars), f"[{i}/{n}] {where}"))
+        bars, tag = StageBars(enabled=progress_bars, prefix=f"[{i}/{n}] "), f"[{i}/{n}] {where}"
+        tell = lambda note, tag=tag: print(f"{tag}: note: {note}", file=sys.stderr)  # before the row runs
+        summary.append(finish_row(render_row(pipe, job, where, cache, bars, tell=tell), tag))
     return finish_batch(out_dir, summary, time.perf_counter() - t0, pipe.name,
                         {"hits": cache.hits, "misses": cache.misses})
 
@@ -361,15 +363,16 @@ class RowOutcome:
 
 
 def render_row(pipe: FGATPipeline, job: Job, where: str, cache: InversionCache, bars: StageBars,
-               blobs: dict[str, bytes] | None = None) -> RowOutcome:
+               blobs: dict[str, bytes] | None = None, tell: Callable[[str], None] | None = None) -> RowOutcome:
     """Run one row without writing its files (its images decoded once more: `read_pairs` keeps no pixels;
-    `blobs`: their bytes, read elsewhere). An input, output or memory error is recorded in the outcome, and
-    the batch goes on."""
+    `blobs`: their bytes, read elsewhere). The notes before the run go to `tell` (else into the outcome). An
+    input, output or memory error is recorded in the outcome, and the batch goes on."""
     size, notes = None, []
     try:
         inputs = decode_inputs(job, blobs)
         size = inputs.sizes[0]
-        notes += job_notes(job, pipe.tokenizer, inputs.sizes, pipe.size_multiple)
+        for note in job_notes(job, pipe.tokenizer, inputs.sizes, pipe.size_multiple):
+            (tell or notes.append)(note)
         res = render_job(pipe, job, cache=cache, progress=bars, inputs=inputs)
     except (ValueError, OSError, RuntimeError, MemoryError) as e:  # this row's input, output or memory
         oom = out_of_memory_message(e, size, str(pipe.device), str(pipe.dtype).replace("torch.", ""))
