@@ -334,10 +334,13 @@ def cmd_batch(args: argparse.Namespace) -> int:
     jobs = read_pairs(pairs_path, out_dir, preset=args.preset, settings=settings, diagnostics=args.diagnostics,
                       presets_folder=presets_folder(), tokenizer=model_tokenizer(model))
     if ray_options is not None:
-        from .ray_batch import run_ray_batch
+        from .ray_batch import PoolFailure, run_ray_batch
 
-        return run_ray_batch(_loader(args), jobs, out_dir, ray_options, cache_size=args.cache_size,
-                             progress_bars=not args.quiet, threads=args.threads)
+        try:
+            return run_ray_batch(_loader(args), jobs, out_dir, ray_options, cache_size=args.cache_size,
+                                 progress_bars=not args.quiet, threads=args.threads)
+        except PoolFailure as e:
+            raise RunFailure(str(e)) from None
     pipe = _load(args)
     return run_batch(pipe, jobs, out_dir, cache_size=args.cache_size, progress_bars=not args.quiet)
 

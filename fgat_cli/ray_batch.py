@@ -46,6 +46,10 @@ IN_FLIGHT = 2  # rows queued on each actor: the next one is there when a row fin
 RESTARTS = 2  # an actor whose process dies (a preempted node) is restarted, and its rows retried, this often
 
 
+class PoolFailure(RuntimeError):
+    """The actors could not start (not a bad input): the command line exits 1 with the message."""
+
+
 def import_ray() -> Any:
     """The `ray` module, or a ValueError that says how to install it."""
     try:
@@ -161,10 +165,12 @@ class RowWorker:
         """The rows' mask words against this model's tokenizer (`batch.mask_word_problems`)."""
         return mask_word_problems(jobs, self.pipe.tokenizer)
 
-    def run(self, where: str, job: Job, kinds: list[str], *blobs: bytes) -> RowOutcome:
-        """One row, its files returned as bytes (`batch.render_row`); `blobs`: the input files, by `kinds`."""
+    def run(self, where: str, job: Job, kinds: list[str], *blobs: bytes) -> tuple[RowOutcome, dict[str, str]]:
+        """One row, its files returned as bytes (`batch.render_row`), and where it ran (`info`: a restarted
+        actor may run elsewhere); `blobs`: the input files, by `kinds`."""
         blobs_by_kind = dict(zip(kinds, blobs, strict=True))
-        return render_row(self.pipe, job, where, self.cache, StageBars(enabled=False), blobs_by_kind)
+        outcome = render_row(self.pipe, job, where, self.cache, StageBars(enabled=False), blobs_by_kind)
+        return outcome, self.info()
 
     def start_batch(self) -> None:
         """An empty cache and counters for a new batch (a pool may run several)."""
@@ -279,12 +285,10 @@ def start_pool(ray: Any, load: Callable[[], FGATPipeline], shape: tuple[int, flo
     try:
         infos = ray.get([actor.info.remote() for actor in actors])
     except ray.exceptions.RayError as e:
-        from .cli import RunFailure
-
         cause = getattr(e, "cause", None) or e
         if isinstance(cause, ValueError):  # a model that does not load: the message says what to change
             raise ValueError(f"{cause} (while loading the model on the Ray actors)") from None
-        raise RunFailure(f"the Ray actors could not load the model: {clip(str(cause))}") from None
+        raise PoolFailure(f"the Ray actors could not load the model: {clip(str(cause))}") from None
     setup = {"address": options.address or "local", "actors": count, "gpus_per_actor": per_gpu,
              "cpus_per_actor": options.cpus_per_actor, "nodes": sorted({info["node"] for info in infos})}
     return Pool(actors, infos, setup)
@@ -342,10 +346,9 @@ def run_rows(ray: Any, pool: Pool, jobs: list[tuple[str, Job]], done: set[int], 
     flying: dict[Any, tuple[int, int]] = {}
     progress = tqdm(total=len(todo), unit="row", desc="rows", file=sys.stderr, dynamic_ncols=True, disable=not bar)
 
-    def land(a: int, i: int, outcome: RowOutcome) -> None:
+    def land(a: int, i: int, outcome: RowOutcome, info: dict[str, str]) -> None:
         with tqdm.external_write_mode(file=sys.stdout):  # the row's lines above the bar, not through it
             entry = finish_row(outcome, f"[{i + 1}/{len(jobs)}] {jobs[i][0]}")
-        info = pool.infos[a]
         entries[i] = {**entry, "node": info["node"], "node_id": info["node_id"], "actor": a}
         blobs.release(jobs[i][1])
         progress.update(1)
@@ -358,7 +361,7 @@ def run_rows(ray: Any, pool: Pool, jobs: list[tuple[str, Job]], done: set[int], 
             try:
                 kinds, refs = blobs.of(job)
             except OSError as e:
-                land(a, i, RowOutcome({"row": where, "error": f"its input cannot be read: {e}"}))
+                land(a, i, RowOutcome({"row": where, "error": f"its input cannot be read: {e}"}), pool.infos[a])
                 continue
             flying[pool.actors[a].run.remote(where, job, kinds, *refs)] = (a, i)
 
@@ -369,10 +372,10 @@ def run_rows(ray: Any, pool: Pool, jobs: list[tuple[str, Job]], done: set[int], 
             (ref,), _ = ray.wait(list(flying), num_returns=1)
             a, i = flying.pop(ref)
             try:
-                outcome = ray.get(ref)
+                outcome, info = ray.get(ref)
             except ray.exceptions.RayError as e:
-                outcome = worker_failure(ray, e, jobs[i][0])
-            land(a, i, outcome)
+                outcome, info = worker_failure(ray, e, jobs[i][0]), pool.infos[a]
+            land(a, i, outcome, info)
             feed(a)
     finally:
         progress.close()

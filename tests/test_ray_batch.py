@@ -161,7 +161,7 @@ def test_ray_failures_before_the_rows_say_what_to_do(pairs, tmp_path, monkeypatc
         return ray
     with pytest.raises(ValueError, match=r"model not found: 'x' \(while loading the model on the Ray actors\)"):
         ray_batch.start_pool(failing_load(ValueError("model not found: 'x'")), None, (2, 0.0), RayOptions())
-    with pytest.raises(cli.RunFailure, match="the Ray actors could not load the model: CUDA error"):
+    with pytest.raises(ray_batch.PoolFailure, match="the Ray actors could not load the model: CUDA error"):
         ray_batch.start_pool(failing_load(RuntimeError("CUDA error")), None, (2, 0.0), RayOptions())
 
 
