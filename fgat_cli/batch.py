@@ -16,6 +16,8 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,8 @@ from .runner import (
     job_outputs,
     out_of_memory_message,
     output_path,
-    run_job,
+    render_job,
+    write_job_files,
 )
 
 JOB_KEYS = ("source", "target", "source_prompt", "target_prompt", "negative_prompt", "mask", "out", "preset",
@@ -304,16 +307,9 @@ def run_batch(
 ) -> int:
     """Run every job, sharing one inversion cache; write <out_dir>/batch.json. Returns the exit code
     (2 when a pair failed with a bad-input error, 1 when one ran out of memory; the other pairs still run)."""
-    problems, located = [], []
-    for where, job in jobs:
-        try:  # the mask word against this model's tokenizer, where no tokenizer checked it before the load
-            tokens = job.mask_tokens if job.mask_tokens is not None else check_mask_word(job, pipe.tokenizer)
-            located.append((where, dataclasses.replace(job, mask_tokens=tokens)))
-        except ValueError as e:
-            problems.append(f"{where}: {column_message(e)}")
+    jobs, problems = locate_mask_words(jobs, pipe.tokenizer)
     if problems:
         raise ValueError("the pairs file has problems (nothing was run):\n  " + "\n  ".join(problems))
-    jobs = located
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache = InversionCache(cache_size)
@@ -321,49 +317,102 @@ def run_batch(
     summary: list[dict[str, Any]] = []
     n = len(jobs)
     for i, (where, job) in enumerate(jobs, 1):
-        bars = StageBars(enabled=progress_bars, prefix=f"[{i}/{n}] ")
-        summary.append(_run_row(pipe, job, where, f"[{i}/{n}] {where}", cache, bars))
-    total = time.perf_counter() - t0
+        bars, tag = StageBars(enabled=progress_bars, prefix=f"[{i}/{n}] "), f"[{i}/{n}] {where}"
+        tell = lambda note, tag=tag: print(f"{tag}: note: {note}", file=sys.stderr)  # before the row runs
+        summary.append(finish_row(render_row(pipe, job, where, cache, bars, tell=tell), tag))
+    return finish_batch(out_dir, summary, time.perf_counter() - t0, pipe.name,
+                        {"hits": cache.hits, "misses": cache.misses})
+
+
+def locate_mask_words(jobs: list[tuple[str, Job]], tokenizer: Any) -> tuple[list[tuple[str, Job]], list[str]]:
+    """Each row's mask word located with the model's own tokenizer where the check before the load could not
+    (no tokenizer then: a hub id), so that it is located once per row: the jobs with their positions, and a
+    message per row whose word is not in its prompt, with its line."""
+    located, problems = [], []
+    for where, job in jobs:
+        try:
+            tokens = job.mask_tokens if job.mask_tokens is not None else check_mask_word(job, tokenizer)
+            located.append((where, dataclasses.replace(job, mask_tokens=tokens)))
+        except ValueError as e:
+            problems.append(f"{where}: {column_message(e)}")
+    return located, problems
+
+
+def mask_word_problems(jobs: list[tuple[str, Job]], tokenizer: Any) -> list[str]:
+    """The rows whose mask word is not in their prompt as `tokenizer` splits it (`locate_mask_words`)."""
+    return locate_mask_words(jobs, tokenizer)[1]
+
+
+def finish_batch(out_dir: Path, summary: list[dict[str, Any]], seconds: float, model: str,
+                 cache: dict[str, int], extra: dict[str, Any] | None = None) -> int:
+    """Write the summary <out_dir>/batch.json (`extra`: more top-level entries), say how the batch went and
+    return its exit code (1 when a row ran out of memory or crashed, else 2 when a row failed, else 0)."""
+    n = len(summary)
     failed = [row for row in summary if "error" in row]
-    report = {"pairs": n, "failed": len(failed), "seconds": round(total, 3), "model": pipe.name,
-              "inversion_cache": {"hits": cache.hits, "misses": cache.misses}, "rows": summary}
+    report = {"pairs": n, "failed": len(failed), "seconds": round(seconds, 3), "model": model,
+              "inversion_cache": cache, **(extra or {}), "rows": summary}
     write_text_atomic(out_dir / SUMMARY, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    print(f"{n - len(failed)}/{n} pairs done in {total:.1f} s; inversion cache: {cache.hits} hits, "
-          f"{cache.misses} misses; summary: {out_dir / SUMMARY}")
-    if any(row.get("out_of_memory") for row in failed):
+    print(f"{n - len(failed)}/{n} pairs done in {seconds:.1f} s; inversion cache: {cache['hits']} hits, "
+          f"{cache['misses']} misses; summary: {out_dir / SUMMARY}")
+    if any(row.get("out_of_memory") or row.get("crashed") for row in failed):
         return 1
     return 2 if failed else 0
 
 
-def _run_row(pipe: FGATPipeline, job: Job, where: str, tag: str, cache: InversionCache,
-             bars: StageBars) -> dict[str, Any]:
-    """Run one row (its images decoded once more: `read_pairs` keeps no pixels); its summary entry (an error
-    is printed and recorded, and the batch goes on)."""
-    size = None
+@dataclass
+class RowOutcome:
+    """One row run but not yet written (`render_row`): its summary entry, its files' contents (none when it
+    failed), the notes to print and its line for the log. Small and picklable (a Ray actor returns it)."""
+
+    entry: dict[str, Any]
+    data: dict[Path, bytes] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    line: str = ""
+
+
+def render_row(pipe: FGATPipeline, job: Job, where: str, cache: InversionCache, bars: StageBars,
+               blobs: dict[str, bytes] | None = None, tell: Callable[[str], None] | None = None) -> RowOutcome:
+    """Run one row without writing its files (its images decoded once more: `read_pairs` keeps no pixels;
+    `blobs`: their bytes, read elsewhere). The notes before the run go to `tell` (else into the outcome). An
+    input, output or memory error is recorded in the outcome, and the batch goes on."""
+    size, notes = None, []
     try:
-        inputs = dataclasses.replace(decode_inputs(job), mask_tokens=job.mask_tokens)
+        inputs = dataclasses.replace(decode_inputs(job, blobs), mask_tokens=job.mask_tokens)
         size = inputs.sizes[0]
-        for m in job_notes(job, pipe.tokenizer, inputs.sizes, pipe.size_multiple):
-            print(f"{tag}: note: {m}", file=sys.stderr)
-        res = run_job(pipe, job, cache=cache, progress=bars, inputs=inputs)
+        for note in job_notes(job, pipe.tokenizer, inputs.sizes, pipe.size_multiple):
+            (tell or notes.append)(note)
+        res = render_job(pipe, job, cache=cache, progress=bars, inputs=inputs)
     except (ValueError, OSError, RuntimeError, MemoryError) as e:  # this row's input, output or memory
         oom = out_of_memory_message(e, size, str(pipe.device), str(pipe.dtype).replace("torch.", ""))
         if oom is None and not isinstance(e, (ValueError, OSError)):
             raise
-        if oom is not None:
-            message = oom
-        else:
-            message = column_message(e) if isinstance(e, ValueError) else f"cannot write its output: {e}"
-        print(f"{tag}: error: {message}", file=sys.stderr)
-        return {"row": where, "error": message, **({"out_of_memory": True} if oom else {})}
+        message = oom or (column_message(e) if isinstance(e, ValueError) else f"cannot read its input: {e}")
+        return RowOutcome({"row": where, "error": message, **({"out_of_memory": True} if oom else {})}, notes=notes)
     finally:
         bars.close()
     inv = res.output.result.stats["inversion"]
     hits = res.record["inversion_cache"]["hits"]
-    for m in res.output.messages:
+    line = (f"{job.source.name} + {job.target.name} -> {res.files['image']} ({res.timings['total']:.1f} s; "
+            f"inversion: {inv.calls} UNet calls, {hits} from cache)")
+    entry = {"row": where, "files": {k: str(v) for k, v in res.files.items()},
+             "seconds": round(res.timings["total"], 3), "inversion_unet_calls": inv.calls,
+             "inversion_unet_rows": inv.rows, "unet_calls": res.record["unet_calls"], "inversion_cache_hits": hits}
+    return RowOutcome(entry, res.data, [*notes, *res.output.messages], line)
+
+
+def finish_row(outcome: RowOutcome, tag: str) -> dict[str, Any]:
+    """Write a rendered row's files (atomically, the sidecar last), print its notes and its line or error;
+    its summary entry (a file that cannot be written makes the row fail, and the batch goes on)."""
+    for m in outcome.notes:
         print(f"{tag}: note: {m}", file=sys.stderr)
-    print(f"{tag}: {job.source.name} + {job.target.name} -> {res.files['image']} "
-          f"({res.timings['total']:.1f} s; inversion: {inv.calls} UNet calls, {hits} from cache)")
-    return {"row": where, "files": {k: str(v) for k, v in res.files.items()},
-            "seconds": round(res.timings["total"], 3), "inversion_unet_calls": inv.calls,
-            "inversion_unet_rows": inv.rows, "unet_calls": res.record["unet_calls"], "inversion_cache_hits": hits}
+    entry = outcome.entry
+    if "error" not in entry:
+        try:
+            write_job_files(outcome.data)
+        except OSError as e:
+            entry = {"row": entry["row"], "error": f"cannot write its output: {e}"}
+    if "error" in entry:
+        print(f"{tag}: error: {entry['error']}", file=sys.stderr)
+    else:
+        print(f"{tag}: {outcome.line}")
+    return entry

@@ -84,6 +84,21 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
                    "per core; on a busy or shared machine --threads 1 or 2 can be many times faster)")
 
 
+def _add_ray_flags(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("Ray (pip install \"fgat[ray]\"): the rows on a pool of actors, each holding the "
+                                 "model once; see docs/cli.md")
+    group.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                       help="run the rows on Ray: alone, a local Ray started for this batch; with ADDRESS, the "
+                       "cluster there ('auto', or ray://HOST:10001). A rerun skips the rows already done")
+    group.add_argument("--actors", type=int, metavar="N", help="with --ray: actors, each loading the model once "
+                       "(default: one per --gpus-per-actor GPUs of the cluster, else 1)")
+    group.add_argument("--gpus-per-actor", type=float, metavar="X", help="with --ray: GPUs per actor, 0.5 puts two "
+                       "on a GPU (default: 1 where the cluster has GPUs, else 0: CPU)")
+    group.add_argument("--cpus-per-actor", type=float, metavar="X", help="with --ray: CPUs per actor (default: 1)")
+    group.add_argument("--no-resume", action="store_true", help="with --ray: run every row again, also those an "
+                       "earlier run finished")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = ShortErrorParser(
         prog="python -m fgat_cli",
@@ -115,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out-dir", default=None, help="folder for the results (default: outputs/<pairs file name>)")
     b.add_argument("--diagnostics", action="store_true", help="write a diagnostics sheet per pair")
     b.add_argument("--cache-size", type=int, default=64, help="inversions kept in memory (default: 64)")
+    _add_ray_flags(b)
     _add_model_flags(b)
     add_config_flags(b)
 
@@ -295,6 +311,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if args.cache_size < 1:
         raise ValueError(f"--cache-size must be at least 1 (got {args.cache_size}): it is how many inversions "
                          "are kept in memory")
+    ray_options = _ray_options(args)
     model, _ = model_spec(args)
     settings = explicit_settings(args)
     pairs_path = Path(args.pairs)
@@ -308,8 +325,46 @@ def cmd_batch(args: argparse.Namespace) -> int:
     for where, job in jobs:
         for note in unused_setting_notes(settings, job.config, flag_name):
             print(f"{where}: note: {note}", file=sys.stderr)
+    if ray_options is not None:
+        from .ray_batch import PoolFailure, run_ray_batch
+
+        try:
+            return run_ray_batch(_loader(args), jobs, out_dir, ray_options, cache_size=args.cache_size,
+                                 progress_bars=not args.quiet, threads=args.threads)
+        except PoolFailure as e:
+            raise RunFailure(str(e)) from None
     pipe = _load(args)
     return run_batch(pipe, jobs, out_dir, cache_size=args.cache_size, progress_bars=not args.quiet)
+
+
+def _ray_options(args: argparse.Namespace):
+    """--ray and its options as `ray_batch.RayOptions` (None without --ray); Ray's absence is reported here,
+    before the pairs file is read."""
+    flags = {"--actors": args.actors, "--gpus-per-actor": args.gpus_per_actor, "--cpus-per-actor": args.cpus_per_actor,
+             "--no-resume": args.no_resume or None}
+    if args.ray is None:
+        given = [flag for flag, value in flags.items() if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for a batch on Ray: add --ray")
+        return None
+    from .ray_batch import RayOptions, import_ray
+
+    import_ray()
+    options = RayOptions(address=args.ray.strip() or None, actors=args.actors, gpus_per_actor=args.gpus_per_actor,
+                         cpus_per_actor=1.0 if args.cpus_per_actor is None else args.cpus_per_actor,
+                         resume=not args.no_resume)
+    options.check()
+    return options
+
+
+def _loader(args: argparse.Namespace):
+    """What each Ray actor calls to load the model: `load_pipeline` with the resolved model and the flags."""
+    import functools
+
+    from .loading import load_pipeline
+
+    model, _ = model_spec(args)
+    return functools.partial(load_pipeline, model, args.device, args.dtype, prediction_type=args.prediction_type)
 
 
 def settings_to_save(args: argparse.Namespace) -> FGATConfig:

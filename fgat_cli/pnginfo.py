@@ -12,6 +12,7 @@ it holds a comma, colon or newline). The "fgat" chunk holds the bare value."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from os import PathLike
@@ -20,7 +21,6 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
-from fgat_core.atomic import write_atomic
 from fgat_core.config import FGATConfig
 from fgat_core.infotext import INFOTEXT_KEY, parse_infotext
 
@@ -93,12 +93,14 @@ def parse_generation_parameters(text: str) -> dict[str, str]:
     return found
 
 
-def save_png(image: Image.Image, path: str | PathLike, parameters: str, fgat_value: str) -> None:
-    """Write `image` with the "parameters" and "fgat" text chunks, atomically (`fgat_core.atomic`)."""
+def png_bytes(image: Image.Image, parameters: str, fgat_value: str) -> bytes:
+    """`image` encoded as PNG with the "parameters" and "fgat" text chunks."""
     info = PngImagePlugin.PngInfo()
     info.add_text(PARAMETERS_CHUNK, parameters)
     info.add_text(FGAT_CHUNK, fgat_value)
-    write_atomic(path, lambda f: image.save(f, format="PNG", pnginfo=info))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
 
 
 def read_png_settings(path: str | PathLike) -> tuple[FGATConfig, dict[str, Any]]:

@@ -17,18 +17,18 @@ from typing import Any
 
 from PIL import Image
 
-from fgat_core.atomic import write_text_atomic
+from fgat_core.atomic import write_atomic
 from fgat_core.config import FGATConfig
 from fgat_core.engine import Progress
 from fgat_core.errors import InputError
-from fgat_core.images import decode_file, size_notes, to_rgb, unreadable
+from fgat_core.images import decode_bytes, decode_file, size_notes, to_rgb, unreadable
 from fgat_core.infotext import format_infotext, image_hash
 from fgat_core.mask import word_token_indices
 from fgat_core.prepare import Request, check_request
 from fgat_core.settings import MaskSource
 
 from .pipeline import FGATPipeline, TransferOutput, check_prompt
-from .pnginfo import generation_parameters, save_png
+from .pnginfo import generation_parameters, png_bytes
 
 
 @dataclass
@@ -56,20 +56,22 @@ class JobResult:
     files: dict[str, Path]
     timings: dict[str, float]
     record: dict[str, Any] = field(default_factory=dict)
+    data: dict[Path, bytes] = field(default_factory=dict)  # the files' contents, the sidecar last (render_job)
 
 
-def load_image(path: str | Path, what: str, field: str | None = None) -> Image.Image:
+def load_image(path: str | Path, what: str, field: str | None = None, data: bytes | None = None) -> Image.Image:
     """Open and decode an image file, with an error that names the file and what to do.
 
-    `field` ('source', 'target', 'mask') makes the errors InputErrors a front end can name by its flag."""
+    `field` ('source', 'target', 'mask') makes the errors InputErrors a front end can name by its flag;
+    `data`: the file's bytes, read elsewhere (a Ray actor decodes what the driver read)."""
     p = Path(path)
     field = field or what.split()[0]
-    if not p.exists():
+    if data is None and not p.exists():
         raise InputError(field, str(p), "{name} {value!r} does not exist")
-    if p.is_dir():
+    if data is None and p.is_dir():
         raise InputError(field, str(p), "{name} {value!r} is a folder: give an image file (PNG or JPEG)")
     try:
-        img = decode_file(p)
+        img = decode_file(p) if data is None else decode_bytes(data)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise InputError(field, str(p), "{name} {value!r} {reason}", reason=unreadable(e)) from None
     return img
@@ -189,13 +191,15 @@ class JobInputs:
         return self.source.size, self.target.size
 
 
-def decode_inputs(job: Job) -> JobInputs:
-    """Open and decode the job's images, each once; the source and target must convert to RGB."""
-    source, target = (load_image(path, f"{field} image", field) for path, field in ((job.source, "source"),
-                                                                                   (job.target, "target")))
+def decode_inputs(job: Job, blobs: dict[str, bytes] | None = None) -> JobInputs:
+    """Open and decode the job's images, each once; the source and target must convert to RGB. `blobs`: the
+    files' bytes by `job_inputs` kind, read elsewhere (else the files are read here)."""
+    blobs = blobs or {}
+    source, target = (load_image(path, f"{field} image", field, blobs.get(field))
+                      for path, field in ((job.source, "source"), (job.target, "target")))
     for img, path, what in ((source, job.source, "source"), (target, job.target, "target")):
         to_rgb(img, f"{what} image {str(path)!r}")
-    mask = load_image(job.mask, "mask image", "mask") if job.mask is not None else None
+    mask = load_image(job.mask, "mask image", "mask", blobs.get("mask")) if job.mask is not None else None
     return JobInputs(source, target, mask)
 
 
@@ -277,6 +281,24 @@ def run_job(
 
     `inputs`: the images `check_job` decoded and the mask word's positions it located (else the files are
     read and the word located here)."""
+    result = render_job(pipe, job, cache=cache, progress=progress, inputs=inputs)
+    write_job_files(result.data)
+    return result
+
+
+def write_job_files(data: dict[Path, bytes]) -> None:
+    """Write a job's files (`JobResult.data`) atomically, in order: the sidecar, last, marks the job done."""
+    for path, blob in data.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, lambda f, blob=blob: f.write(blob))
+
+
+def render_job(
+    pipe: FGATPipeline, job: Job, *, cache=None, progress: Progress | None = None, inputs: JobInputs | None = None,
+) -> JobResult:
+    """Run one job and encode its files without writing them (`JobResult.data`: path -> bytes): the PNG with
+    its settings, the diagnostics sheet if asked, the JSON sidecar. `run_job` writes them; a Ray actor hands
+    them to the driver, which writes them."""
     inputs = inputs or decode_inputs(job)
     source, target, mask = inputs.source, inputs.target, inputs.mask
     hits0, misses0 = (cache.hits, cache.misses) if cache is not None else (0, 0)
@@ -288,7 +310,6 @@ def run_job(
     timings = dict(out.timings)
     t0 = time.perf_counter()
     files = {"image": output_path(job.out)}
-    files["image"].parent.mkdir(parents=True, exist_ok=True)
     # the same extras as the WebUI extension's infotext (fgat_webui/run.py)
     extras: dict[str, Any] = {"target_prompt": job.target_prompt, "target_hash": image_hash(target)}
     if job.diagnostics:
@@ -299,25 +320,24 @@ def run_job(
     parameters = generation_parameters(
         job.source_prompt, job.negative_prompt, job.config, out.source.size, pipe.name, value
     )
-    save_png(out.image, files["image"], parameters, value)
+    data = {files["image"]: png_bytes(out.image, parameters, value)}
     timings["save"] = time.perf_counter() - t0
     if job.diagnostics:
         t1 = time.perf_counter()
         files["diagnostics"] = diagnostics_path(files["image"])
-        write_diagnostics(pipe, job, out, files["diagnostics"], parameters, value)
+        data[files["diagnostics"]] = diagnostics_png(pipe, job, out, parameters, value)
         timings["diagnostics"] = time.perf_counter() - t1
     cache_info = None
     if cache is not None:
         cache_info = {"hits": cache.hits - hits0, "misses": cache.misses - misses0}
     files["sidecar"] = sidecar_path(files["image"])
     record = sidecar_record(job, out, pipe, value, parameters, timings, files, cache_info)
-    write_text_atomic(files["sidecar"], json.dumps(record, indent=2, ensure_ascii=False) + "\n")
-    return JobResult(job, out, files, timings, record)
+    data[files["sidecar"]] = (json.dumps(record, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    return JobResult(job, out, files, timings, record, data)
 
 
-def write_diagnostics(pipe: FGATPipeline, job: Job, out: TransferOutput, path: Path, parameters: str,
-                      value: str) -> None:
-    """The diagnostics sheet, captioned with the prompts and the mask's coverage, its PNG text holding the
+def diagnostics_png(pipe: FGATPipeline, job: Job, out: TransferOutput, parameters: str, value: str) -> bytes:
+    """The diagnostics sheet as PNG bytes, captioned with the prompts and the mask's coverage, its PNG text holding the
     run's settings (as the result's)."""
     from fgat_core.diagnostics import diagnostics_sheet, mask_summary
 
@@ -330,7 +350,7 @@ def write_diagnostics(pipe: FGATPipeline, job: Job, out: TransferOutput, path: P
         out.source, out.target, out.image, res.mask, res.correspondence, res.x0_window, res.window,
         decode=lambda z: pipe.decode(z.to(pipe.device)), caption=caption,
     )
-    save_png(sheet, path, parameters, value)
+    return png_bytes(sheet, parameters, value)
 
 
 def sidecar_record(

@@ -53,7 +53,12 @@ def decode_file(path: Path) -> Image.Image:
     """An image file decoded, upright as viewers show it (a phone JPEG stores its rotation in EXIF). The bytes
     are read once, as a stream: a pipe (`--source <(...)`, /dev/stdin) works as a file does."""
     with open(path, "rb") as f:
-        data = f.read()
+        return decode_bytes(f.read())
+
+
+def decode_bytes(data: bytes) -> Image.Image:
+    """An image file's bytes decoded, upright (EXIF rotation applied): `decode_file` without the file (a Ray
+    actor decodes the bytes the driver read)."""
     img = Image.open(io.BytesIO(data))
     img.load()
     return ImageOps.exif_transpose(img)
