@@ -72,6 +72,42 @@ def tiny_pipe_xl():
     return tiny_pipeline(seed=0, sdxl=True)
 
 
+# ---------------------------------------------------------------------------------------------- CLI runs
+CLI_SIZE = 64  # in-process CLI runs use 64 px copies of the examples (8x8 latents) to stay fast
+
+
+def example_64(name: str):
+    """examples/<name>.png as RGB at 64 px."""
+    from PIL import Image
+
+    return Image.open(ROOT / "examples" / f"{name}.png").convert("RGB").resize((CLI_SIZE, CLI_SIZE), Image.LANCZOS)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """64 px copies of examples/source.png and target.png: (source path, target path)."""
+    folder = tmp_path_factory.mktemp("small")
+    for name in ("source", "target"):
+        example_64(name).save(folder / f"{name}.png")
+    return folder / "source.png", folder / "target.png"
+
+
+@pytest.fixture
+def isolated_cli(tmp_path, monkeypatch):
+    """No user presets from the home folder; no FGAT_MODEL from the environment (use as an autouse wrapper)."""
+    monkeypatch.setenv("FGAT_PRESETS_DIR", str(tmp_path / "presets"))
+    monkeypatch.delenv("FGAT_MODEL", raising=False)
+
+
+@pytest.fixture
+def use_tiny(monkeypatch, tiny_pipe):
+    """In-process CLI runs reuse the session's tiny model instead of building it again (same model, seed 0)."""
+    from fgat_cli import cli
+
+    monkeypatch.setattr(cli, "_load", lambda args: tiny_pipe)
+    return tiny_pipe
+
+
 @pytest.fixture(scope="session")
 def example_images():
     import numpy as np

@@ -25,9 +25,8 @@ SIZE = 64  # 64 px copies of the examples (8x8 latents) keep the runs fast
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("FGAT_PRESETS_DIR", str(tmp_path / "presets"))
-    monkeypatch.delenv("FGAT_MODEL", raising=False)
+def _isolated(isolated_cli):
+    """No user presets, no FGAT_MODEL (conftest.isolated_cli)."""
 
 
 @pytest.fixture

@@ -27,27 +27,11 @@ STEPS = 6  # window [ceil(0.24 * 6), ceil(0.44 * 6)) = [2, 3)
 SIZE = 64  # in-process runs use 64 px copies of the examples (8x8 latents) to stay fast
 
 
-@pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("small")
-    for name in ("source", "target"):
-        Image.open(EXAMPLES / f"{name}.png").convert("RGB").resize((SIZE, SIZE), Image.LANCZOS).save(
-            folder / f"{name}.png")
-    return folder / "source.png", folder / "target.png"
-
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    """No user presets from the home folder; no FGAT_MODEL from the environment."""
-    monkeypatch.setenv("FGAT_PRESETS_DIR", str(tmp_path / "presets"))
-    monkeypatch.delenv("FGAT_MODEL", raising=False)
+def _isolated(isolated_cli):
+    """No user presets, no FGAT_MODEL (conftest.isolated_cli)."""
 
-
-@pytest.fixture
-def use_tiny(monkeypatch, tiny_pipe):
-    """In-process runs reuse the session's tiny model instead of building it again (same model, seed 0)."""
-    monkeypatch.setattr(cli, "_load", lambda args: tiny_pipe)
-    return tiny_pipe
 
 
 def transfer_args(out, images, *extra):

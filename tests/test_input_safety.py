@@ -24,9 +24,8 @@ CFG = FGATConfig(steps=4)
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("FGAT_PRESETS_DIR", str(tmp_path / "presets"))
-    monkeypatch.delenv("FGAT_MODEL", raising=False)
+def _isolated(isolated_cli):
+    """No user presets, no FGAT_MODEL (conftest.isolated_cli)."""
 
 
 def test_a_prompt_with_latin1_bytes_is_refused_in_one_line_before_the_model_loads(tmp_path):

@@ -21,9 +21,8 @@ PAIR = (EXAMPLES / "source.png", EXAMPLES / "target.png")
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("FGAT_PRESETS_DIR", str(tmp_path / "presets"))
-    monkeypatch.delenv("FGAT_MODEL", raising=False)
+def _isolated(isolated_cli):
+    """No user presets, no FGAT_MODEL (conftest.isolated_cli)."""
 
 
 @pytest.fixture

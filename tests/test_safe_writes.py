@@ -21,25 +21,11 @@ PROMPT = "a photo of a cat"
 SIZE = 64
 
 
-@pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("small")
-    for name in ("source", "target"):
-        Image.open(EXAMPLES / f"{name}.png").convert("RGB").resize((SIZE, SIZE), Image.LANCZOS).save(
-            folder / f"{name}.png")
-    return folder / "source.png", folder / "target.png"
-
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("FGAT_PRESETS_DIR", str(tmp_path / "presets"))
-    monkeypatch.delenv("FGAT_MODEL", raising=False)
+def _isolated(isolated_cli):
+    """No user presets, no FGAT_MODEL (conftest.isolated_cli)."""
 
-
-@pytest.fixture
-def use_tiny(monkeypatch, tiny_pipe):
-    monkeypatch.setattr(cli, "_load", lambda args: tiny_pipe)
-    return tiny_pipe
 
 
 def _disk_full(monkeypatch):

@@ -162,25 +162,25 @@ def test_a_bad_input_is_a_422_with_the_message_and_one_console_line(webui, image
     assert len(printed) == 1 and re.search(message, printed[0]), printed
 
 
-def test_an_input_found_bad_during_sampling_is_a_422_too(webui, images, monkeypatch):
+def _api_with_failing_engine(webui, images, monkeypatch, error: Exception):
+    """An API img2img whose FGAT run raises `error` once sampling has started."""
     src, tar = images
 
-    def bad(*args, **kwargs):
-        raise ValueError("the mask image is unusable here")
+    def fail(*args, **kwargs):
+        raise error
 
-    monkeypatch.setattr(fgat_run, "run_fgat", bad)
-    status, body = webui.api_img2img(_payload(src, [_fgat(tar)]))
+    monkeypatch.setattr(fgat_run, "run_fgat", fail)
+    return webui.api_img2img(_payload(src, [_fgat(tar)]))
+
+
+def test_an_input_found_bad_during_sampling_is_a_422_too(webui, images, monkeypatch):
+    status, body = _api_with_failing_engine(webui, images, monkeypatch, ValueError("the mask image is unusable here"))
     assert status == 422 and body["detail"] == f"{PREFIX}: the mask image is unusable here", body
 
 
 def test_a_failure_inside_fgat_is_a_500_named_after_fgat(webui, images, monkeypatch):
-    src, tar = images
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("one of the variables needed for gradient computation has been modified")
-
-    monkeypatch.setattr(fgat_run, "run_fgat", broken)
-    status, body = webui.api_img2img(_payload(src, [_fgat(tar)]))
+    error = RuntimeError("one of the variables needed for gradient computation has been modified")
+    status, body = _api_with_failing_engine(webui, images, monkeypatch, error)
     assert status == 500, body
     text = body.get("errors") or body.get("message")  # A1111: `errors`, Forge: `message`
     assert text == f"{PREFIX} failed: RuntimeError: one of the variables needed for gradient computation has been " \

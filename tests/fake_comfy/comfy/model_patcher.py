@@ -17,6 +17,7 @@ import uuid
 import torch
 
 import comfy.utils
+from fake_common.lora import merge_diff_patches
 
 
 class ModelPatcher:
@@ -86,7 +87,7 @@ class ModelPatcher:
             for key, current in self.patches.items():
                 weight = comfy.utils.get_attr(self.model, key)
                 self.backup.setdefault(key, weight)
-                comfy.utils.set_attr(self.model, key, torch.nn.Parameter(_merged(current, weight), requires_grad=False))
+                comfy.utils.set_attr(self.model, key, torch.nn.Parameter(merge_diff_patches(current, weight), requires_grad=False))
             self.model.current_weight_patches_uuid = self.patches_uuid
         return self.model
 
@@ -99,12 +100,3 @@ class ModelPatcher:
         for k, old in self.object_patches_backup.items():
             comfy.utils.set_attr(self.model, k, old)
         self.object_patches_backup.clear()
-
-
-def _merged(patches, weight):
-    out = weight.float()
-    for strength_patch, patch, strength_model, _offset, _function in patches:
-        kind, (diff,) = patch
-        assert kind == "diff", f"the fake patcher knows 'diff' patches only, not {kind!r}"
-        out = out * strength_model + strength_patch * diff.to(out)
-    return out.to(weight.dtype)

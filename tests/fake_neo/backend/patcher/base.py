@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 import torch
+from fake_common.lora import merge_diff_patches
 
 _FORGE = Path(__file__).resolve().parents[3] / "fake_forge" / "backend" / "patcher" / "base.py"
 exec(compile(_FORGE.read_text(encoding="utf-8"), str(_FORGE), "exec"))
@@ -27,16 +28,6 @@ _ForgeModelPatcher = ModelPatcher  # noqa: F821
 # module's own copy, so removing them leaves the fake Forge untouched
 for _name in ("set_model_vae_encode_wrapper", "set_model_vae_decode_wrapper", "set_model_vae_regulation"):
     delattr(_ForgeModelPatcher, _name)
-
-
-def merge_diff_patches(patches, weight):
-    """merge_lora_to_weight for "diff" patches: weight * strength_model + strength_patch * diff."""
-    out = weight.float()
-    for strength_patch, patch, strength_model, _offset, _function in patches:
-        kind, (diff,) = patch
-        assert kind == "diff", f"the fake Neo patcher knows 'diff' patches only, not {kind!r}"
-        out = out * strength_model + strength_patch * diff.to(out)
-    return out.to(weight.dtype)
 
 
 def _set_weight(model, key, weight):
