@@ -41,6 +41,12 @@ FIELD_HELP = {
     "null_text_lr": "null-text inversion: learning rate",
     "null_text_epsilon": "null-text inversion: early-stop loss",
     "match_chunk": "source positions per chunk of the similarity matrix (bounds its memory)",
+    "target_mask": "target-side mask: none; gate: transfer only where the match lands on the target's object; "
+                   "restrict: match only the target's object cells",
+    "target_mask_word": "target-prompt word the target's mask follows (default: the target prompt's last word)",
+    "background_lock": "on: outside the source mask the latent follows the source's inverted trajectory",
+    "mask_threshold_mode": "fixed: keep the map >= --mask-threshold x its maximum; otsu: a per-image threshold",
+    "mask_levels": "levels whose attention makes the masks: before-window, or all (every inversion call)",
 }
 _PY_TYPES = {"float": float, "int": int, "str": str}
 

@@ -191,6 +191,10 @@ class FGATPipeline:
         tokens = None
         if cfg.mask_source == "attention":
             tokens = word_token_indices(source_prompt, cfg.mask_word, self.tokens, self.tokenizer.model_max_length)
+        target_tokens = None
+        if cfg.target_mask != "none":
+            target_tokens = word_token_indices(target_prompt, cfg.target_mask_word, self.tokens,
+                                               self.tokenizer.model_max_length, ("target_prompt", "target_mask_word"))
         user_mask = None
         if cfg.mask_source == "user":
             if mask is None:
@@ -203,7 +207,7 @@ class FGATPipeline:
             target_cond=self.encode_prompt(target_prompt, size_hw),
             uncond=self.encode_prompt(negative_prompt, size_hw),
             empty_cond=self.encode_prompt("", size_hw),
-            mask_tokens=tokens, user_mask=user_mask,
+            mask_tokens=tokens, user_mask=user_mask, target_mask_tokens=target_tokens,
         )
         if cache is not None and not cached:  # keys identify the images only when we encoded them
             model = (self.name, self.cache_token, str(self.device), str(self.dtype), self.prediction_type)

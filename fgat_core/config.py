@@ -14,8 +14,12 @@ INVERSIONS = ("direct", "null-text", "negative-prompt", "ddim")
 MATCHINGS = ("progressive", "initial")
 MASK_SOURCES = ("attention", "user", "none")
 GAMMA_ON = ("guided", "uncond")
-MASK_LAYERS = ("quarter", "all")
+MASK_LAYERS = ("quarter", "all", "full")
 DIFT_PROMPTS = ("own", "empty")
+TARGET_MASKS = ("none", "gate", "restrict")
+BACKGROUND_LOCKS = ("off", "on")
+MASK_THRESHOLD_MODES = ("fixed", "otsu")
+MASK_LEVELS = ("before-window", "all")
 
 # (field, low, high, low_inclusive, high_inclusive, human text)
 _FLOAT_RANGES = {
@@ -45,6 +49,10 @@ CHOICES = {
     "gamma_on": GAMMA_ON,
     "mask_layers": MASK_LAYERS,
     "dift_prompt": DIFT_PROMPTS,
+    "target_mask": TARGET_MASKS,
+    "background_lock": BACKGROUND_LOCKS,
+    "mask_threshold_mode": MASK_THRESHOLD_MODES,
+    "mask_levels": MASK_LEVELS,
 }
 
 
@@ -75,6 +83,11 @@ class FGATConfig:
     null_text_lr: float = 1e-2
     null_text_epsilon: float = 1e-5
     match_chunk: int = 1024  # source rows per chunk of the similarity matrix
+    target_mask: str = "none"  # target-side mask: none, gate or restrict (issue 21)
+    target_mask_word: str = ""  # empty: the last word of the target prompt
+    background_lock: str = "off"  # on: outside the source mask, follow the source's inverted trajectory
+    mask_threshold_mode: str = "fixed"  # fixed: mask_threshold x max; otsu: a per-image threshold
+    mask_levels: str = "before-window"  # the levels whose attention makes the mask: before the window, or all
 
     def __post_init__(self) -> None:
         for name, bounds in _FLOAT_RANGES.items():
@@ -89,6 +102,9 @@ class FGATConfig:
         if not isinstance(self.mask_word, str):
             raise ConfigError("mask_word", self.mask_word, "{name} must be a string, got {value!r}")
         self.mask_word = self.mask_word.strip()
+        if not isinstance(self.target_mask_word, str):
+            raise ConfigError("target_mask_word", self.target_mask_word, "{name} must be a string, got {value!r}")
+        self.target_mask_word = self.target_mask_word.strip()
         if self.window_end <= self.window_start:
             raise ConfigError(
                 "window_end", self.window_end, "{name} ({value}) must be greater than {names[window_start]} "

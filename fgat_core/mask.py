@@ -49,7 +49,8 @@ class AttentionRecorder:
         self.tokens = list(token_indices)
         self.latent_size = latent_size
         grids = [downsampled_size(latent_size, f) for f in (1, 2, 4, 8, 16)]
-        self.grids = [downsampled_size(latent_size, 4)] if which == "quarter" else grids
+        chosen = {"quarter": [downsampled_size(latent_size, 4)], "full": [tuple(latent_size)]}
+        self.grids = chosen.get(which, grids)
         self.rows: list[int] = []
         self.active = False
         self.sums: dict[tuple[int, int], Tensor] = {}
@@ -148,12 +149,30 @@ def upsample_map(m: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(m[None, None], size=size, mode="nearest")[0, 0]
 
 
-def threshold_mask(attn_map: Tensor, threshold: float = 0.3, dilate: int = 1) -> Tensor:
-    """Divide by the max, keep >= threshold, dilate by `dilate` latent pixels (docs/DESIGN.md §2.4). (h, w) in {0,1}."""
+def otsu_threshold(values: Tensor) -> float:
+    """Otsu's level: the cut between two sorted classes of `values` that maximises the between-class
+    variance w0 w1 (mu0 - mu1)^2, returned as the smallest value of the upper class (exact, no histogram)."""
+    v = values.flatten().double().sort().values
+    n = v.numel()
+    if n < 2 or v[0] == v[-1]:
+        return float(v[-1]) if n else 0.0
+    csum = v.cumsum(0)
+    k = torch.arange(1, n, dtype=torch.float64)  # lower class = the first k values
+    mu0 = csum[:-1] / k
+    mu1 = (csum[-1] - csum[:-1]) / (n - k)
+    between = k * (n - k) * (mu0 - mu1) ** 2
+    between[v[1:] == v[:-1]] = -1.0  # a cut must fall between two different values
+    return float(v[int(between.argmax()) + 1])
+
+
+def threshold_mask(attn_map: Tensor, threshold: float = 0.3, dilate: int = 1, mode: str = "fixed") -> Tensor:
+    """Divide by the max, keep >= threshold (mode "fixed") or >= Otsu's level of the map (mode "otsu"), dilate
+    by `dilate` latent pixels (docs/DESIGN.md §2.4). (h, w) in {0,1}."""
     peak = attn_map.max()
     if not torch.isfinite(peak) or peak <= 0:
         return torch.zeros_like(attn_map)
-    m = (attn_map / peak >= threshold).float()
+    level = otsu_threshold(attn_map / peak) if mode == "otsu" else threshold
+    m = (attn_map / peak >= level).float()
     if dilate > 0:
         k = 2 * dilate + 1
         m = F.max_pool2d(m[None, None], kernel_size=k, stride=1, padding=dilate)[0, 0]
@@ -218,9 +237,12 @@ def prompt_words(prompt: str) -> list[str]:
 
 
 def word_token_indices(
-    prompt: str, word: str, tokenize: Callable[[str], list[str]], max_tokens: int = 77
+    prompt: str, word: str, tokenize: Callable[[str], list[str]], max_tokens: int = 77,
+    fields: tuple[str, str] = ("source_prompt", "mask_word"),
 ) -> list[int]:
     """Positions (BOS = 0) of the tokens that spell `word` in `prompt`; empty word = the last word.
+
+    `fields`: the (prompt, word) inputs errors name (the target's: ("target_prompt", "target_mask_word")).
 
     `tokenize(text)` returns the text's tokens without BOS/EOS. Positions come from tokenizing the
     prompt up to each end of the word, so they stay right where the tokenizer's pieces do not follow
@@ -229,14 +251,15 @@ def word_token_indices(
     words = [m.group().lower() for m in matches]
     alnum = [w for w in words if re.match(r"\w", w)]
     default = default_mask_word(prompt)
+    side = fields[0].split("_")[0]  # "source" or "target"
+    off = ("{names[mask_source]} 'user' or 'none'", ("mask_source",)) if side == "source" else (
+        "{names[target_mask]} 'none'", ("target_mask",))
     if not prompt.strip():
-        raise InputError("source_prompt", prompt, "{name} is empty, so there is no word to take the attention mask "
-                         "from: write a source prompt naming the object, or choose {names[mask_source]} 'user' or "
-                         "'none'", related=("mask_source",))
+        raise InputError(fields[0], prompt, "{name} is empty, so there is no word to take the attention mask "
+                         f"from: write a {side} prompt naming the object, or choose {off[0]}", related=off[1])
     if not alnum or (not word.strip() and default is None):
-        raise InputError("source_prompt", prompt, "{name} {value!r} has no word with letters to take the attention "
-                         "mask from: write a source prompt naming the object, or choose {names[mask_source]} 'user' "
-                         "or 'none'", related=("mask_source",))
+        raise InputError(fields[0], prompt, "{name} {value!r} has no word with letters to take the attention "
+                         f"mask from: write a {side} prompt naming the object, or choose {off[0]}", related=off[1])
     word = word if word.strip() else default
     target = prompt_words(word)
     hits: list[int] = []
@@ -248,12 +271,12 @@ def word_token_indices(
             last = 1 + len(tokenize(prompt[: matches[i + len(target) - 1].end()]))
             hits.extend(range(first, last))
     if not hits:
-        raise InputError("mask_word", word, "{name} {value!r} is not in {names[source_prompt]} {prompt!r}; use one "
-                         "of its words: {words}", related=("source_prompt",), prompt=prompt,
+        raise InputError(fields[1], word, "{name} {value!r} is not in {names[" + fields[0] + "]} {prompt!r}; "
+                         "use one of its words: {words}", related=(fields[0],), prompt=prompt,
                          words=", ".join(dict.fromkeys(alnum)))
     hits = [h for h in hits if h < max_tokens - 1]
     if not hits:
-        raise InputError("mask_word", word, "{name} {value!r} lies beyond the first {limit} tokens of "
-                         "{names[source_prompt]}; move it earlier in the prompt", related=("source_prompt",),
+        raise InputError(fields[1], word, "{name} {value!r} lies beyond the first {limit} tokens of "
+                         "{names[" + fields[0] + "]}; move it earlier in the prompt", related=(fields[0],),
                          limit=max_tokens - 2)
     return hits

@@ -12,9 +12,15 @@ from typing import Any
 from .config import FGATConfig
 from .errors import plain_name, render_error
 
+# the paper's settings (§4), FGAT's defaults before issue 21: no target-side masking, no background lock
+PAPER_SETTINGS: dict[str, Any] = FGATConfig(
+    delta=0.6, lam=0.2, gamma=0.2, window_start=0.24, window_end=0.44, inversion="direct", mask_threshold=0.3,
+    mask_dilate=1, target_mask="none", background_lock="off", mask_threshold_mode="fixed",
+).to_dict()
 BUILTIN: dict[str, dict[str, Any]] = {
-    "Paper defaults": FGATConfig().to_dict(),
-    "Paper (null-text inversion)": FGATConfig(inversion="null-text").to_dict(),
+    "Defaults": FGATConfig().to_dict(),
+    "Paper": PAPER_SETTINGS,
+    "Paper (null-text inversion)": {**PAPER_SETTINGS, "inversion": "null-text"},
     "Fast (initial matching)": FGATConfig(matching="initial").to_dict(),
     "Strong transfer": FGATConfig(delta=0.8, window_end=0.5).to_dict(),
 }

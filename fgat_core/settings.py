@@ -63,6 +63,7 @@ class MaskLayers(Mode):
 
     QUARTER = "quarter"
     ALL = "all"
+    FULL = "full"
 
 
 class DiftPrompt(Mode):
@@ -70,6 +71,39 @@ class DiftPrompt(Mode):
 
     OWN = "own"
     EMPTY = "empty"
+
+
+class TargetMask(Mode):
+    """Target-side masking (beyond the paper; issue 21): none; gate: a source cell takes the target's x0 only
+    where its match lands on the target's object; restrict: the matching searches the target's object only."""
+
+    NONE = "none"
+    GATE = "gate"
+    RESTRICT = "restrict"
+
+
+class BackgroundLock(Mode):
+    """off; on: outside the source mask the latent follows the source's own inverted trajectory (beyond the
+    paper, as blended latent diffusion does)."""
+
+    OFF = "off"
+    ON = "on"
+
+
+class MaskThresholdMode(Mode):
+    """How the attention map is cut: fixed (`mask_threshold` of the map's maximum) or otsu (a per-image level
+    between the map's two classes)."""
+
+    FIXED = "fixed"
+    OTSU = "otsu"
+
+
+class MaskLevels(Mode):
+    """The levels whose object attention is averaged for the masks: before-window (the paper's: the source's
+    steps before the window; the target's window levels) or all (every call each inversion makes anyway)."""
+
+    BEFORE_WINDOW = "before-window"
+    ALL = "all"
 
 
 @dataclass(frozen=True)
@@ -181,7 +215,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("seed", int, 0, "seed of the DIFT noise (a host uses its generation seed)", Range(0, 2**63 - 1),
             host_owned=True),
     Setting("mask_layers", MaskLayers, MaskLayers.QUARTER, "attention layers averaged for the mask: quarter "
-            "(1/4 of the latent size) or all", control=Control("Attention layers for the mask")),
+            "(1/4 of the latent size), all, or full (the layers at the latent size)",
+            control=Control("Attention layers for the mask")),
     Setting("mask_dilate", int, 1, "dilation of the mask, in latent pixels", Range(0, 8),
             Control("Mask dilation (latent px)", 0, 8, 1)),
     Setting("dift_prompt", DiftPrompt, DiftPrompt.OWN, "DIFT conditioning: each image's own prompt, or the "
@@ -194,5 +229,20 @@ SETTINGS: tuple[Setting, ...] = (
             Control("Null-text early stop", 0.0, 0.001, 0.000001)),
     Setting("match_chunk", int, 1024, "source positions per chunk of the similarity matrix (bounds its memory)",
             Range(1, 1 << 20), Control("Matching chunk (rows)", 64, 16384, 64)),
+    Setting("target_mask", TargetMask, TargetMask.NONE, "target-side mask: none; gate: transfer only where the "
+            "match lands on the target's object; restrict: match only the target's object cells",
+            control=Control("Target-side mask", row="prompt"), xyz="[FGAT] Target-side mask"),
+    Setting("target_mask_word", str, "", "target-prompt word the target's mask follows (empty: the target "
+            "prompt's last word)", control=Control("Target object word (empty: last word of the target prompt)",
+                                                   row="prompt")),
+    Setting("background_lock", BackgroundLock, BackgroundLock.OFF, "on: outside the source mask the latent "
+            "follows the source's inverted trajectory at every step from the window on (background kept)",
+            control=Control("Background lock", row="method"), xyz="[FGAT] Background lock"),
+    Setting("mask_threshold_mode", MaskThresholdMode, MaskThresholdMode.FIXED, "fixed: keep the map >= "
+            "mask_threshold x its maximum; otsu: a per-image threshold (Otsu's split of the map's values)",
+            control=Control("Mask threshold mode"), xyz="[FGAT] Mask threshold mode"),
+    Setting("mask_levels", MaskLevels, MaskLevels.BEFORE_WINDOW, "levels whose attention makes the masks: "
+            "before-window (the source's steps before the window) or all (every inversion call; no extra call)",
+            control=Control("Attention levels for the mask"), xyz="[FGAT] Mask attention levels"),
 )
 SETTING: dict[str, Setting] = {s.name: s for s in SETTINGS}

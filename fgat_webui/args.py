@@ -23,7 +23,18 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from fgat_core import images as core_images
-from fgat_core.config import DIFT_PROMPTS, GAMMA_ON, INVERSIONS, MASK_LAYERS, MATCHINGS, FGATConfig
+from fgat_core.config import (
+    BACKGROUND_LOCKS,
+    DIFT_PROMPTS,
+    GAMMA_ON,
+    INVERSIONS,
+    MASK_LAYERS,
+    MASK_LEVELS,
+    MASK_THRESHOLD_MODES,
+    MATCHINGS,
+    TARGET_MASKS,
+    FGATConfig,
+)
 from fgat_core.errors import ConfigError
 from fgat_core.prepare import parse_bool, parse_number, parse_text, shorten
 
@@ -87,6 +98,15 @@ CONTROLS: tuple[Control, ...] = (
     Control("null_text_epsilon", "Null-text early stop", "float", _D.null_text_epsilon, 0.0, 0.001, 0.000001,
             advanced=True),
     Control("match_chunk", "Matching chunk (rows)", "int", _D.match_chunk, 64, 16384, 64, advanced=True),
+    # issue 21 (appended, so that the positional API order of the controls above stays)
+    Control("target_mask", "Target-side mask", "choice", _D.target_mask, choices=TARGET_MASKS),
+    Control("target_mask_word", "Target object word (empty: last word of the target prompt)", "text",
+            _D.target_mask_word),
+    Control("background_lock", "Background lock", "choice", _D.background_lock, choices=BACKGROUND_LOCKS),
+    Control("mask_threshold_mode", "Mask threshold mode", "choice", _D.mask_threshold_mode,
+            choices=MASK_THRESHOLD_MODES, advanced=True),
+    Control("mask_levels", "Attention levels for the mask", "choice", _D.mask_levels, choices=MASK_LEVELS,
+            advanced=True),
 )
 CONTROL_NAMES = tuple(c.name for c in CONTROLS)
 CONFIG_CONTROLS = tuple(c for c in CONTROLS if c.name in CONFIG_KEYS)

@@ -105,25 +105,27 @@ class RowResult:
     latent_size: tuple[int, int]
 
 
-def mask_token_positions(backend: WebUIBackend, p: Any, prompt: str, word: str) -> list[int]:
+def mask_token_positions(backend: WebUIBackend, p: Any, prompt: str, word: str, target: bool = False) -> list[int]:
     """Key positions of `word`'s tokens in the prompt as the WebUI's text encoder feeds it to the model
     (empty word: the prompt's last word, `default_mask_word`). Found by searching the word's token ids in the
     prompt's token ids (`locate_word_ids`), which stays right with emphasis syntax, BREAK and prompts longer
-    than one 77-token chunk."""
+    than one 77-token chunk. `target`: the target prompt's object word (target-side masking)."""
+    fields, where, off = (("target_prompt", "target_mask_word"), "the target prompt", "target-side mask 'none'") \
+        if target else (("source_prompt", "mask_word"), "the img2img prompt", "mask source 'inpaint mask' or 'none'")
     if not word.strip():
         word = default_mask_word(prompt)
         if word is None:
-            raise InputError("source_prompt", prompt, "the prompt has no word to take the attention mask from: "
-                             "write a prompt naming the object, type the object word, or choose mask source "
-                             "'inpaint mask' or 'none'", problem="no word")
+            raise InputError(fields[0], prompt, "the prompt has no word to take the attention mask from: "
+                             f"write a prompt naming the object, type the object word, or choose {off}",
+                             problem="no word")
     needle = backend.word_token_ids(p, word.strip())
     haystack = backend.prompt_token_ids(p, prompt)
     hits = locate_word_ids(haystack, needle, backend.token_strings(haystack))
     if not hits:
         raise InputError(
-            "mask_word", word, "the object word {short} is not in the prompt {prompt}: type a word that appears in "
-            "the img2img prompt as plain text (it names the object whose appearance changes; a textual-inversion "
-            "embedding or a LoRA tag has no word tokens to find), or choose mask source 'inpaint mask' or 'none'",
+            fields[1], word, "the object word {short} is not in the prompt {prompt}: type a word that appears in "
+            f"{where} as plain text (it names the object whose appearance changes; a textual-inversion "
+            f"embedding or a LoRA tag has no word tokens to find), or choose {off}",
             problem="not found", short=shorten(word), prompt=shorten(prompt, 120))
     return hits
 
@@ -385,6 +387,8 @@ class FGATRun:
                 mask_tokens=mask_token_positions(backend, p, prompt, cfg.mask_word)
                 if cfg.mask_source == "attention" else None,
                 user_mask=self.user_mask(p, i) if cfg.mask_source == "user" else None,
+                target_mask_tokens=mask_token_positions(backend, p, target_prompt, cfg.target_mask_word, True)
+                if cfg.target_mask != "none" else None,
             )
             backend.prepare_unet(p, src, rows=max(4, 2 * cfg.dift_ensemble))  # the engine's largest batch
             result = run_fgat(backend.denoiser(p), inputs, cfg, progress=backend.report_progress)
