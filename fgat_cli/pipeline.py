@@ -15,7 +15,7 @@ from fgat_core.errors import InputError
 from fgat_core.host import CONTEXT, Cond
 from fgat_core.images import fit_to, mask_from_image, snap_size, to_pil, to_rgb, to_tensor
 from fgat_core.infotext import image_hash
-from fgat_core.mask import word_token_indices
+from fgat_core.mask import default_mask_word, word_token_indices
 from fgat_core.prepare import Request, check_request
 from fgat_core.schedule import scaled_linear_alphas_cumprod
 
@@ -192,7 +192,9 @@ class FGATPipeline:
         if cfg.mask_source == "attention":
             tokens = word_token_indices(source_prompt, cfg.mask_word, self.tokens, self.tokenizer.model_max_length)
         target_tokens = None
-        if cfg.target_mask != "none":
+        if cfg.target_mask != "none" and not cfg.target_mask_word and default_mask_word(target_prompt) is None:
+            target_tokens = []  # the target prompt names no object: the engine uses the whole target, and says so
+        elif cfg.target_mask != "none":
             target_tokens = word_token_indices(target_prompt, cfg.target_mask_word, self.tokens,
                                                self.tokenizer.model_max_length, ("target_prompt", "target_mask_word"))
         user_mask = None

@@ -58,36 +58,37 @@ CHOICES = {
 
 @dataclass
 class FGATConfig:
-    """All FGAT settings. Defaults are the paper's (§4) and docs/DESIGN.md §2.6's readings of it."""
+    """All FGAT settings. Defaults are the paper's (§4) and docs/DESIGN.md §2.6's readings of it, except those
+    issue 21's demo-world evidence re-decided (the paper's are the "Paper" preset, `presets.PAPER_SETTINGS`)."""
 
-    delta: float = 0.6  # Eq. 3: weight of the transfer
+    delta: float = 0.9  # Eq. 3: weight of the transfer (paper: 0.6; issue 21's demo-world evidence)
     lam: float = 0.2  # Eq. 6: balance between x_t and x'_t
     gamma: float = 0.2  # Eq. 7: mix of eps(x_t) and eps(x'_t)
     window_start: float = 0.24  # first window step = ceil(window_start * steps)
     window_end: float = 0.44  # window ends before ceil(window_end * steps)
     steps: int = 50
     guidance_scale: float = 7.5
-    inversion: str = "direct"
+    inversion: str = "negative-prompt"
     matching: str = "progressive"
     mask_source: str = "attention"
     mask_word: str = ""  # empty: the last word of the source prompt
-    mask_threshold: float = 0.3
+    mask_threshold: float = 0.4
     dift_timestep: int = 261
     dift_ensemble: int = 1
     gamma_on: str = "guided"
     seed: int = 0
-    mask_layers: str = "quarter"  # attention layers at 1/4 of the latent size, or all
-    mask_dilate: int = 1  # latent pixels of dilation after thresholding
+    mask_layers: str = "full"  # attention layers at the latent size, at 1/4 of it (quarter), or all
+    mask_dilate: int = 0  # latent pixels of dilation after thresholding
     dift_prompt: str = "own"  # DIFT conditioning: each image's own prompt, or the empty prompt
     null_text_steps: int = 10
     null_text_lr: float = 1e-2
     null_text_epsilon: float = 1e-5
     match_chunk: int = 1024  # source rows per chunk of the similarity matrix
-    target_mask: str = "none"  # target-side mask: none, gate or restrict (issue 21)
+    target_mask: str = "restrict"  # target-side mask: none, gate or restrict (issue 21)
     target_mask_word: str = ""  # empty: the last word of the target prompt
-    background_lock: str = "off"  # on: outside the source mask, follow the source's inverted trajectory
+    background_lock: str = "on"  # on: outside the source mask, follow the source's inverted trajectory
     mask_threshold_mode: str = "fixed"  # fixed: mask_threshold x max; otsu: a per-image threshold
-    mask_levels: str = "before-window"  # the levels whose attention makes the mask: before the window, or all
+    mask_levels: str = "all"  # the levels whose attention makes the mask: before the window, or all
 
     def __post_init__(self) -> None:
         for name, bounds in _FLOAT_RANGES.items():

@@ -63,7 +63,9 @@ class FGATInputs:
     source_key: Hashable | None = None
     target_key: Hashable | None = None
     # target-side masking (config.target_mask != "none"): the target prompt's object word, or a drawn target mask
-    target_mask_tokens: list[int] | None = None  # target-prompt token positions of the target's object word
+    # target-prompt token positions of the target's object word; [] = the target prompt names no object (the
+    # target-side mask is then the whole target, with a message)
+    target_mask_tokens: list[int] | None = None
     target_user_mask: Tensor | None = None  # (h, w) in [0, 1]; when given, used instead of the attention
 
 
@@ -197,9 +199,9 @@ def _attention_recorder(host: Denoiser, inputs: FGATInputs, plan: Plan) -> Atten
 
 
 def _target_recorder(host: Denoiser, inputs: FGATInputs, plan: Plan) -> AttentionRecorder | None:
-    if not plan.target_masked or inputs.target_user_mask is not None:
+    if not plan.target_masked or inputs.target_user_mask is not None or inputs.target_mask_tokens == []:
         return None
-    if not inputs.target_mask_tokens:
+    if inputs.target_mask_tokens is None:
         raise ValueError("target_mask needs the token positions of the target's object word (or a target mask)")
     return AttentionRecorder(host.attention_layers(), inputs.target_mask_tokens, plan.size, plan.config.mask_layers)
 
@@ -457,6 +459,10 @@ def _target_mask(
     cfg, like = plan.config, inputs.target_latent
     if inputs.target_user_mask is not None:
         return prepare_user_mask(inputs.target_user_mask, plan.size).to(like)
+    if recorder is None:  # the target prompt names no object
+        messages.append("FGAT: the target prompt names no object, so the whole target was used for the "
+                        "target-side mask (write a target prompt naming the object, or set target_mask 'none')")
+        return torch.ones(plan.size, dtype=like.dtype, device=like.device)
     with meter.stage("mask"):
         m = threshold_mask(recorder.mean_map(), cfg.mask_threshold, 0, cfg.mask_threshold_mode)
     if m.sum() == 0:

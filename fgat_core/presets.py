@@ -15,14 +15,15 @@ from .errors import plain_name, render_error
 # the paper's settings (§4), FGAT's defaults before issue 21: no target-side masking, no background lock
 PAPER_SETTINGS: dict[str, Any] = FGATConfig(
     delta=0.6, lam=0.2, gamma=0.2, window_start=0.24, window_end=0.44, inversion="direct", mask_threshold=0.3,
-    mask_dilate=1, target_mask="none", background_lock="off", mask_threshold_mode="fixed",
+    mask_dilate=1, mask_layers="quarter", target_mask="none", background_lock="off", mask_threshold_mode="fixed",
+    mask_levels="before-window",
 ).to_dict()
 BUILTIN: dict[str, dict[str, Any]] = {
     "Defaults": FGATConfig().to_dict(),
     "Paper": PAPER_SETTINGS,
     "Paper (null-text inversion)": {**PAPER_SETTINGS, "inversion": "null-text"},
     "Fast (initial matching)": FGATConfig(matching="initial").to_dict(),
-    "Strong transfer": FGATConfig(delta=0.8, window_end=0.5).to_dict(),
+    "Strong transfer": {**PAPER_SETTINGS, "delta": 0.8, "window_end": 0.5},  # the paper's, stronger
 }
 _NAME = re.compile(r"^[^\W_][\w .()+\-]{0,63}$", re.UNICODE)
 
@@ -164,3 +165,8 @@ class PresetStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def paper_config(**changes: Any) -> FGATConfig:
+    """The paper's settings (the "Paper" preset, FGAT's defaults before issue 21) with `changes`."""
+    return FGATConfig.from_dict({**PAPER_SETTINGS, **changes})

@@ -181,7 +181,7 @@ class Setting:
 
 UNIT = Range(0.0, 1.0)
 SETTINGS: tuple[Setting, ...] = (
-    Setting("delta", float, 0.6, "transfer weight (Eq. 3)", UNIT, Control("δ transfer strength", 0.0, 1.0, 0.01,
+    Setting("delta", float, 0.9, "transfer weight (Eq. 3)", UNIT, Control("δ transfer strength", 0.0, 1.0, 0.01,
             row="strength"), xyz="[FGAT] δ transfer strength", symbol="δ"),
     Setting("lam", float, 0.2, "balance between x_t and the deviated x'_t (Eq. 6)", UNIT,
             Control("λ latent balance", 0.0, 1.0, 0.01, row="strength"), xyz="[FGAT] λ latent balance", symbol="λ"),
@@ -196,7 +196,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("steps", int, 50, "DDIM steps (a host uses its own sampling steps)", Range(1, 999), host_owned=True),
     Setting("guidance_scale", float, 7.5, "classifier-free guidance scale (a host uses its own)", Range(0.0, 50.0),
             host_owned=True),
-    Setting("inversion", Inversion, Inversion.DIRECT, "how the source is inverted",
+    Setting("inversion", Inversion, Inversion.NEGATIVE_PROMPT, "how the source is inverted",
             control=Control("Inversion", row="method")),
     Setting("matching", Matching, Matching.PROGRESSIVE, "progressive: DIFT matching at every window step; "
             "initial: once, on the clean images", control=Control("Matching", row="method")),
@@ -204,7 +204,7 @@ SETTINGS: tuple[Setting, ...] = (
             "user: a drawn or uploaded mask; none: the whole image", control=Control("Mask source", row="prompt")),
     Setting("mask_word", str, "", "source-prompt word the attention mask follows (empty: the prompt's last word)",
             control=Control("Object word (empty: last word of the prompt)", row="prompt")),
-    Setting("mask_threshold", float, 0.3, "attention mask threshold, after dividing the map by its maximum",
+    Setting("mask_threshold", float, 0.4, "attention mask threshold, after dividing the map by its maximum",
             Range(0.0, 1.0, True, False), Control("Mask threshold", 0.0, 0.95, 0.05)),
     Setting("dift_timestep", int, 261, "timestep of the DIFT features", Range(0, 999),
             Control("DIFT timestep", 0, 999, 1)),
@@ -214,10 +214,10 @@ SETTINGS: tuple[Setting, ...] = (
             "unconditional branch (the paper's wording)", control=Control("γ mixes")),
     Setting("seed", int, 0, "seed of the DIFT noise (a host uses its generation seed)", Range(0, 2**63 - 1),
             host_owned=True),
-    Setting("mask_layers", MaskLayers, MaskLayers.QUARTER, "attention layers averaged for the mask: quarter "
+    Setting("mask_layers", MaskLayers, MaskLayers.FULL, "attention layers averaged for the mask: quarter "
             "(1/4 of the latent size), all, or full (the layers at the latent size)",
             control=Control("Attention layers for the mask")),
-    Setting("mask_dilate", int, 1, "dilation of the mask, in latent pixels", Range(0, 8),
+    Setting("mask_dilate", int, 0, "dilation of the mask, in latent pixels", Range(0, 8),
             Control("Mask dilation (latent px)", 0, 8, 1)),
     Setting("dift_prompt", DiftPrompt, DiftPrompt.OWN, "DIFT conditioning: each image's own prompt, or the "
             "empty prompt", control=Control("DIFT prompt")),
@@ -229,19 +229,19 @@ SETTINGS: tuple[Setting, ...] = (
             Control("Null-text early stop", 0.0, 0.001, 0.000001)),
     Setting("match_chunk", int, 1024, "source positions per chunk of the similarity matrix (bounds its memory)",
             Range(1, 1 << 20), Control("Matching chunk (rows)", 64, 16384, 64)),
-    Setting("target_mask", TargetMask, TargetMask.NONE, "target-side mask: none; gate: transfer only where the "
+    Setting("target_mask", TargetMask, TargetMask.RESTRICT, "target-side mask: none; gate: transfer only where the "
             "match lands on the target's object; restrict: match only the target's object cells",
             control=Control("Target-side mask", row="prompt"), xyz="[FGAT] Target-side mask"),
     Setting("target_mask_word", str, "", "target-prompt word the target's mask follows (empty: the target "
             "prompt's last word)", control=Control("Target object word (empty: last word of the target prompt)",
                                                    row="prompt")),
-    Setting("background_lock", BackgroundLock, BackgroundLock.OFF, "on: outside the source mask the latent "
+    Setting("background_lock", BackgroundLock, BackgroundLock.ON, "on: outside the source mask the latent "
             "follows the source's inverted trajectory at every step from the window on (background kept)",
             control=Control("Background lock", row="method"), xyz="[FGAT] Background lock"),
     Setting("mask_threshold_mode", MaskThresholdMode, MaskThresholdMode.FIXED, "fixed: keep the map >= "
             "mask_threshold x its maximum; otsu: a per-image threshold (Otsu's split of the map's values)",
             control=Control("Mask threshold mode"), xyz="[FGAT] Mask threshold mode"),
-    Setting("mask_levels", MaskLevels, MaskLevels.BEFORE_WINDOW, "levels whose attention makes the masks: "
+    Setting("mask_levels", MaskLevels, MaskLevels.ALL, "levels whose attention makes the masks: "
             "before-window (the source's steps before the window) or all (every inversion call; no extra call)",
             control=Control("Attention levels for the mask"), xyz="[FGAT] Mask attention levels"),
 )

@@ -47,6 +47,8 @@ FIGURE_METHODS = ("FGAT (defaults)", "FGAT, paper settings (previous defaults)",
                   "no transfer (reconstruction)", "SDEdit, strength 0.5", "SDEdit, strength 0.75",
                   "global colour transfer")
 PAPER = "FGAT, paper settings (previous defaults)"
+FINER_MASK = {"mask_layers": "full", "mask_levels": "all", "mask_threshold": 0.5, "mask_dilate": 0}
+FINER = "FGAT, paper settings + finer mask (full-size layers, all levels, threshold 0.5, no dilation)"
 
 
 def methods(steps: int, null_text_steps: int, tries: list[str] = ()) -> dict[str, tuple[str, object]]:
@@ -60,6 +62,7 @@ def methods(steps: int, null_text_steps: int, tries: list[str] = ()) -> dict[str
         "FGAT, paper settings + target mask (restrict)": ("fgat", paper.replace(target_mask="restrict")),
         "FGAT, paper settings + background lock": ("fgat", paper.replace(background_lock="on")),
         "FGAT, paper settings + otsu mask threshold": ("fgat", paper.replace(mask_threshold_mode="otsu")),
+        FINER: ("fgat", paper.replace(**FINER_MASK)),
         "FGAT, paper settings + restrict + lock": ("fgat", paper.replace(target_mask="restrict",
                                                                         background_lock="on")),
         "FGAT, paper settings + gate + lock": ("fgat", paper.replace(target_mask="gate", background_lock="on")),

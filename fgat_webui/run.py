@@ -130,6 +130,16 @@ def mask_token_positions(backend: WebUIBackend, p: Any, prompt: str, word: str, 
     return hits
 
 
+def target_token_positions(backend: WebUIBackend, p: Any, prompt: str, cfg: FGATConfig) -> list[int] | None:
+    """The target object word's key positions (target-side masking); [] when the target prompt names no object
+    and no word was typed (the engine then uses the whole target and says so); None without target masking."""
+    if cfg.target_mask == "none":
+        return None
+    if not cfg.target_mask_word and default_mask_word(prompt) is None:
+        return []
+    return mask_token_positions(backend, p, prompt, cfg.target_mask_word, True)
+
+
 def only_masked(p) -> bool:
     """Inpainting with *Inpaint area: Only masked*: the WebUI generates a crop around the mask."""
     return getattr(p, "image_mask", None) is not None and bool(getattr(p, "inpaint_full_res", False))
@@ -387,8 +397,7 @@ class FGATRun:
                 mask_tokens=mask_token_positions(backend, p, prompt, cfg.mask_word)
                 if cfg.mask_source == "attention" else None,
                 user_mask=self.user_mask(p, i) if cfg.mask_source == "user" else None,
-                target_mask_tokens=mask_token_positions(backend, p, target_prompt, cfg.target_mask_word, True)
-                if cfg.target_mask != "none" else None,
+                target_mask_tokens=target_token_positions(backend, p, target_prompt, cfg),
             )
             backend.prepare_unet(p, src, rows=max(4, 2 * cfg.dift_ensemble))  # the engine's largest batch
             result = run_fgat(backend.denoiser(p), inputs, cfg, progress=backend.report_progress)

@@ -157,7 +157,7 @@ def test_yaml_defaults_preset_flags_and_row_precedence(images):
         "pairs:\n"
         "  - {source: s1.png, target: t.png}\n"
         "  - {source: s2.png, target: t.png, delta: 0.3, window-end: 0.45, target_prompt: a cat}\n"
-        "  - {source: s2.png, target: t.png, preset: Paper defaults, out: sub/x}\n"
+        "  - {source: s2.png, target: t.png, preset: Paper, out: sub/x}\n"
     )
     jobs = read_pairs(images / "pairs.yaml", images / "out", settings={"delta": 0.5, "steps": 10})
     cfgs = [job.config for _, job in jobs]

@@ -18,6 +18,7 @@ from fgat_cli.pnginfo import parse_generation_parameters, quote, read_png_settin
 from fgat_core.config import DIFT_PROMPTS, GAMMA_ON, INVERSIONS, MASK_LAYERS, MASK_SOURCES, MATCHINGS, FGATConfig
 from fgat_core.diagnostics import COLUMNS, LABEL_HEIGHT, mask_overlay, warp_by_correspondence
 from fgat_core.infotext import image_hash, parse_infotext
+from fgat_core.presets import paper_config
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -137,7 +138,7 @@ def test_precedence_defaults_then_preset_then_flags(tmp_path):
     assert cli.base_config(None, {}) == FGATConfig()
     assert cli.base_config("mine", {}) == FGATConfig(delta=0.9, window_end=0.6)
     assert cli.base_config("mine", {"delta": 0.5}) == FGATConfig(delta=0.5, window_end=0.6)
-    assert cli.base_config("Strong transfer", {"steps": 10}) == FGATConfig(delta=0.8, window_end=0.5, steps=10)
+    assert cli.base_config("Strong transfer", {"steps": 10}) == paper_config(delta=0.8, window_end=0.5, steps=10)
 
 
 def test_presets_command_lists_and_shows(tmp_path, capsys):
@@ -145,7 +146,7 @@ def test_presets_command_lists_and_shows(tmp_path, capsys):
     (tmp_path / "presets" / "presets.json").write_text(json.dumps({"mine": {"delta": 0.9}}))
     assert cli.main(["presets"]) == 0
     listed = capsys.readouterr().out.splitlines()
-    assert "Paper defaults  (built-in)" in listed and "mine" in listed
+    assert "Paper  (built-in)" in listed and "mine" in listed
     assert cli.main(["presets", "--show", "mine"]) == 0
     assert json.loads(capsys.readouterr().out) == FGATConfig(delta=0.9).to_dict()
     assert cli.main(["presets", "--show", "nope"]) == 2
@@ -527,9 +528,9 @@ def test_diagnostics_record_mask_coverage_prompts_preset_and_settings(tmp_path, 
     monkeypatch.setattr(diagnostics, "diagnostics_sheet", sheet)
     out = tmp_path / "d.png"
     assert cli.main(transfer_args(out, small, "--steps", str(STEPS), "--diagnostics", "--mask-source", "none",
-                                  "--preset", "paper defaults")) == 0
+                                  "--preset", "paper")) == 0
     side = json.loads(out.with_suffix(".json").read_text())
-    assert side["mask_coverage"] == 1.0 and side["preset"] == "paper defaults"
+    assert side["mask_coverage"] == 1.0 and side["preset"] == "paper"
     assert side["source_prompt"] == PROMPT and side["target_prompt"] == PROMPT
     caption = captions[0]
     assert caption[:2] == [f"source prompt: {PROMPT}", f"target prompt: {PROMPT}"]

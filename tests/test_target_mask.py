@@ -114,14 +114,14 @@ def test_lock_is_the_blend_and_exact_at_both_ends():
 # ---------------------------------------------------------------------------------------------- identities
 @pytest.mark.parametrize("mode", ["gate", "restrict"])
 def test_target_mask_of_all_ones_gives_todays_result_bit_exactly(tiny_pipe, inputs, mode):
-    cfg = FGATConfig(steps=12)
+    cfg = FGATConfig(steps=12, target_mask="none")
     ref = run_fgat(tiny_pipe.host, inputs, cfg)
     out = run_fgat(tiny_pipe.host, _with(inputs, target_user_mask=torch.ones(16, 16)), cfg.replace(target_mask=mode))
     assert torch.equal(out.latent, ref.latent) and torch.equal(out.correspondence, ref.correspondence)
 
 
 def test_gate_with_no_target_object_is_the_reconstruction(tiny_pipe, inputs):
-    cfg = FGATConfig(steps=12)
+    cfg = FGATConfig(steps=12, inversion="direct", background_lock="off")
     ref = run_fgat(tiny_pipe.host, inputs, cfg, transfer=False).latent
     out = run_fgat(tiny_pipe.host, _with(inputs, target_user_mask=torch.zeros(16, 16)), cfg.replace(target_mask="gate"))
     assert torch.equal(out.latent, ref)
@@ -134,20 +134,23 @@ def test_restrict_matches_only_the_target_object(tiny_pipe, inputs):
     assert half.flatten()[out.correspondence].all()
 
 
-@pytest.mark.parametrize("inversion", ["direct", "ddim"])
+@pytest.mark.parametrize("inversion", ["direct", "negative-prompt", "ddim"])
 def test_background_lock_with_no_mask_is_still_the_reconstruction(tiny_pipe, inputs, inversion):
+    """With direct inversion the reconstruction is the source latent, and so is a locked run with M = 0 or
+    delta = 0. With the other inversions a locked run with M = 0 still ends on the source latent (the
+    trajectory's last level), where their reconstruction only approximates it."""
     cfg = FGATConfig(steps=12, inversion=inversion, background_lock="on")
     ref = run_fgat(tiny_pipe.host, inputs, cfg, transfer=False).latent
     zero = _with(inputs, user_mask=torch.zeros(16, 16))
     locked = run_fgat(tiny_pipe.host, zero, cfg.replace(mask_source="user")).latent
+    assert torch.equal(locked, inputs.source_latent)  # the lock's last level is the source latent itself
     if inversion == "direct":
         assert torch.equal(locked, ref)
-    assert torch.equal(locked, inputs.source_latent)  # the lock's last level is the source latent itself
-    assert torch.equal(run_fgat(tiny_pipe.host, inputs, cfg.replace(delta=0.0)).latent, ref)
+        assert torch.equal(run_fgat(tiny_pipe.host, inputs, cfg.replace(delta=0.0)).latent, ref)
 
 
 def test_background_lock_keeps_the_source_latent_outside_the_mask(tiny_pipe, inputs):
-    cfg = FGATConfig(steps=12, mask_source="user")
+    cfg = FGATConfig(steps=12, mask_source="user", background_lock="off")
     left = torch.zeros(16, 16)
     left[:, :6] = 1
     free = run_fgat(tiny_pipe.host, _with(inputs, user_mask=left), cfg).latent
@@ -160,7 +163,7 @@ def test_background_lock_keeps_the_source_latent_outside_the_mask(tiny_pipe, inp
 
 @pytest.mark.parametrize("levels", ["before-window", "all"])
 def test_target_mask_costs_no_unet_call(tiny_pipe, inputs, levels):
-    cfg = FGATConfig(steps=12, mask_levels=levels)
+    cfg = FGATConfig(steps=12, mask_levels=levels, target_mask="none", background_lock="off")
     plain = run_fgat(tiny_pipe.host, inputs, cfg).stats
     masked = run_fgat(tiny_pipe.host, inputs, cfg.replace(target_mask="gate", background_lock="on")).stats
     for stage in ("inversion", "sampling"):
@@ -188,6 +191,14 @@ def test_target_mask_without_target_word_or_mask_says_so(tiny_pipe, inputs):
     assert e.value.field == "target_mask_word"
 
 
+def test_a_target_prompt_naming_nothing_uses_the_whole_target_and_says_so(tiny_pipe, inputs):
+    cfg = FGATConfig(steps=12, target_mask="none")
+    ref = run_fgat(tiny_pipe.host, inputs, cfg)
+    out = run_fgat(tiny_pipe.host, _with(inputs, target_mask_tokens=[]), cfg.replace(target_mask="restrict"))
+    assert torch.equal(out.latent, ref.latent)
+    assert any("target prompt names no object" in m for m in out.messages)
+
+
 def test_pipeline_takes_the_target_prompts_last_word(tiny_pipe, example_images):
     src, tar = example_images
     out = tiny_pipe.transfer(src, tar, SRC_PROMPT, TAR_PROMPT, FGATConfig(steps=10, target_mask="restrict"))
@@ -206,6 +217,17 @@ def test_an_infotext_from_before_issue_21_restores_the_old_behaviour():
     assert extras == {"target_prompt": "a photo of a cat", "target_hash": "0123456789ab"}
     trimmed, _ = parse_infotext("delta=0.7")  # a hand-trimmed record: the rest as the version that wrote it
     assert (trimmed.inversion, trimmed.mask_layers, trimmed.background_lock) == ("direct", "quarter", "off")
+
+
+def test_the_new_defaults_keep_the_identities(tiny_pipe, inputs):
+    """Issue 21's defaults (negative-prompt inversion, restrict, lock on): delta = 0 and lambda = gamma = 1
+    leave x_t untouched, so outside the mask the lock's trajectory and inside it the sampling's reconstruction;
+    with direct inversion (both the same) the whole reconstruction, bit-exactly."""
+    cfg = FGATConfig(steps=12, inversion="direct")
+    ref = run_fgat(tiny_pipe.host, inputs, cfg, transfer=False).latent
+    assert not torch.equal(run_fgat(tiny_pipe.host, inputs, cfg).latent, ref)
+    assert torch.equal(run_fgat(tiny_pipe.host, inputs, cfg.replace(delta=0.0)).latent, ref)
+    assert torch.equal(run_fgat(tiny_pipe.host, inputs, cfg.replace(lam=1.0, gamma=1.0)).latent, ref)
 
 
 def test_paper_preset_keeps_the_papers_settings():
