@@ -34,7 +34,6 @@ FIELD_HELP = {
     "dift_ensemble": "DIFT noise draws averaged per feature map",
     "gamma_on": "guided: mix the guided noise; uncond: mix only the unconditional branch",
     "seed": "seed of the DIFT noise",
-    "mask_layers": "attention layers averaged for the mask: quarter (1/4 latent size) or all",
     "mask_dilate": "latent pixels of mask dilation",
     "dift_prompt": "DIFT conditioning: each image's own prompt, or the empty prompt",
     "null_text_steps": "null-text inversion: Adam iterations per step",
@@ -46,6 +45,8 @@ FIELD_HELP = {
     "target_mask_word": "target-prompt word the target's mask follows (default: the target prompt's last word)",
     "background_lock": "on: outside the source mask the latent follows the source's inverted trajectory",
     "mask_threshold_mode": "fixed: keep the map >= --mask-threshold x its maximum; otsu: a per-image threshold",
+    "mask_layers": "attention layers averaged for the mask: full (the finest with cross-attention), quarter "
+                   "(1/4 latent size, the paper's) or all",
     "mask_levels": "levels whose attention makes the masks: before-window, or all (every inversion call)",
 }
 _PY_TYPES = {"float": float, "int": int, "str": str}

@@ -49,8 +49,10 @@ class AttentionRecorder:
         self.tokens = list(token_indices)
         self.latent_size = latent_size
         grids = [downsampled_size(latent_size, f) for f in (1, 2, 4, 8, 16)]
-        chosen = {"quarter": [downsampled_size(latent_size, 4)], "full": [tuple(latent_size)]}
-        self.grids = chosen.get(which, grids)
+        # full: every grid is recorded and `mean_map` keeps the finest one the model has cross-attention at
+        # (the latent size in SD 1.x / 2.x; SDXL has none there, so 1/2 of it)
+        self.which = which
+        self.grids = [downsampled_size(latent_size, 4)] if which == "quarter" else grids
         self.rows: list[int] = []
         self.active = False
         self.sums: dict[tuple[int, int], Tensor] = {}
@@ -126,9 +128,10 @@ class AttentionRecorder:
                 "no cross-attention map was recorded: the model has no attention layer at the chosen "
                 "resolution, or no step ran before the window"
             )
-        maps = [
-            upsample_map(self.sums[g] / self.counts[g], self.latent_size) for g in sorted(self.sums)
-        ]
+        grids = sorted(self.sums)
+        if self.which == "full":
+            grids = [max(grids, key=lambda g: g[0] * g[1])]
+        maps = [upsample_map(self.sums[g] / self.counts[g], self.latent_size) for g in grids]
         return torch.stack(maps).mean(0)
 
 

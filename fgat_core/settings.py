@@ -215,8 +215,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("seed", int, 0, "seed of the DIFT noise (a host uses its generation seed)", Range(0, 2**63 - 1),
             host_owned=True),
     Setting("mask_layers", MaskLayers, MaskLayers.FULL, "attention layers averaged for the mask: quarter "
-            "(1/4 of the latent size), all, or full (the layers at the latent size)",
-            control=Control("Attention layers for the mask")),
+            "(1/4 of the latent size), all, or full (the finest layers with cross-attention; the latent size in "
+            "SD 1.x)", control=Control("Attention layers for the mask")),
     Setting("mask_dilate", int, 0, "dilation of the mask, in latent pixels", Range(0, 8),
             Control("Mask dilation (latent px)", 0, 8, 1)),
     Setting("dift_prompt", DiftPrompt, DiftPrompt.OWN, "DIFT conditioning: each image's own prompt, or the "

@@ -47,6 +47,7 @@ FIGURE_METHODS = ("FGAT (defaults)", "FGAT, paper settings (previous defaults)",
                   "no transfer (reconstruction)", "SDEdit, strength 0.5", "SDEdit, strength 0.75",
                   "global colour transfer")
 PAPER = "FGAT, paper settings (previous defaults)"
+EXACT = "no transfer, direct inversion (the source through the VAE)"
 FINER_MASK = {"mask_layers": "full", "mask_levels": "all", "mask_threshold": 0.5, "mask_dilate": 0}
 FINER = "FGAT, paper settings + finer mask (full-size layers, all levels, threshold 0.5, no dilation)"
 
@@ -93,6 +94,7 @@ def methods(steps: int, null_text_steps: int, tries: list[str] = ()) -> dict[str
             if value != getattr(base, name):
                 out[f"FGAT, {name}={value}"] = ("fgat", base.replace(**{name: value}))
     out["no transfer (reconstruction)"] = ("none", base)
+    out[EXACT] = ("none", base.replace(inversion="direct"))
     out["SDEdit, strength 0.5"] = ("sdedit", 0.5)
     out["SDEdit, strength 0.75"] = ("sdedit", 0.75)
     out["global colour transfer"] = ("colour", None)
@@ -378,7 +380,7 @@ def write_report(rows: list[dict], names: list[str], args, t0: float) -> str:
     md = markdown_table(summary, len(rows), args.steps)
     md += (f"\n\nTarget x0 along its inversion (window levels, decoded), mean abs error against the target: "
            f"own timestep {x0['own']:.3f}, next timestep {x0['next']:.3f}.\n")
-    for base in ("no transfer (reconstruction)", "FGAT (defaults)", PAPER):
+    for base in ("no transfer (reconstruction)", EXACT, "FGAT (defaults)", PAPER):
         table = paired(rows, names, base)
         md += f"\nPaired over the pairs, appearance error against {base}:\n\n{table}\n" if table else ""
     (args.out / "table.md").write_text(md)

@@ -19,7 +19,7 @@
         "fgat_diagnostics": "Also output the transfer mask over the source and the target rearranged by the semantic matching.",
         "fgat_mask_threshold": "The attention map, divided by its maximum, is kept where it is at least this value.",
         "fgat_mask_dilate": "Grow the thresholded mask by this many latent pixels (1 latent pixel = 8 image pixels).",
-        "fgat_mask_layers": "quarter: attention layers at 1/4 of the latent size (paper); all: every resolution; full: the layers at the latent size.",
+        "fgat_mask_layers": "full: the finest attention layers (the latent size in SD 1.x; 1/2 in SDXL); quarter: 1/4 of the latent size (paper); all: every resolution.",
         "fgat_dift_timestep": "The timestep at which DIFT features are taken (DIFT: 261).",
         "fgat_dift_prompt": "Condition the DIFT features on each image's own prompt, or on the empty prompt.",
         "fgat_gamma_on": "guided: γ mixes the guided noise predictions; uncond: γ mixes only the unconditional branch.",
