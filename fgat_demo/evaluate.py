@@ -388,7 +388,9 @@ def write_report(rows: list[dict], names: list[str], args, t0: float) -> str:
         {"pairs": len(rows), "first_pair": args.first_pair, "steps": args.steps, "summary": summary, "target_x0": x0,
          "wall_seconds": time.time() - t0,
          "per_pair": [{k: v for k, v in r.items() if k != "images"} for r in rows]}, indent=1))
-    figure(sorted(rows, key=lambda r: r["seed"])[: args.figure_pairs], args.out / "figure.png")
+    shown = sorted(rows, key=lambda r: r["seed"])[: args.figure_pairs]
+    if shown and shown[0]["images"]:
+        figure(shown, args.out / "figure.png")
     return md
 
 

@@ -130,6 +130,9 @@ def build_ui(actions: PresetActions) -> FGATUI:
         with gr.Row():
             for name in ("matching", "inversion", "dift_ensemble", "diagnostics"):
                 by_name[name] = _component(_control(name))
+        with gr.Row():  # issue 21: the target-side mask and the background lock
+            for name in ("target_mask", "target_mask_word", "background_lock"):
+                by_name[name] = _component(_control(name))
         gr.HTML(f"<p style='opacity:.8'>{SAMPLER_NOTE}</p>", elem_id="fgat_sampler_note")
         with gr.Accordion("Advanced", open=False):
             with gr.Row():

@@ -13,7 +13,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from fgat_cli.diffusers_host import DiffusersDenoiser
-from fgat_core import FGATInputs, run_fgat
+from fgat_core import FGATConfig, FGATInputs, run_fgat
 from fgat_core.host import CONTEXT
 from fgat_core.mask import word_token_indices
 from fgat_core.matching import correspondence
@@ -334,7 +334,7 @@ def test_sdxl_webui_path_matches_core_path(xl, example_images, webui_name):
         alphas = webui.model_alphas_cumprod()
     core = FGATPipeline(xl.unet, xl.vae, xl.text_encoder, xl.tokenizer, alphas_cumprod=alphas,
                         text_encoder_2=xl.text_encoder_2, tokenizer_2=xl.tokenizer_2)
-    config = paper_config(steps=steps, guidance_scale=7.5, seed=gen.p.all_seeds[0], mask_word="cat", delta=0.8)
+    config = FGATConfig(steps=steps, guidance_scale=7.5, seed=gen.p.all_seeds[0], mask_word="cat", delta=0.8)
     out = core.transfer(src, tar, prompt, target_prompt, config, latents={"source": gen.init_latents[0]})
     rel = lambda a, b: float((a.double() - b.double()).norm() / b.double().norm())  # noqa: E731
     assert rel(gen.latent, out.latent) <= 1e-5
