@@ -106,6 +106,20 @@ def _component(control: Control) -> Any:
                      **common)
 
 
+# the rows of controls under the target image, in order (the Advanced section holds the rest)
+CONTROL_ROWS = (("delta", "lam", "gamma"), ("window_start", "window_end"),
+                ("matching", "inversion", "dift_ensemble", "diagnostics"),
+                ("target_mask", "target_mask_word", "background_lock"))
+
+
+def _control_rows(by_name: dict[str, Any]) -> None:
+    """Create `CONTROL_ROWS`' components, one gradio Row each, into `by_name`."""
+    for row in CONTROL_ROWS:
+        with gr.Row():
+            for name in row:
+                by_name[name] = _component(_control(name))
+
+
 def build_ui(actions: PresetActions) -> FGATUI:
     """Create the section inside the current gradio Blocks; returns the controls (script args) and
     the infotext fields."""
@@ -121,18 +135,7 @@ def build_ui(actions: PresetActions) -> FGATUI:
             with gr.Column(scale=1):
                 for name in ("target_prompt", "mask_word", "mask_source"):
                     by_name[name] = _component(_control(name))
-        with gr.Row():
-            for name in ("delta", "lam", "gamma"):
-                by_name[name] = _component(_control(name))
-        with gr.Row():
-            for name in ("window_start", "window_end"):
-                by_name[name] = _component(_control(name))
-        with gr.Row():
-            for name in ("matching", "inversion", "dift_ensemble", "diagnostics"):
-                by_name[name] = _component(_control(name))
-        with gr.Row():  # issue 21: the target-side mask and the background lock
-            for name in ("target_mask", "target_mask_word", "background_lock"):
-                by_name[name] = _component(_control(name))
+        _control_rows(by_name)
         gr.HTML(f"<p style='opacity:.8'>{SAMPLER_NOTE}</p>", elem_id="fgat_sampler_note")
         with gr.Accordion("Advanced", open=False):
             with gr.Row():

@@ -15,7 +15,16 @@ from PIL import Image
 
 from fgat_cli import cli
 from fgat_cli.pnginfo import parse_generation_parameters, quote, read_png_settings
-from fgat_core.config import DIFT_PROMPTS, GAMMA_ON, INVERSIONS, MASK_LAYERS, MASK_SOURCES, MATCHINGS, FGATConfig
+from fgat_core.config import (
+    CHOICES,
+    DIFT_PROMPTS,
+    GAMMA_ON,
+    INVERSIONS,
+    MASK_LAYERS,
+    MASK_SOURCES,
+    MATCHINGS,
+    FGATConfig,
+)
 from fgat_core.diagnostics import COLUMNS, LABEL_HEIGHT, mask_overlay, warp_by_correspondence
 from fgat_core.infotext import image_hash, parse_infotext
 from fgat_core.presets import paper_config
@@ -123,7 +132,8 @@ def test_every_config_field_has_a_flag_with_its_type_and_choices():
     parser = cli.build_parser()
     actions = {a.dest: a for a in parser._subparsers._group_actions[0].choices["transfer"]._actions}
     choices = {"inversion": INVERSIONS, "matching": MATCHINGS, "mask_source": MASK_SOURCES, "gamma_on": GAMMA_ON,
-               "mask_layers": MASK_LAYERS, "dift_prompt": DIFT_PROMPTS}
+               "mask_layers": MASK_LAYERS, "dift_prompt": DIFT_PROMPTS, **{k: CHOICES[k] for k in (
+                   "target_mask", "background_lock", "mask_threshold_mode", "mask_levels")}}
     for f in fields(FGATConfig):
         a = actions[f"cfg_{f.name}"]
         assert a.option_strings == ["--" + f.name.replace("_", "-")]
@@ -550,7 +560,7 @@ def test_diagnostics_record_mask_coverage_prompts_preset_and_settings(tmp_path, 
 def test_preset_names_are_case_insensitive(tmp_path):
     (tmp_path / "presets").mkdir()
     (tmp_path / "presets" / "presets.json").write_text(json.dumps({"Soft": {"delta": 0.4}}))
-    assert cli.base_config("strong TRANSFER", {}) == FGATConfig(delta=0.8, window_end=0.5)
+    assert cli.base_config("strong TRANSFER", {}) == paper_config(delta=0.8, window_end=0.5)
     assert cli.base_config("soft", {}) == FGATConfig(delta=0.4)
     from fgat_core.presets import PresetStore
 
@@ -569,7 +579,7 @@ def test_presets_save_takes_flags_or_a_runs_settings(tmp_path, small, use_tiny, 
     assert code == 0 and out.startswith("saved preset 'mine'")
     assert store.get("Mine") == FGATConfig(delta=0.7, steps=30)
     code, _, _ = _run(["presets", "--save", "strong+", "--preset", "Strong transfer", "--lam", "0.3"], capsys)
-    assert store.get("strong+") == FGATConfig(delta=0.8, window_end=0.5, lam=0.3)
+    assert store.get("strong+") == paper_config(delta=0.8, window_end=0.5, lam=0.3)
     run = tmp_path / "run.png"
     assert cli.main(transfer_args(run, small, "--steps", str(STEPS), "--gamma", "0.35")) == 0
     for source in (run, run.with_suffix(".json")):
