@@ -32,6 +32,7 @@ from .runner import (
     Job,
     check_job,
     check_mask_word,
+    check_target_word,
     decode_inputs,
     file_keys,
     job_inputs,
@@ -214,7 +215,9 @@ def read_pairs(
     for index, (where, row) in enumerate(rows, 1):
         try:
             job = _job_from_row(row, index, context)
-            job = dataclasses.replace(job, mask_tokens=check_job(job, tokenizer).mask_tokens)
+            checked = check_job(job, tokenizer)
+            job = dataclasses.replace(job, mask_tokens=checked.mask_tokens,
+                                      target_mask_tokens=checked.target_mask_tokens)
             jobs.append((where, job))
         except ValueError as e:
             errors.append(f"{where}: {clip(column_message(e))}")
@@ -308,7 +311,9 @@ def run_batch(
     for where, job in jobs:
         try:  # the mask word against this model's tokenizer, where no tokenizer checked it before the load
             tokens = job.mask_tokens if job.mask_tokens is not None else check_mask_word(job, pipe.tokenizer)
-            located.append((where, dataclasses.replace(job, mask_tokens=tokens)))
+            target = job.target_mask_tokens
+            target = target if target is not None else check_target_word(job, pipe.tokenizer)
+            located.append((where, dataclasses.replace(job, mask_tokens=tokens, target_mask_tokens=target)))
         except ValueError as e:
             problems.append(f"{where}: {column_message(e)}")
     if problems:
@@ -341,7 +346,8 @@ def _run_row(pipe: FGATPipeline, job: Job, where: str, tag: str, cache: Inversio
     is printed and recorded, and the batch goes on)."""
     size = None
     try:
-        inputs = dataclasses.replace(decode_inputs(job), mask_tokens=job.mask_tokens)
+        inputs = dataclasses.replace(decode_inputs(job), mask_tokens=job.mask_tokens,
+                                     target_mask_tokens=job.target_mask_tokens)
         size = inputs.sizes[0]
         for m in job_notes(job, pipe.tokenizer, inputs.sizes, pipe.size_multiple):
             print(f"{tag}: note: {m}", file=sys.stderr)

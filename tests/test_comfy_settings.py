@@ -60,7 +60,7 @@ def test_presets_are_the_cli_and_webui_ones_and_a_user_preset_file_is_reread(nod
     assert nodes.FGATPreset.IS_CHANGED(preset="Mine") != before  # ComfyUI re-runs the node after an edit
     assert "Mine" in nodes.FGATPreset.INPUT_TYPES()["required"]["preset"][0]
     assert nodes.FGATPreset().preset("Mine")[0]["delta"] == 0.3
-    with pytest.raises(ValueError, match="^FGAT: unknown preset 'Nope'; available presets: Paper defaults"):
+    with pytest.raises(ValueError, match="^FGAT: unknown preset 'Nope'; available presets: Defaults"):
         nodes.FGATPreset().preset("Nope")
 
 
