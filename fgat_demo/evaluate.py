@@ -32,23 +32,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fgat_core import engine
+from fgat_core import engine, settings
 from fgat_core.cache import InversionCache
 from fgat_core.config import FGATConfig
 from fgat_core.inversion import ddim_invert, guided
 from fgat_core.presets import PAPER_SETTINGS
 from fgat_core.schedule import Schedule, ddim_step, predict_x0
-from fgat_core.settings import (
-    SETTING,
-    BackgroundLock,
-    Inversion,
-    MaskLayers,
-    MaskLevels,
-    MaskSource,
-    MaskThresholdMode,
-    Matching,
-    TargetMask,
-)
+from fgat_core.settings import SETTING, Inversion, MaskLayers, MaskSource, Matching
 from fgat_demo.metrics import global_colour_transfer, iou, score_pair
 from fgat_demo.world import background_image, pair_scenes, part_labels, render_pair, to_uint8
 
@@ -59,7 +49,8 @@ FIGURE_METHODS = ("FGAT (defaults)", "FGAT, paper settings (previous defaults)",
                   "global colour transfer")
 PAPER = "FGAT, paper settings (previous defaults)"
 EXACT = "no transfer, direct inversion (the source through the VAE)"
-FINER_MASK = {"mask_layers": MaskLayers.FULL, "mask_levels": MaskLevels.ALL, "mask_threshold": 0.5, "mask_dilate": 0}
+FINER_MASK = {"mask_layers": MaskLayers.FULL, "mask_levels": settings.MaskLevels.ALL, "mask_threshold": 0.5,
+              "mask_dilate": 0}
 FINER = "FGAT, paper settings + finer mask (full-size layers, all levels, threshold 0.5, no dilation)"
 
 
@@ -67,19 +58,18 @@ def methods(steps: int, null_text_steps: int, tries: list[str] = ()) -> dict[str
     """Name -> (kind, setting). FGAT kinds take an FGATConfig. `tries`: extra rows "FGAT, k=v,k=v"."""
     base = FGATConfig(steps=steps)
     paper = FGATConfig.from_dict({**PAPER_SETTINGS, "steps": steps})
+    gate, restrict, lock = settings.TargetMask.GATE, settings.TargetMask.RESTRICT, settings.BackgroundLock.ON
     out: dict[str, tuple[str, object]] = {
         "FGAT (defaults)": ("fgat", base),
         PAPER: ("fgat", paper),
-        "FGAT, paper settings + target mask (gate)": ("fgat", paper.replace(target_mask=TargetMask.GATE)),
-        "FGAT, paper settings + target mask (restrict)": ("fgat", paper.replace(target_mask=TargetMask.RESTRICT)),
-        "FGAT, paper settings + background lock": ("fgat", paper.replace(background_lock=BackgroundLock.ON)),
+        "FGAT, paper settings + target mask (gate)": ("fgat", paper.replace(target_mask=gate)),
+        "FGAT, paper settings + target mask (restrict)": ("fgat", paper.replace(target_mask=restrict)),
+        "FGAT, paper settings + background lock": ("fgat", paper.replace(background_lock=lock)),
         "FGAT, paper settings + otsu mask threshold": (
-            "fgat", paper.replace(mask_threshold_mode=MaskThresholdMode.OTSU)),
+            "fgat", paper.replace(mask_threshold_mode=settings.MaskThresholdMode.OTSU)),
         FINER: ("fgat", paper.replace(**FINER_MASK)),
-        "FGAT, paper settings + restrict + lock": ("fgat", paper.replace(target_mask=TargetMask.RESTRICT,
-                                                                        background_lock=BackgroundLock.ON)),
-        "FGAT, paper settings + gate + lock": ("fgat", paper.replace(target_mask=TargetMask.GATE,
-                                                                     background_lock=BackgroundLock.ON)),
+        "FGAT, paper settings + restrict + lock": ("fgat", paper.replace(target_mask=restrict, background_lock=lock)),
+        "FGAT, paper settings + gate + lock": ("fgat", paper.replace(target_mask=gate, background_lock=lock)),
         "FGAT, no latent deviation (lam=0, gamma=1: transfer on x0 only)": ("fgat", base.replace(lam=0.0, gamma=1.0)),
         "FGAT, initial matching": ("fgat", base.replace(matching=Matching.INITIAL)),
         "FGAT, ddim inversion": ("fgat", base.replace(inversion=Inversion.DDIM)),
