@@ -208,7 +208,7 @@ def test_the_mask_word_is_located_once_per_request(webui, images, monkeypatch):
     gen = webui.img2img(src, PROMPT, _fgat(webui, tar), steps=6, seed=8, batch_size=2, n_iter=2)
     assert len(gen.processed.images) == 4
     # found while checking the request, handed on to the four rows: the mask word, then the target-side mask's
-    assert located == [(PROMPT, ""), (TARGET_PROMPT, "", True)]
+    assert located == [(PROMPT, "", False), (TARGET_PROMPT, "", True)]
 
 # ---------------------------------------------------------------------------------------------- masks
 def _spy_run_fgat(monkeypatch):
