@@ -568,7 +568,7 @@ def test_preset_names_are_case_insensitive(tmp_path):
     assert store.save("SOFT", FGATConfig(delta=0.3)) is True  # replaces "Soft"
     assert json.loads((tmp_path / "presets" / "presets.json").read_text()) == {"SOFT": FGATConfig(delta=0.3).to_dict()}
     with pytest.raises(ValueError, match="built-in preset's name"):
-        store.save("paper DEFAULTS", FGATConfig())
+        store.save("PAPER", FGATConfig())
 
 
 def test_presets_save_takes_flags_or_a_runs_settings(tmp_path, small, use_tiny, capsys):
