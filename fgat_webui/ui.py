@@ -121,8 +121,7 @@ def _control_rows(by_name: dict[str, Any]) -> None:
 
 
 def build_ui(actions: PresetActions) -> FGATUI:
-    """Create the section inside the current gradio Blocks; returns the controls (script args) and
-    the infotext fields."""
+    """Create the section in the current gradio Blocks; returns the controls (script args) and infotext fields."""
     from modules.ui_components import InputAccordion, ToolButton
 
     by_name: dict[str, Any] = {}
