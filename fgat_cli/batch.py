@@ -34,6 +34,7 @@ from .runner import (
     Job,
     check_job,
     check_mask_word,
+    check_target_word,
     decode_inputs,
     file_keys,
     job_inputs,
@@ -217,7 +218,9 @@ def read_pairs(
     for index, (where, row) in enumerate(rows, 1):
         try:
             job = _job_from_row(row, index, context)
-            job = dataclasses.replace(job, mask_tokens=check_job(job, tokenizer).mask_tokens)
+            checked = check_job(job, tokenizer)
+            job = dataclasses.replace(job, mask_tokens=checked.mask_tokens,
+                                      target_mask_tokens=checked.target_mask_tokens)
             jobs.append((where, job))
         except ValueError as e:
             errors.append(f"{where}: {clip(column_message(e))}")
@@ -332,7 +335,9 @@ def locate_mask_words(jobs: list[tuple[str, Job]], tokenizer: Any) -> tuple[list
     for where, job in jobs:
         try:
             tokens = job.mask_tokens if job.mask_tokens is not None else check_mask_word(job, tokenizer)
-            located.append((where, dataclasses.replace(job, mask_tokens=tokens)))
+            target = job.target_mask_tokens
+            target = target if target is not None else check_target_word(job, tokenizer)
+            located.append((where, dataclasses.replace(job, mask_tokens=tokens, target_mask_tokens=target)))
         except ValueError as e:
             problems.append(f"{where}: {column_message(e)}")
     return located, problems
@@ -377,7 +382,8 @@ def render_row(pipe: FGATPipeline, job: Job, where: str, cache: InversionCache, 
     input, output or memory error is recorded in the outcome, and the batch goes on."""
     size, notes = None, []
     try:
-        inputs = dataclasses.replace(decode_inputs(job, blobs), mask_tokens=job.mask_tokens)
+        inputs = dataclasses.replace(decode_inputs(job, blobs), mask_tokens=job.mask_tokens,
+                                     target_mask_tokens=job.target_mask_tokens)
         size = inputs.sizes[0]
         for note in job_notes(job, pipe.tokenizer, inputs.sizes, pipe.size_multiple):
             (tell or notes.append)(note)

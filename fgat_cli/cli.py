@@ -260,6 +260,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     from .runner import (
         check_job,
         check_mask_word,
+        check_target_word,
         job_notes,
         out_of_memory_message,
         run_job,
@@ -276,7 +277,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     inputs = check_job(job, tokenizer)
     pipe = _load(args)
     if tokenizer is None:  # no tokenizer before the load (a hub id): the word is located with the model's
-        inputs = dataclasses.replace(inputs, mask_tokens=check_mask_word(job, pipe.tokenizer))
+        inputs = dataclasses.replace(inputs, mask_tokens=check_mask_word(job, pipe.tokenizer),
+                                     target_mask_tokens=check_target_word(job, pipe.tokenizer))
     for note in [*job_notes(job, pipe.tokenizer, inputs.sizes, pipe.size_multiple),
                  *unused_setting_notes(explicit_settings(args), job.config, flag_name)]:
         print(f"note: {note}", file=sys.stderr)

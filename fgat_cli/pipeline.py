@@ -17,7 +17,7 @@ from fgat_core.host import CONTEXT, Cond
 from fgat_core.images import as_image, fit_to, mask_from_image, snap_size, to_pil, to_rgb, to_tensor
 from fgat_core.infotext import image_hash
 from fgat_core.mask import word_token_indices
-from fgat_core.prepare import Request, check_request
+from fgat_core.prepare import TARGET_FIELDS, Request, check_request, target_object_tokens
 from fgat_core.schedule import scaled_linear_alphas_cumprod
 from fgat_core.settings import MaskSource
 
@@ -137,14 +137,16 @@ class FGATPipeline:
         config: FGATConfig | None = None, *, negative_prompt: str = "", mask: Image.Image | None = None,
         progress: Progress | bool | None = None, transfer: bool = True, latents: dict | None = None,
         cache: InversionStore | None = None, mask_tokens: list[int] | None = None,
+        target_mask_tokens: list[int] | None = None,
     ) -> TransferOutput:
         """Run FGAT on two images. `latents` may carry cached {'source': z, 'target': z} encodings.
 
         `progress`: a callback progress(stage, done, total), or True for a progress bar per stage on stderr.
         `cache` (e.g. `fgat_core.cache.InversionCache`) lets runs share inversions: an image already
-        inverted with the same prompt, model and settings is not inverted again. `mask_tokens`: the mask word's
-        token positions where the caller already located them (the CLI does, while checking the request), so
-        the word is located once per request; None locates it here."""
+        inverted with the same prompt, model and settings is not inverted again. `mask_tokens` (and
+        `target_mask_tokens`, the target-side mask word's): the mask word's token positions where the caller
+        already located them (the CLI does, while checking the request), so the word is located once per
+        request; None locates it here."""
         if progress is True:
             from .progress import StageBars
 
@@ -152,7 +154,8 @@ class FGATPipeline:
             try:
                 return self.transfer(source, target, source_prompt, target_prompt, config,
                                      negative_prompt=negative_prompt, mask=mask, progress=bars, transfer=transfer,
-                                     latents=latents, cache=cache, mask_tokens=mask_tokens)
+                                     latents=latents, cache=cache, mask_tokens=mask_tokens,
+                                     target_mask_tokens=target_mask_tokens)
             finally:
                 bars.close()
         prompts = {"source_prompt": source_prompt, "target_prompt": target_prompt, "negative_prompt": negative_prompt}
@@ -169,7 +172,8 @@ class FGATPipeline:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         src_img, tar_img = self.prepare_images(source, target)
-        inputs = self._inputs(src_img, tar_img, prompts, cfg, mask, latents or {}, cache, mask_tokens)
+        inputs = self._inputs(src_img, tar_img, prompts, cfg, mask, latents or {}, cache,
+                              (mask_tokens, target_mask_tokens))
         timings["encode"] = time.perf_counter() - t0
         result = run_fgat(self.host, inputs, cfg, transfer=transfer, progress=progress or None, cache=cache)
         for k, s in result.stats.items():
@@ -182,20 +186,24 @@ class FGATPipeline:
 
     def _inputs(self, src_img: Image.Image, tar_img: Image.Image, prompts: dict[str, str], cfg: FGATConfig,
                 mask: Image.Image | None, cached: dict, cache: InversionStore | None,
-                mask_tokens: list[int] | None = None) -> FGATInputs:
-        """The engine's inputs: latents (encoded unless `cached`), conditionings, mask tokens or the user mask,
-        and the cache keys."""
+                located: tuple[list[int] | None, list[int] | None] = (None, None)) -> FGATInputs:
+        """The engine's inputs: latents (encoded unless `cached`), conditionings, mask tokens (`located`: the
+        mask word's and the target-side mask word's, where the caller located them) or the user mask, and the
+        cache keys."""
         source_prompt, target_prompt = prompts["source_prompt"], prompts["target_prompt"]
         negative_prompt = prompts["negative_prompt"]
         size_hw = (src_img.size[1], src_img.size[0])
         z_src, z_tar = cached.get("source"), cached.get("target")
         z_src = self.encode_image(src_img) if z_src is None else z_src
         z_tar = self.encode_image(tar_img) if z_tar is None else z_tar
-        tokens = None
+        tokens, (mask_tokens, target_tokens) = None, located
         if cfg.mask_source is MaskSource.ATTENTION:
             tokens = mask_tokens
             if tokens is None:
                 tokens = word_token_indices(source_prompt, cfg.mask_word, self.tokens, self.tokenizer.model_max_length)
+        if target_tokens is None:
+            target_tokens = target_object_tokens(cfg, target_prompt, lambda q, w: word_token_indices(
+                q, w, self.tokens, self.tokenizer.model_max_length, TARGET_FIELDS))
         user_mask = None
         if cfg.mask_source is MaskSource.USER:
             if mask is None:
@@ -208,7 +216,7 @@ class FGATPipeline:
             target_cond=self.encode_prompt(target_prompt, size_hw),
             uncond=self.encode_prompt(negative_prompt, size_hw),
             empty_cond=self.encode_prompt("", size_hw),
-            mask_tokens=tokens, user_mask=user_mask,
+            mask_tokens=tokens, user_mask=user_mask, target_mask_tokens=target_tokens,
         )
         if cache is not None and not cached:  # keys identify the images only when we encoded them
             model = (self.name, self.cache_token, str(self.device), str(self.dtype), self.prediction_type)

@@ -24,7 +24,7 @@ from fgat_core.errors import InputError
 from fgat_core.images import decode_bytes, decode_file, size_notes, to_rgb, unreadable
 from fgat_core.infotext import format_infotext, image_hash
 from fgat_core.mask import word_token_indices
-from fgat_core.prepare import Request, check_request
+from fgat_core.prepare import TARGET_FIELDS, Request, check_request, target_object_tokens
 from fgat_core.settings import MaskSource
 
 from .pipeline import FGATPipeline, TransferOutput, check_prompt
@@ -47,6 +47,7 @@ class Job:
     diagnostics: bool = False
     preset: str | None = None  # the preset the settings started from (recorded in the sidecar)
     mask_tokens: list[int] | None = None  # the mask word's positions, where a batch's check located them
+    target_mask_tokens: list[int] | None = None  # the target-side mask word's, likewise
 
 
 @dataclass
@@ -185,6 +186,7 @@ class JobInputs:
     target: Image.Image
     mask: Image.Image | None
     mask_tokens: list[int] | None = None  # the mask word's token positions, located once by `check_job`
+    target_mask_tokens: list[int] | None = None  # the target-side mask word's, likewise
 
     @property
     def sizes(self) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -203,13 +205,14 @@ def decode_inputs(job: Job, blobs: dict[str, bytes] | None = None) -> JobInputs:
     return JobInputs(source, target, mask)
 
 
-def mask_word_locator(tokenizer: Any) -> Any:
-    """`locate(prompt, word)` over `tokenizer` (None without one): the token positions of the mask word."""
+def mask_word_locator(tokenizer: Any, fields: tuple[str, str] = ("source_prompt", "mask_word")) -> Any:
+    """`locate(prompt, word)` over `tokenizer` (None without one): the token positions of the mask word
+    (`fields`: the inputs its errors name; `prepare.TARGET_FIELDS` for the target-side mask's word)."""
     if tokenizer is None:
         return None
 
     def locate(prompt: str, word: str) -> list[int]:
-        return word_token_indices(prompt, word, tokenizer.tokenize, tokenizer.model_max_length)
+        return word_token_indices(prompt, word, tokenizer.tokenize, tokenizer.model_max_length, fields)
     return locate
 
 
@@ -219,6 +222,14 @@ def check_mask_word(job: Job, tokenizer: Any) -> list[int] | None:
     if job.transfer and job.config.mask_source is MaskSource.ATTENTION:
         return mask_word_locator(tokenizer)(job.source_prompt, job.config.mask_word)
     return None
+
+
+def check_target_word(job: Job, tokenizer: Any) -> list[int] | None:
+    """The target-side mask's word located in the target prompt as `tokenizer` splits it
+    (`prepare.target_object_tokens`): None when the job uses no target-side mask."""
+    if not job.transfer:
+        return None
+    return target_object_tokens(job.config, job.target_prompt, mask_word_locator(tokenizer, TARGET_FIELDS))
 
 
 def check_job(job: Job, tokenizer: Any = None, inputs: JobInputs | None = None) -> JobInputs:
@@ -239,7 +250,8 @@ def check_job(job: Job, tokenizer: Any = None, inputs: JobInputs | None = None) 
     outputs = job_outputs(job)
     check_outputs_spare_inputs(outputs, job_inputs(job))
     check_writable(*outputs.values())
-    return dataclasses.replace(inputs, mask_tokens=found[0] if found else None)
+    target = check_target_word(job, tokenizer) if tokenizer is not None else None
+    return dataclasses.replace(inputs, mask_tokens=found[0] if found else None, target_mask_tokens=target)
 
 
 def job_notes(job: Job, tokenizer, sizes: tuple[tuple[int, int], tuple[int, int]], multiple: int) -> list[str]:
@@ -305,7 +317,7 @@ def render_job(
     out = pipe.transfer(
         source, target, job.source_prompt, job.target_prompt, job.config,
         negative_prompt=job.negative_prompt, mask=mask, progress=progress, transfer=job.transfer, cache=cache,
-        mask_tokens=inputs.mask_tokens,
+        mask_tokens=inputs.mask_tokens, target_mask_tokens=inputs.target_mask_tokens,
     )
     timings = dict(out.timings)
     t0 = time.perf_counter()

@@ -15,7 +15,15 @@ from fgat_core.engine import FGATInputs, FGATResult, run_fgat
 from fgat_core.errors import InputError, render_error
 from fgat_core.images import fit_to
 from fgat_core.metering import STAGES
-from fgat_core.prepare import Request, check_request, default_mask_word, locate_word_ids, shorten
+from fgat_core.prepare import (
+    TARGET_FIELDS,
+    Request,
+    check_request,
+    default_mask_word,
+    locate_word_ids,
+    shorten,
+    target_object_tokens,
+)
 
 from .host import (
     ComfyDenoiser,
@@ -79,22 +87,29 @@ def build_config(settings: dict | None, steps: int, cfg: float, seed: int, mask_
     return FGATConfig.from_dict(data)
 
 
-def locate(clip: Any, prompt: str, word: str) -> list[int]:
-    """Context positions of the mask word's tokens in the source prompt (empty word: its last word)."""
+def locate(clip: Any, prompt: str, word: str, fields: tuple[str, str] = ("source_prompt", "mask_word")) -> list[int]:
+    """Context positions of the mask word's tokens in the source prompt (empty word: its last word); `fields`
+    `prepare.TARGET_FIELDS`: the target-side mask's word in the target prompt."""
+    target = fields == TARGET_FIELDS
+    off, side = ("set 'target_mask' to none", "target") if target else ("connect a 'mask'", "source")
     if not word.strip():
         word = default_mask_word(prompt)
         if word is None:
-            raise InputError("source_prompt", prompt, "{name} has no word to take the attention mask from: name "
-                             "the object in it, type the object word in 'mask_word', or connect a 'mask'",
-                             problem="no word")
+            raise InputError(fields[0], prompt, "{name} has no word to take the attention mask from: name the object "
+                             f"in it, type the object word in '{fields[1]}', or {off}", problem="no word")
     ids, strings = prompt_token_ids(clip, prompt)
     hits = locate_word_ids(ids, word_token_ids(clip, word.strip()), strings)
     if not hits:
-        raise InputError("mask_word", word, "the mask word {short} is not in the source prompt {prompt}: type a word "
-                         "that appears in 'source_prompt' as plain text (it names the object whose appearance "
-                         "changes), or connect a 'mask'", problem="not found", short=shorten(word),
+        raise InputError(fields[1], word, "the mask word {short} is not in the {side} prompt {prompt}: type a word "
+                         f"that appears in '{fields[0]}' as plain text (it names the object whose appearance "
+                         f"changes), or {off}", problem="not found", short=shorten(word), side=side,
                          prompt=shorten(prompt, 120))
     return hits
+
+
+def target_tokens(job: Job, clip: Any) -> list[int] | None:
+    """The target-side mask word's positions in the target prompt (`prepare.target_object_tokens`)."""
+    return target_object_tokens(job.config, job.target_prompt, lambda q, w: locate(clip, q, w, TARGET_FIELDS))
 
 
 def check_job(job: Job, clip: Any) -> None:
@@ -104,6 +119,7 @@ def check_job(job: Job, clip: Any) -> None:
     request = Request(job.config, [job.source_prompt], to_pil(job.target), mask=mask, mask_value=None,
                       mask_frames=[(w, h)])
     check_request(request, lambda prompt, word: locate(clip, prompt, word))
+    target_tokens(job, clip)
 
 
 def make_job(source: Tensor, target: Tensor, prompts: tuple[str, str, str], config: FGATConfig,
@@ -129,7 +145,7 @@ def encode_inputs(job: Job, patcher: Any, clip: Any, vae: Any) -> FGATInputs:
         tokens = locate(clip, job.source_prompt, job.config.mask_word)
     user_mask = None if job.user_mask is None else job.user_mask.float().to(device)
     return FGATInputs(latents[0], latents[1], source, target, uncond, empty_cond=empty, mask_tokens=tokens,
-                      user_mask=user_mask)
+                      user_mask=user_mask, target_mask_tokens=target_tokens(job, clip))
 
 
 class Progress:

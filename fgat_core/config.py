@@ -11,7 +11,22 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import ConfigError
-from .settings import SETTING, SETTINGS, DiftPrompt, GammaOn, Inversion, MaskLayers, MaskSource, Matching, Mode, Setting
+from .settings import (
+    SETTING,
+    SETTINGS,
+    BackgroundLock,
+    DiftPrompt,
+    GammaOn,
+    Inversion,
+    MaskLayers,
+    MaskLevels,
+    MaskSource,
+    MaskThresholdMode,
+    Matching,
+    Mode,
+    Setting,
+    TargetMask,
+)
 
 
 def _default(name: str) -> Any:
@@ -23,9 +38,11 @@ def _default(name: str) -> Any:
 class FGATConfig:
     """All FGAT settings (fields in the order of `SETTINGS`, each described there). Frozen: change a copy
     with `replace(...)`, which validates like the constructor. Mode fields hold the `Mode` enums; a string
-    such as "direct" is accepted and becomes `Inversion.DIRECT`."""
+    such as "direct" is accepted and becomes `Inversion.DIRECT`. The defaults are the paper's (§4) and
+    docs/DESIGN.md §2.6's readings of it, except those issue 21's demo-world evidence re-decided (the paper's
+    are the "Paper" preset, `presets.PAPER_SETTINGS`)."""
 
-    delta: float = _default("delta")  # Eq. 3: weight of the transfer
+    delta: float = _default("delta")  # Eq. 3: weight of the transfer (paper: 0.6; issue 21)
     lam: float = _default("lam")  # Eq. 6: balance between x_t and x'_t
     gamma: float = _default("gamma")  # Eq. 7: mix of eps(x_t) and eps(x'_t)
     window_start: float = _default("window_start")  # first window step = ceil(window_start * steps)
@@ -41,13 +58,18 @@ class FGATConfig:
     dift_ensemble: int = _default("dift_ensemble")
     gamma_on: GammaOn = _default("gamma_on")
     seed: int = _default("seed")
-    mask_layers: MaskLayers = _default("mask_layers")  # layers at 1/4 of the latent size, or all
+    mask_layers: MaskLayers = _default("mask_layers")  # layers at the latent size (full), at 1/4 of it, or all
     mask_dilate: int = _default("mask_dilate")  # latent pixels of dilation after thresholding
     dift_prompt: DiftPrompt = _default("dift_prompt")  # each image's own prompt, or the empty prompt
     null_text_steps: int = _default("null_text_steps")
     null_text_lr: float = _default("null_text_lr")
     null_text_epsilon: float = _default("null_text_epsilon")
     match_chunk: int = _default("match_chunk")  # source rows per chunk of the similarity matrix
+    target_mask: TargetMask = _default("target_mask")  # target-side mask: none, gate or restrict (issue 21)
+    target_mask_word: str = _default("target_mask_word")  # empty: the last word of the target prompt
+    background_lock: BackgroundLock = _default("background_lock")  # on: outside M, the source's trajectory
+    mask_threshold_mode: MaskThresholdMode = _default("mask_threshold_mode")  # fixed x max, or Otsu's level
+    mask_levels: MaskLevels = _default("mask_levels")  # levels whose attention makes the masks
 
     def __post_init__(self) -> None:
         for s in SETTINGS:

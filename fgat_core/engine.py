@@ -6,7 +6,7 @@ alone (docs/DESIGN.md §3)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -21,7 +21,7 @@ from .mask import AttentionRecorder, prepare_user_mask, threshold_mask
 from .matching import correspondence, dift_features, dift_noise, gather_matched, upsample_features
 from .metering import STAGES, StageMeter, StageStats, counted
 from .schedule import Schedule, ddim_step, predict_x0
-from .settings import DiftPrompt, Inversion, MaskSource, Matching
+from .settings import BackgroundLock, DiftPrompt, Inversion, MaskLevels, MaskSource, Matching, TargetMask
 
 __all__ = [
     "STAGES", "FGATInputs", "FGATInterrupted", "FGATResult", "InversionStore", "Inversions", "Plan", "Progress",
@@ -63,6 +63,11 @@ class FGATInputs:
     # None: that side is never cached
     source_key: Hashable | None = None
     target_key: Hashable | None = None
+    # target-side masking (config.target_mask not none): the target prompt's object word, or a drawn target mask
+    # target-prompt token positions of the target's object word; [] = the target prompt names no object (the
+    # target-side mask is then the whole target, with a message)
+    target_mask_tokens: list[int] | None = None
+    target_user_mask: Tensor | None = None  # (h, w) in [0, 1]; when given, used instead of the attention
 
 
 @dataclass
@@ -74,6 +79,7 @@ class FGATResult:
     window: tuple[int, int]
     messages: list[str] = field(default_factory=list)
     stats: dict[str, StageStats] = field(default_factory=dict)
+    target_mask: Tensor | None = None  # (h, w): the target's object mask T (target-side masking only)
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,31 @@ class Plan:
 
     def in_window(self, i: int) -> bool:
         return self.transfer and self.start <= i < self.end
+
+    @property
+    def target_masked(self) -> bool:
+        return self.transfer and self.config.target_mask is not TargetMask.NONE
+
+    @property
+    def locked(self) -> bool:
+        return self.transfer and self.config.background_lock is BackgroundLock.ON
+
+    @property
+    def all_levels(self) -> bool:
+        return self.config.mask_levels is MaskLevels.ALL
+
+    def source_attention_levels(self) -> range:
+        """The source inversion's levels whose calls record the mask's attention: every level (`mask_levels`
+        all, any inversion) or, with direct inversion, levels 1..start-1 (the latents and timesteps sampling
+        would revisit; other inversions then record at the sampling steps before the window)."""
+        if self.all_levels:
+            return range(1, self.steps + 1)
+        return range(1, self.start) if self.direct else range(0)
+
+    def target_attention_levels(self) -> range:
+        """The target inversion's levels whose calls record the target's object attention (no extra UNet
+        call): every level it visits (`mask_levels` all), else the window's levels."""
+        return range(self.start, self.steps + 1) if self.all_levels else range(self.start, self.end)
 
 
 @dataclass
@@ -174,6 +205,14 @@ def _attention_recorder(host: Denoiser, inputs: FGATInputs, plan: Plan) -> Atten
     return AttentionRecorder(host.attention_layers(), inputs.mask_tokens, plan.size, plan.config.mask_layers)
 
 
+def _target_recorder(host: Denoiser, inputs: FGATInputs, plan: Plan) -> AttentionRecorder | None:
+    if not plan.target_masked or inputs.target_user_mask is not None or inputs.target_mask_tokens == []:
+        return None
+    if inputs.target_mask_tokens is None:
+        raise ValueError("target_mask needs the token positions of the target's object word (or a target mask)")
+    return AttentionRecorder(host.attention_layers(), inputs.target_mask_tokens, plan.size, plan.config.mask_layers)
+
+
 def _user_mask(inputs: FGATInputs, plan: Plan) -> Tensor | None:
     if not (plan.transfer and plan.config.mask_source is MaskSource.USER):
         return None
@@ -214,15 +253,20 @@ def run_fgat(
     plan = plan_run(host.alphas_cumprod, inputs, config, transfer, schedule, first_step)
     host, meter = counted(host, None)
     recorder = _attention_recorder(host, inputs, plan)
+    target_recorder = _target_recorder(host, inputs, plan)
     user_mask = _user_mask(inputs, plan)
     # null-text inversion turns autograd back on for its own optimisation only
-    with torch.no_grad(), (recorder if recorder is not None else nullcontext()):
-        inversions = invert(host, inputs, plan, recorder=recorder, cache=cache, meter=meter, progress=progress)
-        if recorder is not None and plan.direct and plan.start == 1:
+    with torch.no_grad(), ExitStack() as hooks:
+        for r in (recorder, target_recorder):
+            if r is not None:
+                hooks.enter_context(r)
+        inversions = invert(host, inputs, plan, recorder=recorder, cache=cache, meter=meter, progress=progress,
+                            target_recorder=target_recorder)
+        if recorder is not None and plan.direct and plan.start == 1 and not plan.all_levels:
             with meter.stage("mask"):
                 record_first_level_attention(host, recorder, inversions, inputs, plan)
         return sample(host, inversions, inputs, plan, recorder=recorder, user_mask=user_mask, meter=meter,
-                      progress=progress)
+                      progress=progress, target_recorder=target_recorder)
 
 
 # ------------------------------------------------------------------------------------------------ invert
@@ -257,10 +301,11 @@ def _joint_inversion(
     target_x0: dict[int, Tensor],
     keep_x0_to: int,
     progress: Progress | None,
+    target_recorder: AttentionRecorder | None = None,
 ) -> InversionTrace:
-    """DDIM-invert the rows in shared calls; keep the target's x0 at levels [start, keep_x0_to) in `target_x0`
-    and, with direct inversion, record the source's attention at levels 1..start-1 (the latents and timesteps
-    sampling would revisit)."""
+    """DDIM-invert the rows in shared calls; keep the target's x0 at levels [start, keep_x0_to) in `target_x0`;
+    with direct inversion, record the source's attention at levels 1..start-1 (the latents and timesteps
+    sampling would revisit); record the target's object attention at `plan.target_attention_levels()`."""
     roles = [r.role for r in rows]
     src = roles.index("source") if "source" in roles else None
     tar = roles.index("target") if "target" in roles else None
@@ -271,9 +316,12 @@ def _joint_inversion(
             target_x0[k] = predict_x0(x[j : j + 1], eps[j : j + 1], plan.schedule.a(k))
 
     def around(k: int, active: list[int]) -> AbstractContextManager[object]:
-        if recorder is not None and plan.direct and 1 <= k < plan.start and src in active:
-            return recorder.recording([active.index(src)])
-        return nullcontext()
+        stack = ExitStack()
+        if recorder is not None and k in plan.source_attention_levels() and src in active:
+            stack.enter_context(recorder.recording([active.index(src)]))
+        if target_recorder is not None and k in plan.target_attention_levels() and tar in active:
+            stack.enter_context(target_recorder.recording([active.index(tar)]))
+        return stack
 
     return ddim_invert(
         host, [r.latent for r in rows], [r.cond for r in rows], plan.schedule, [r.stop for r in rows],
@@ -284,21 +332,25 @@ def _joint_inversion(
 def invert(
     host: Denoiser, inputs: FGATInputs, plan: Plan, *, recorder: AttentionRecorder | None = None,
     cache: InversionStore | None = None, meter: StageMeter | None = None, progress: Progress | None = None,
+    target_recorder: AttentionRecorder | None = None,
 ) -> Inversions:
     """Phase 1-2: invert the source (to level 0) and the target (to the window start) in shared UNet calls,
     or take either from `cache`; with null-text inversion, optimise the unconditional embeddings. The UNet
-    calls are counted in `meter`."""
+    calls are counted in `meter`. `target_recorder` records the target's object attention on the way."""
     host, meter = counted(host, meter)
-    src_key, tar_key = _cache_keys(inputs, plan, recorder)
+    src_key, tar_key = _cache_keys(inputs, plan, recorder, target_recorder)
     src_hit = cache.get(src_key) if cache is not None and src_key is not None else None
     tar_hit = cache.get(tar_key) if cache is not None and tar_key is not None else None
-    target_x0: dict[int, Tensor] = dict(tar_hit) if tar_hit is not None else {}
+    target_x0: dict[int, Tensor] = dict(tar_hit["x0"]) if tar_hit is not None else {}
+    if tar_hit is not None and target_recorder is not None:
+        target_recorder.restore(tar_hit["attention"])
     rows = _inversion_rows(inputs, plan, src_hit is None, tar_hit is None)
     # when caching, keep the target's x0 at every level it visits (k >= start), so that runs with another
     # window end share it
     keep_x0_to = plan.steps + 1 if tar_key is not None else plan.end
     with meter.stage("inversion"):
-        trace = _joint_inversion(host, rows, plan, recorder, target_x0, keep_x0_to, progress) if rows else None
+        trace = _joint_inversion(host, rows, plan, recorder, target_x0, keep_x0_to, progress,
+                                 target_recorder) if rows else None
         if src_hit is not None:
             inversions = _source_from_cache(src_hit, target_x0, recorder)
         else:
@@ -306,7 +358,8 @@ def invert(
             if cache is not None and src_key is not None:
                 cache.put(src_key, _source_entry(inversions, plan, recorder))
         if cache is not None and tar_key is not None and tar_hit is None:
-            cache.put(tar_key, dict(target_x0))
+            attention = target_recorder.snapshot() if target_recorder is not None else None
+            cache.put(tar_key, {"x0": dict(target_x0), "attention": attention})
     return inversions
 
 
@@ -326,7 +379,7 @@ def _source_from_trace(
 
 
 def _source_entry(inversions: Inversions, plan: Plan, recorder: AttentionRecorder | None) -> dict[str, Any]:
-    attention = recorder.snapshot() if recorder is not None and plan.direct else None
+    attention = recorder.snapshot() if recorder is not None and plan.source_attention_levels() else None
     return {"latents": inversions.source_latents, "eps": inversions.source_eps,
             "uncond_steps": inversions.uncond_steps, "attention": attention}
 
@@ -340,7 +393,8 @@ def _source_from_cache(
 
 
 def _cache_keys(
-    inputs: FGATInputs, plan: Plan, recorder: AttentionRecorder | None
+    inputs: FGATInputs, plan: Plan, recorder: AttentionRecorder | None,
+    target_recorder: AttentionRecorder | None = None,
 ) -> tuple[tuple | None, tuple | None]:
     """Cache keys of the source trace and the target's x0 trajectory: the caller's identity of the
     image (+ prompt, model) and everything else the stored value depends on."""
@@ -352,14 +406,19 @@ def _cache_keys(
         null_text = None
         if plan.null_text:
             null_text = (cfg.guidance_scale, cfg.null_text_steps, cfg.null_text_lr, cfg.null_text_epsilon)
-        # direct inversion records the mask's attention maps during the source inversion
+        # the mask's attention maps recorded during the source inversion
         attention = None
-        if recorder is not None and plan.direct:
-            attention = (tuple(recorder.tokens), tuple(recorder.grids), plan.start)
+        if recorder is not None and plan.source_attention_levels():
+            attention = (tuple(recorder.tokens), tuple(recorder.grids), tuple(plan.source_attention_levels()))
         src_key = ("source", inputs.source_key, grid, cfg.inversion, plan.first if plan.direct else None,
                    null_text, attention)
     if plan.transfer and inputs.target_key is not None:
-        tar_key = ("target", inputs.target_key, grid, plan.start)  # x0 is kept for every level >= start
+        target_attention = None  # the target's object attention, recorded at the window's levels
+        if target_recorder is not None:
+            target_attention = (tuple(target_recorder.tokens), tuple(target_recorder.grids),
+                                tuple(plan.target_attention_levels()))
+        # x0 is kept for every level >= start
+        tar_key = ("target", inputs.target_key, grid, plan.start, target_attention)
     return src_key, tar_key
 
 
@@ -388,7 +447,7 @@ def _mask(
             )
         return user_mask
     with meter.stage("mask"):
-        m = threshold_mask(recorder.mean_map(), cfg.mask_threshold, cfg.mask_dilate)
+        m = threshold_mask(recorder.mean_map(), cfg.mask_threshold, cfg.mask_dilate, cfg.mask_threshold_mode)
     if m.sum() == 0:
         messages.append(
             "FGAT: the attention mask of the object word thresholded to nothing; the whole image "
@@ -396,6 +455,41 @@ def _mask(
         )
         m = torch.ones_like(m)
     return m.to(like)
+
+
+def _target_mask(
+    inputs: FGATInputs, plan: Plan, recorder: AttentionRecorder | None, messages: list[str], meter: StageMeter
+) -> Tensor:
+    """The target's object mask T on the latent grid (target-side masking): the drawn target mask, or the
+    target object word's attention thresholded as the source's is (not dilated: matches that land on the
+    target's background must not count). All ones when it thresholds to nothing (with a message)."""
+    cfg, like = plan.config, inputs.target_latent
+    if inputs.target_user_mask is not None:
+        return prepare_user_mask(inputs.target_user_mask, plan.size).to(like)
+    if recorder is None:  # the target prompt names no object
+        messages.append("FGAT: the target prompt names no object, so the whole target was used for the "
+                        "target-side mask (write a target prompt naming the object, or set target_mask 'none')")
+        return torch.ones(plan.size, dtype=like.dtype, device=like.device)
+    with meter.stage("mask"):
+        m = threshold_mask(recorder.mean_map(), cfg.mask_threshold, 0, cfg.mask_threshold_mode)
+    if m.sum() == 0:
+        messages.append("FGAT: the target's attention mask thresholded to nothing; the whole target was used "
+                        "instead (lower mask_threshold or pick another target word)")
+        m = torch.ones_like(m)
+    return m.to(like)
+
+
+def gate_mask(mask: Tensor, target_object: Tensor, corr: Tensor) -> Tensor:
+    """Target-side gating: M(p) T(C(p)), a source cell transfers only as much as its match lies on the target's
+    object T; M itself where T is all ones."""
+    return mask * target_object.flatten()[corr].reshape(mask.shape)
+
+
+def lock_background(x: Tensor, trajectory_latent: Tensor, keep: Tensor) -> Tensor:
+    """The background lock: `x` where keep = 1, the source trajectory's latent where keep = 0, their blend
+    between (blended latent diffusion's step, beyond the paper); bit-exact at both ends."""
+    blend = trajectory_latent + keep * (x - trajectory_latent)
+    return torch.where(keep >= 1, x, blend)
 
 
 # ------------------------------------------------------------------------------------------------ sample
@@ -408,8 +502,9 @@ class _Matcher:
         self.noise: Tensor | None = None
         self.corr: Tensor | None = None
 
-    def match(self, x0_pair: Tensor) -> Tensor:
-        """C for the (source, target) x0 rows of `x0_pair`: flat target indices per source position."""
+    def match(self, x0_pair: Tensor, allowed: Tensor | None = None) -> Tensor:
+        """C for the (source, target) x0 rows of `x0_pair`: flat target indices per source position, among the
+        `allowed` target cells (None: all)."""
         cfg, size = self.plan.config, self.plan.size
         if self.noise is None:
             self.noise = dift_noise(tuple(x0_pair.shape[1:]), cfg.dift_ensemble, cfg.seed, x0_pair.device,
@@ -417,7 +512,7 @@ class _Matcher:
         with self.meter.stage("matching"):
             fs, ft = dift_features(self.host, x0_pair, self.conds, cfg.dift_timestep, self.noise)
             fs, ft = upsample_features(fs, size), upsample_features(ft, size)
-            self.corr = correspondence(fs, ft, cfg.match_chunk)
+            self.corr = correspondence(fs, ft, cfg.match_chunk, allowed)
         return self.corr
 
 
@@ -444,9 +539,12 @@ class _Sampler:
     def __init__(
         self, host: Denoiser, inversions: Inversions, inputs: FGATInputs, plan: Plan,
         recorder: AttentionRecorder | None, user_mask: Tensor | None, meter: StageMeter,
+        target_recorder: AttentionRecorder | None = None,
     ) -> None:
         self.host, self.inv, self.inputs, self.plan = host, inversions, inputs, plan
         self.recorder, self.user_mask, self.meter = recorder, user_mask, meter
+        self.target_recorder = target_recorder
+        self.target_object: Tensor | None = None  # the target's object mask T (target-side masking)
         c = plan.config
         self.params = StepParams(c.delta, c.lam, c.gamma, c.guidance_scale, c.gamma_on)
         self.matcher = _Matcher(host, inputs, plan, meter)
@@ -459,6 +557,20 @@ class _Sampler:
         if self.mask is None:
             self.mask = _mask(self.inputs, self.plan, self.recorder, self.user_mask, self.messages, self.meter)
         return self.mask
+
+    def get_target_object(self) -> Tensor | None:
+        """T, the target's object mask (None without target-side masking)."""
+        if self.target_object is None and self.plan.target_masked:
+            self.target_object = _target_mask(self.inputs, self.plan, self.target_recorder, self.messages,
+                                              self.meter)
+        return self.target_object
+
+    def transfer_mask(self) -> Tensor:
+        """The mask of Eq. 3 at this step: M, gated by the target's object mask at the matches (`gate`)."""
+        mask, obj = self.get_mask(), self.get_target_object()
+        if obj is None or self.plan.config.target_mask is not TargetMask.GATE:
+            return mask
+        return gate_mask(mask, obj, self.matcher.corr)
 
     def step(self, i: int, x: Tensor) -> Tensor:
         """Sampling step i: x at level i -> level i + 1 (a plain CFG DDIM step, or an FGAT step in the
@@ -477,6 +589,8 @@ class _Sampler:
             x_next = ddim_step(x, eps, a_t, a_next)
         if eps_source is not None:
             x_next = direct_inversion_step(x_next, traj[i], eps_source, traj[i + 1], a_t, a_next)
+        if p.locked and i >= p.start:
+            x_next = lock_background(x_next, traj[i + 1], self.get_mask())
         return x_next
 
     def step_eps(self, i: int, x: Tensor, u: Cond, on_trajectory: bool) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -484,7 +598,7 @@ class _Sampler:
         batched call. Before the window (other inversions) the call records the mask's attention."""
         p, cond = self.plan, self.inputs.source_cond
         rows = [(x, cond), (x, u)] + self.source_rows(i, u, on_trajectory)
-        record = self.recorder is not None and not p.direct and i < p.start
+        record = self.recorder is not None and not p.direct and not p.all_levels and i < p.start
         with self.recorder.recording([0]) if record else nullcontext():
             eps = eps_rows(self.host, int(p.schedule.timesteps[i]), rows)
         return eps[0], eps[1], self.source_eps(i, eps, on_trajectory)
@@ -510,13 +624,13 @@ class _Sampler:
     def window_step(self, i: int, x: Tensor, eps: Tensor, eps_u: Tensor, u: Cond) -> Tensor:
         """Match (progressive: at this step's x0), gather the target's x0, and take `fgat_step`."""
         p, cond = self.plan, self.inputs.source_cond
-        mask = self.get_mask()
         a_t, a_next = p.schedule.a(i), p.schedule.a(i + 1)
         x0_src = predict_x0(x, eps, a_t)
         self.x0_window.append(x0_src.detach().cpu())
         x0_tar = self.inv.target_x0[i]
         if p.config.matching is Matching.PROGRESSIVE:
-            self.matcher.match(torch.cat([x0_src, x0_tar]))
+            self.matcher.match(torch.cat([x0_src, x0_tar]), self.allowed_targets())
+        mask = self.transfer_mask()
         matched = gather_matched(x0_tar, self.matcher.corr, p.size)
         t = int(p.schedule.timesteps[i])
 
@@ -526,18 +640,23 @@ class _Sampler:
 
         return fgat_step(x, eps, eps_u, x0_src, matched, mask, eps_at, a_t, a_next, self.params)
 
+    def allowed_targets(self) -> Tensor | None:
+        """The target cells the matching may pick: the target's object (`restrict`), else all (None)."""
+        obj = self.get_target_object()
+        return obj > 0.5 if obj is not None and self.plan.config.target_mask is TargetMask.RESTRICT else None
+
 
 def sample(
     host: Denoiser, inversions: Inversions, inputs: FGATInputs, plan: Plan, *,
     recorder: AttentionRecorder | None = None, user_mask: Tensor | None = None, meter: StageMeter | None = None,
-    progress: Progress | None = None,
+    progress: Progress | None = None, target_recorder: AttentionRecorder | None = None,
 ) -> FGATResult:
     """Phase 3-6: sample from the inverted source at `plan.first`, FGAT steps inside the window. The result's
     `stats` are `meter`'s (a new meter if None): this phase's UNet calls and those counted there before."""
     host, meter = counted(host, meter)
-    s = _Sampler(host, inversions, inputs, plan, recorder, user_mask, meter)
+    s = _Sampler(host, inversions, inputs, plan, recorder, user_mask, meter, target_recorder)
     if plan.transfer and plan.config.matching is Matching.INITIAL:
-        s.matcher.match(torch.cat([inputs.source_latent, inputs.target_latent]))
+        s.matcher.match(torch.cat([inputs.source_latent, inputs.target_latent]), s.allowed_targets())
     report = _reporter(progress, "sampling")
     x = inversions.source_latents[plan.first]
     with meter.stage("sampling"):
@@ -549,6 +668,7 @@ def sample(
     return FGATResult(
         latent=x, mask=mask.detach().cpu(), correspondence=None if corr is None else corr.cpu(),
         x0_window=s.x0_window, window=(plan.start, plan.end), messages=s.messages, stats=meter.stats,
+        target_mask=None if s.target_object is None else s.target_object.detach().cpu(),
     )
 
 

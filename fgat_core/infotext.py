@@ -63,9 +63,32 @@ def format_infotext(config: FGATConfig, **extras: Any) -> str:
     return "; ".join(parts)
 
 
+# What a setting absent from a recorded infotext meant when that infotext was written: the settings added
+# (or whose default changed) after the format began, at the value that gave the behaviour of the versions
+# before them. A fixed historical record: never derive it from today's defaults.
+LEGACY_DEFAULTS: dict[str, Any] = {
+    "target_mask": "none",  # issue 21: target-side masking
+    "target_mask_word": "",
+    "background_lock": "off",
+    "mask_threshold_mode": "fixed",
+    "mask_levels": "before-window",
+    # defaults changed by issue 21, recorded in every infotext since the format began: kept here so that a
+    # hand-trimmed record still means the paper's settings
+    "inversion": "direct",
+    "mask_layers": "quarter",
+    "mask_threshold": 0.3,
+    "mask_dilate": 1,
+    "delta": 0.6,
+    "window_start": 0.24,
+    "window_end": 0.44,
+}
+
+
 def parse_infotext(text: str) -> tuple[FGATConfig, dict[str, Any]]:
-    """Inverse of `format_infotext`: (config, extras)."""
+    """Inverse of `format_infotext`: (config, extras). A setting the text does not record takes its
+    `LEGACY_DEFAULTS` value (what it meant before the setting existed), else today's default."""
     data = parse_items(text)
     names = {s.infotext_key: s.name for s in SETTINGS}
-    cfg = FGATConfig.from_dict({names[k]: v for k, v in data.items() if k in names})
+    recorded = {names[k]: v for k, v in data.items() if k in names}
+    cfg = FGATConfig.from_dict({**LEGACY_DEFAULTS, **recorded})
     return cfg, {k: v for k, v in data.items() if k not in names}

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from .errors import InputError
 from .host import AttentionLayer, full_precision
-from .settings import MaskLayers
+from .settings import MaskLayers, MaskThresholdMode
 
 # a forward hook on a q or k projection: (module, inputs, output) -> None
 ForwardHook = Callable[[nn.Module, tuple[object, ...], Tensor], None]
@@ -50,6 +50,9 @@ class AttentionRecorder:
         self.tokens = list(token_indices)
         self.latent_size = latent_size
         grids = [downsampled_size(latent_size, f) for f in (1, 2, 4, 8, 16)]
+        # full: every grid is recorded and `mean_map` keeps the finest one the model has cross-attention at
+        # (the latent size in SD 1.x / 2.x; SDXL has none there, so 1/2 of it)
+        self.which = which
         self.grids = [downsampled_size(latent_size, 4)] if which == MaskLayers.QUARTER else grids
         self.rows: list[int] = []
         self.active = False
@@ -126,9 +129,10 @@ class AttentionRecorder:
                 "no cross-attention map was recorded: the model has no attention layer at the chosen "
                 "resolution, or no step ran before the window"
             )
-        maps = [
-            upsample_map(self.sums[g] / self.counts[g], self.latent_size) for g in sorted(self.sums)
-        ]
+        grids = sorted(self.sums)
+        if self.which == MaskLayers.FULL:
+            grids = [max(grids, key=lambda g: g[0] * g[1])]
+        maps = [upsample_map(self.sums[g] / self.counts[g], self.latent_size) for g in grids]
         return torch.stack(maps).mean(0)
 
 
@@ -149,12 +153,32 @@ def upsample_map(m: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(m[None, None], size=size, mode="nearest")[0, 0]
 
 
-def threshold_mask(attn_map: Tensor, threshold: float = 0.3, dilate: int = 1) -> Tensor:
-    """Divide by the max, keep >= threshold, dilate by `dilate` latent pixels (docs/DESIGN.md §2.4). (h, w) in {0,1}."""
+def otsu_threshold(values: Tensor) -> float:
+    """Otsu's level: the cut between two sorted classes of `values` that maximises the between-class
+    variance w0 w1 (mu0 - mu1)^2, returned as the smallest value of the upper class (exact, no histogram)."""
+    v = values.flatten().double().sort().values
+    n = v.numel()
+    if n < 2 or v[0] == v[-1]:
+        return float(v[-1]) if n else 0.0
+    csum = v.cumsum(0)
+    k = torch.arange(1, n, dtype=torch.float64)  # lower class = the first k values
+    mu0 = csum[:-1] / k
+    mu1 = (csum[-1] - csum[:-1]) / (n - k)
+    between = k * (n - k) * (mu0 - mu1) ** 2
+    between[v[1:] == v[:-1]] = -1.0  # a cut must fall between two different values
+    return float(v[int(between.argmax()) + 1])
+
+
+def threshold_mask(
+    attn_map: Tensor, threshold: float = 0.3, dilate: int = 1, mode: MaskThresholdMode = MaskThresholdMode.FIXED
+) -> Tensor:
+    """Divide by the max, keep >= threshold (mode "fixed") or >= Otsu's level of the map (mode "otsu"), dilate
+    by `dilate` latent pixels (docs/DESIGN.md §2.4). (h, w) in {0,1}."""
     peak = attn_map.max()
     if not torch.isfinite(peak) or peak <= 0:
         return torch.zeros_like(attn_map)
-    m = (attn_map / peak >= threshold).float()
+    level = otsu_threshold(attn_map / peak) if mode == MaskThresholdMode.OTSU else threshold
+    m = (attn_map / peak >= level).float()
     if dilate > 0:
         k = 2 * dilate + 1
         m = F.max_pool2d(m[None, None], kernel_size=k, stride=1, padding=dilate)[0, 0]
@@ -215,9 +239,12 @@ def locate_word_ids(prompt_ids: Sequence[int], word_ids: Sequence[int],
 
 
 def word_token_indices(
-    prompt: str, word: str, tokenize: Callable[[str], list[str]], max_tokens: int = 77
+    prompt: str, word: str, tokenize: Callable[[str], list[str]], max_tokens: int = 77,
+    fields: tuple[str, str] = ("source_prompt", "mask_word"),
 ) -> list[int]:
     """Positions (BOS = 0) of the tokens that spell `word` in `prompt`; empty word = the last word.
+
+    `fields`: the (prompt, word) inputs errors name (the target's: ("target_prompt", "target_mask_word")).
 
     `tokenize(text)` returns the text's tokens without BOS/EOS, as the host's tokenizer writes them (CLIP's
     `</w>` ends a word). The word's tokens are found among the prompt's by `locate_word_ids`, the search the
@@ -225,24 +252,25 @@ def word_token_indices(
     words = [m.group().lower() for m in _WORD.finditer(prompt)]
     alnum = [w for w in words if re.match(r"\w", w)]
     default = default_mask_word(prompt)
+    side = fields[0].split("_")[0]  # "source" or "target"
+    off = ("{names[mask_source]} 'user' or 'none'", ("mask_source",)) if side == "source" else (
+        "{names[target_mask]} 'none'", ("target_mask",))
     if not prompt.strip():
-        raise InputError("source_prompt", prompt, "{name} is empty, so there is no word to take the attention mask "
-                         "from: write a source prompt naming the object, or choose {names[mask_source]} 'user' or "
-                         "'none'", related=("mask_source",))
+        raise InputError(fields[0], prompt, "{name} is empty, so there is no word to take the attention mask "
+                         f"from: write a {side} prompt naming the object, or choose {off[0]}", related=off[1])
     if not alnum or (not word.strip() and default is None):
-        raise InputError("source_prompt", prompt, "{name} {value!r} has no word with letters to take the attention "
-                         "mask from: write a source prompt naming the object, or choose {names[mask_source]} 'user' "
-                         "or 'none'", related=("mask_source",))
+        raise InputError(fields[0], prompt, "{name} {value!r} has no word with letters to take the attention "
+                         f"mask from: write a {side} prompt naming the object, or choose {off[0]}", related=off[1])
     word = word if word.strip() else default
     tokens = tokenize(prompt)
     hits = [1 + i for i in locate_word_ids(tokens, tokenize(word.strip()), tokens)]  # 1 + : after BOS
     if not hits:
-        raise InputError("mask_word", word, "{name} {value!r} is not in {names[source_prompt]} {prompt!r}; use one "
-                         "of its words: {words}", related=("source_prompt",), prompt=prompt,
+        raise InputError(fields[1], word, "{name} {value!r} is not in {names[" + fields[0] + "]} {prompt!r}; "
+                         "use one of its words: {words}", related=(fields[0],), prompt=prompt,
                          words=", ".join(dict.fromkeys(alnum)))
     hits = [h for h in hits if h < max_tokens - 1]
     if not hits:
-        raise InputError("mask_word", word, "{name} {value!r} lies beyond the first {limit} tokens of "
-                         "{names[source_prompt]}; move it earlier in the prompt", related=("source_prompt",),
+        raise InputError(fields[1], word, "{name} {value!r} lies beyond the first {limit} tokens of "
+                         "{names[" + fields[0] + "]}; move it earlier in the prompt", related=(fields[0],),
                          limit=max_tokens - 2)
     return hits

@@ -48,11 +48,14 @@ def upsample_features(feat: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(feat[None], size=size, mode="bilinear", align_corners=False)[0]
 
 
-def correspondence(feat_src: Tensor, feat_tar: Tensor, chunk_size: int | None = None) -> Tensor:
+def correspondence(
+    feat_src: Tensor, feat_tar: Tensor, chunk_size: int | None = None, allowed: Tensor | None = None
+) -> Tensor:
     """C[p] = argmax_q <F_src[p], F_tar[q]> of L2-normalised features (C, h, w); flat target indices.
 
-    The similarity matrix is built `chunk_size` source rows at a time, so memory stays
-    O(chunk_size * h_tar * w_tar); in float32 even inside a WebUI's fp16 autocast region."""
+    `allowed` (h_tar, w_tar) bool: q ranges over the allowed cells only (target-side masking, `restrict`);
+    None, all or no cell allowed: every cell. The similarity matrix is built `chunk_size` source rows at a
+    time, so memory stays O(chunk_size * h_tar * w_tar); in float32 even inside a WebUI's fp16 autocast region."""
     if feat_src.dim() != 3 or feat_tar.dim() != 3:
         raise ValueError(f"features must be (C, h, w); got {tuple(feat_src.shape)} and {tuple(feat_tar.shape)}")
     if feat_src.shape[0] != feat_tar.shape[0]:
@@ -64,9 +67,15 @@ def correspondence(feat_src: Tensor, feat_tar: Tensor, chunk_size: int | None = 
     n = src.shape[0]
     step = n if chunk_size is None else max(1, int(chunk_size))
     out = torch.empty(n, dtype=torch.long, device=src.device)
+    barred = None
+    if allowed is not None and bool(allowed.any()) and not bool(allowed.all()):
+        barred = ~allowed.flatten().to(device=src.device, dtype=torch.bool)
     with full_precision(src.device):
         for i in range(0, n, step):
-            out[i : i + step] = (src[i : i + step] @ tar).argmax(dim=1)
+            sim = src[i : i + step] @ tar
+            if barred is not None:
+                sim = sim.masked_fill(barred, float("-inf"))
+            out[i : i + step] = sim.argmax(dim=1)
     return out
 
 

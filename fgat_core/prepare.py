@@ -6,7 +6,8 @@ backend (`fgat_webui.run.FGATRun.prepare`) check a request here before any model
 - the mask word (`fgat_core.mask`, re-exported here): `default_mask_word` is the rule for an empty word (the
   prompt's last word with letters), `locate_word_ids` finds the word's tokens among the prompt's token ids as
   the host tokenizes them;
-- checks: `check_request` (target, user mask, window, mask word), `check_user_mask`.
+- checks: `check_request` (target, user mask, window, mask word), `check_user_mask`;
+- the target-side mask's word (docs/DESIGN.md §2.8): `target_object_tokens`, with the front end's `locate`.
 
 Errors are typed (`fgat_core.errors`): an `InputError`'s `field` and `problem` say what is wrong, so that a
 front end can word it its own way (`render` with its names, or a sentence of its own per problem) without
@@ -26,10 +27,11 @@ from .config import FGATConfig
 from .errors import InputError
 from .images import mask_from_image, to_rgb
 from .mask import default_mask_word, locate_word_ids, prepare_user_mask
-from .settings import MaskSource
+from .settings import MaskSource, TargetMask
 
-__all__ = ["LENIENT_BOOLS", "STRICT_BOOLS", "Request", "check_request", "check_user_mask", "default_mask_word",
-           "locate_word_ids", "parse_bool", "parse_number", "parse_text", "same_aspect", "shorten"]
+__all__ = ["LENIENT_BOOLS", "STRICT_BOOLS", "TARGET_FIELDS", "Request", "check_request", "check_user_mask",
+           "default_mask_word", "locate_word_ids", "parse_bool", "parse_number", "parse_text", "same_aspect",
+           "shorten", "target_object_tokens"]
 
 Size = tuple[int, int]  # (width, height) in pixels
 STRICT_BOOLS = (("true",), ("false",))  # an API's JSON-ish words
@@ -149,3 +151,19 @@ def check_request(request: Request, locate: Callable[[str, str], Any] | None = N
         for prompt in dict.fromkeys(request.prompts):
             locate(prompt, cfg.mask_word)
     return window
+
+
+TARGET_FIELDS = ("target_prompt", "target_mask_word")  # the inputs the target-side mask word's errors name
+
+
+def target_object_tokens(
+    config: FGATConfig, target_prompt: str, locate: Callable[[str, str], list[int]]
+) -> list[int] | None:
+    """The target-side mask's word located in the target prompt by `locate(prompt, word)` (docs/DESIGN.md
+    §2.8): None without target-side masking; [] where the target prompt names no object and no word was typed
+    (the engine then takes the whole target, and says so)."""
+    if config.target_mask is TargetMask.NONE:
+        return None
+    if not config.target_mask_word and default_mask_word(target_prompt) is None:
+        return []
+    return locate(target_prompt, config.target_mask_word)

@@ -13,13 +13,21 @@ from typing import Any
 from .atomic import write_text_atomic
 from .config import FGATConfig
 from .errors import plain_name, render_error
-from .settings import Inversion, Matching
+from .settings import BackgroundLock, Inversion, MaskLayers, MaskLevels, MaskThresholdMode, Matching, TargetMask
 
+# the paper's settings (§4), FGAT's defaults before issue 21: no target-side masking, no background lock
+PAPER_SETTINGS: dict[str, Any] = FGATConfig(
+    delta=0.6, lam=0.2, gamma=0.2, window_start=0.24, window_end=0.44, inversion=Inversion.DIRECT,
+    mask_threshold=0.3, mask_dilate=1, mask_layers=MaskLayers.QUARTER, target_mask=TargetMask.NONE,
+    background_lock=BackgroundLock.OFF, mask_threshold_mode=MaskThresholdMode.FIXED,
+    mask_levels=MaskLevels.BEFORE_WINDOW,
+).to_dict()
 BUILTIN: dict[str, dict[str, Any]] = {
-    "Paper defaults": FGATConfig().to_dict(),
-    "Paper (null-text inversion)": FGATConfig(inversion=Inversion.NULL_TEXT).to_dict(),
+    "Defaults": FGATConfig().to_dict(),
+    "Paper": PAPER_SETTINGS,
+    "Paper (null-text inversion)": {**PAPER_SETTINGS, "inversion": Inversion.NULL_TEXT.value},
     "Fast (initial matching)": FGATConfig(matching=Matching.INITIAL).to_dict(),
-    "Strong transfer": FGATConfig(delta=0.8, window_end=0.5).to_dict(),
+    "Strong transfer": {**PAPER_SETTINGS, "delta": 0.8, "window_end": 0.5},  # the paper's, stronger
 }
 _NAME = re.compile(r"^[^\W_][\w .()+\-]{0,63}$", re.UNICODE)
 
@@ -194,3 +202,8 @@ class PresetStore:
         assert self.folder is not None
         self._make_folder()
         write_text_atomic(self.path, json.dumps(user, indent=2, sort_keys=True))  # a crash leaves the old file
+
+
+def paper_config(**changes: Any) -> FGATConfig:
+    """The paper's settings (the "Paper" preset, FGAT's defaults before issue 21) with `changes`."""
+    return FGATConfig.from_dict({**PAPER_SETTINGS, **changes})

@@ -56,13 +56,35 @@ class GammaOn(Mode):
 
 
 class MaskLayers(Mode):
-    """The attention layers averaged for the mask (§2.4)."""
-    QUARTER, ALL = "quarter", "all"
+    """The attention layers averaged for the mask (§2.4): 1/4 of the latent size, every size, or the finest
+    size the model has cross-attention at."""
+    QUARTER, ALL, FULL = "quarter", "all", "full"
 
 
 class DiftPrompt(Mode):
     """DIFT's conditioning: each image's own prompt, or the empty prompt (§2.5)."""
     OWN, EMPTY = "own", "empty"
+
+
+class TargetMask(Mode):
+    """Target-side masking (§2.8, beyond the paper): none; gate: transfer only where the match lands on the
+    target's object; restrict: the matching searches the target's object only."""
+    NONE, GATE, RESTRICT = "none", "gate", "restrict"
+
+
+class BackgroundLock(Mode):
+    """Outside the source mask, follow the source's own inverted trajectory (§2.8, beyond the paper)."""
+    OFF, ON = "off", "on"
+
+
+class MaskThresholdMode(Mode):
+    """How the attention map is cut (§2.4): `mask_threshold` of its maximum, or Otsu's per-image level."""
+    FIXED, OTSU = "fixed", "otsu"
+
+
+class MaskLevels(Mode):
+    """The levels whose object attention makes the masks (§2.4): before the window, or every inversion call."""
+    BEFORE_WINDOW, ALL = "before-window", "all"
 
 
 @dataclass(frozen=True)
@@ -150,7 +172,7 @@ class Setting:
 
 UNIT = Range(0.0, 1.0)
 SETTINGS: tuple[Setting, ...] = (
-    Setting("delta", float, 0.6, "transfer weight (Eq. 3)", UNIT, Control("δ transfer strength", 0.0, 1.0, 0.01,
+    Setting("delta", float, 0.9, "transfer weight (Eq. 3)", UNIT, Control("δ transfer strength", 0.0, 1.0, 0.01,
             row="strength"), xyz="[FGAT] δ transfer strength", symbol="δ"),
     Setting("lam", float, 0.2, "balance between x_t and the deviated x'_t (Eq. 6)", UNIT,
             Control("λ latent balance", 0.0, 1.0, 0.01, row="strength"), xyz="[FGAT] λ latent balance", symbol="λ"),
@@ -166,7 +188,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("steps", int, 50, "DDIM steps (a host uses its own sampling steps)", Range(1, 999), host_owned=True),
     Setting("guidance_scale", float, 7.5, "classifier-free guidance scale (a host uses its own)", Range(0.0, 50.0),
             host_owned=True),
-    Setting("inversion", Inversion, Inversion.DIRECT, "how the source is inverted",
+    Setting("inversion", Inversion, Inversion.NEGATIVE_PROMPT, "how the source is inverted",
             control=Control("Inversion", row="method")),
     Setting("matching", Matching, Matching.PROGRESSIVE, "progressive: DIFT matching at every window step; "
             "initial: once, on the clean images", control=Control("Matching", row="method")),
@@ -175,7 +197,7 @@ SETTINGS: tuple[Setting, ...] = (
             control=Control("Mask source", row="prompt", labels=(("user", "inpaint mask"),))),
     Setting("mask_word", str, "", "source-prompt word the attention mask follows (empty: the prompt's last word)",
             control=Control("Object word (empty: last word of the prompt)", row="prompt")),
-    Setting("mask_threshold", float, 0.3, "attention mask threshold, after dividing the map by its maximum",
+    Setting("mask_threshold", float, 0.4, "attention mask threshold, after dividing the map by its maximum",
             Range(0.0, 1.0, True, False), Control("Mask threshold", 0.0, 0.95, 0.05)),
     Setting("dift_timestep", int, 261, "timestep of the DIFT features", Range(0, 999),
             Control("DIFT timestep", 0, 999, 1)),
@@ -185,9 +207,10 @@ SETTINGS: tuple[Setting, ...] = (
             "unconditional branch (the paper's wording)", control=Control("γ mixes")),
     Setting("seed", int, 0, "seed of the DIFT noise (a host uses its generation seed)", Range(0, 2**63 - 1),
             host_owned=True),
-    Setting("mask_layers", MaskLayers, MaskLayers.QUARTER, "attention layers averaged for the mask: quarter "
-            "(1/4 of the latent size) or all", control=Control("Attention layers for the mask")),
-    Setting("mask_dilate", int, 1, "dilation of the mask, in latent pixels", Range(0, 8),
+    Setting("mask_layers", MaskLayers, MaskLayers.FULL, "attention layers averaged for the mask: quarter "
+            "(1/4 of the latent size), all, or full (the finest layers with cross-attention; the latent size in "
+            "SD 1.x)", control=Control("Attention layers for the mask")),
+    Setting("mask_dilate", int, 0, "dilation of the mask, in latent pixels", Range(0, 8),
             Control("Mask dilation (latent px)", 0, 8, 1)),
     Setting("dift_prompt", DiftPrompt, DiftPrompt.OWN, "DIFT conditioning: each image's own prompt, or the "
             "empty prompt", control=Control("DIFT prompt")),
@@ -199,6 +222,21 @@ SETTINGS: tuple[Setting, ...] = (
             Control("Null-text early stop", 0.0, 0.001, 0.000001)),
     Setting("match_chunk", int, 1024, "source positions per chunk of the similarity matrix (bounds its memory)",
             Range(1, 1 << 20), Control("Matching chunk (rows)", 64, 16384, 64)),
+    Setting("target_mask", TargetMask, TargetMask.RESTRICT, "target-side mask: none; gate: transfer only where the "
+            "match lands on the target's object; restrict: match only the target's object cells",
+            control=Control("Target-side mask", row="target")),
+    Setting("target_mask_word", str, "", "target-prompt word the target's mask follows (empty: the target "
+            "prompt's last word)", control=Control("Target object word (empty: last word of the target prompt)",
+                                                   row="target")),
+    Setting("background_lock", BackgroundLock, BackgroundLock.ON, "on: outside the source mask the latent "
+            "follows the source's inverted trajectory at every step from the window on (background kept)",
+            control=Control("Background lock", row="target")),
+    Setting("mask_threshold_mode", MaskThresholdMode, MaskThresholdMode.FIXED, "fixed: keep the map >= "
+            "mask_threshold x its maximum; otsu: a per-image threshold (Otsu's split of the map's values)",
+            control=Control("Mask threshold mode")),
+    Setting("mask_levels", MaskLevels, MaskLevels.ALL, "levels whose attention makes the masks: "
+            "before-window (the source's steps before the window) or all (every inversion call; no extra call)",
+            control=Control("Attention levels for the mask")),
 )
 SETTING: dict[str, Setting] = {s.name: s for s in SETTINGS}
 

@@ -3,7 +3,8 @@
     python -m fgat_demo.evaluate                     # 50 held-out pairs, 20 steps, the bundled demo model
     python -m fgat_demo.evaluate --pairs 8 --steps 10 --methods "FGAT (defaults)" "global colour transfer"
 
-Pairs are `world.render_pair(seed)` for seeds 0..N-1 (scene seeds below world.TRAIN_SEED0: never trained on).
+Pairs are `world.render_pair(seed)` for seeds F..F+N-1 (`--first-pair F`, default 0; scene seeds below
+world.TRAIN_SEED0: never trained on). Tune on one range, confirm on a disjoint one (e.g. `--first-pair 30000`).
 Per pair and method (metrics in fgat_demo/metrics.py; images in [0, 1]):
 - appearance: mean absolute error inside each of the source's parts against the ground truth (the source's
   geometry and background in the target's per-part appearance), averaged over parts; `colour`: the same on
@@ -12,7 +13,8 @@ Per pair and method (metrics in fgat_demo/metrics.py; images in [0, 1]):
   method renders it (through the model's VAE; for the colour transfer, under its colour map), with the source's
   object mask;
 - background: mean absolute error against the source outside the object (mask grown by 2 px);
-- attention-mask IoU: FGAT's mask (latent grid, nearest-upsampled) against the source's object mask.
+- attention-mask IoU: FGAT's mask (latent grid, nearest-upsampled) against the source's object mask; with
+  target-side masking also the target's mask against the target's object mask.
 Writes <out>/results.json, <out>/table.md and <out>/figure.png (and prints the table)."""
 
 from __future__ import annotations
@@ -30,27 +32,44 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fgat_core import engine
+from fgat_core import engine, settings
 from fgat_core.cache import InversionCache
 from fgat_core.config import FGATConfig
 from fgat_core.inversion import ddim_invert, guided
+from fgat_core.presets import PAPER_SETTINGS
 from fgat_core.schedule import Schedule, ddim_step, predict_x0
-from fgat_core.settings import Inversion, MaskLayers, MaskSource, Matching
+from fgat_core.settings import SETTING, Inversion, MaskLayers, MaskSource, Matching
 from fgat_demo.metrics import global_colour_transfer, iou, score_pair
-from fgat_demo.world import background_image, pair_scenes, render_pair, to_uint8
+from fgat_demo.world import background_image, pair_scenes, part_labels, render_pair, to_uint8
 
 ROOT = Path(__file__).resolve().parents[1]
 
-FIGURE_METHODS = ("FGAT (defaults)", "FGAT, negative-prompt inversion", "FGAT, ground-truth mask",
+FIGURE_METHODS = ("FGAT (defaults)", "FGAT, paper settings (previous defaults)", "FGAT, ground-truth mask",
                   "no transfer (reconstruction)", "SDEdit, strength 0.5", "SDEdit, strength 0.75",
                   "global colour transfer")
+PAPER = "FGAT, paper settings (previous defaults)"
+EXACT = "no transfer, direct inversion (the source through the VAE)"
+FINER_MASK = {"mask_layers": MaskLayers.FULL, "mask_levels": settings.MaskLevels.ALL, "mask_threshold": 0.5,
+              "mask_dilate": 0}
+FINER = "FGAT, paper settings + finer mask (full-size layers, all levels, threshold 0.5, no dilation)"
 
 
-def methods(steps: int, null_text_steps: int) -> dict[str, tuple[str, object]]:
-    """Name -> (kind, setting). FGAT kinds take an FGATConfig."""
+def methods(steps: int, null_text_steps: int, tries: list[str] = ()) -> dict[str, tuple[str, object]]:
+    """Name -> (kind, setting). FGAT kinds take an FGATConfig. `tries`: extra rows "FGAT, k=v,k=v"."""
     base = FGATConfig(steps=steps)
+    paper = FGATConfig.from_dict({**PAPER_SETTINGS, "steps": steps})
+    gate, restrict, lock = settings.TargetMask.GATE, settings.TargetMask.RESTRICT, settings.BackgroundLock.ON
     out: dict[str, tuple[str, object]] = {
         "FGAT (defaults)": ("fgat", base),
+        PAPER: ("fgat", paper),
+        "FGAT, paper settings + target mask (gate)": ("fgat", paper.replace(target_mask=gate)),
+        "FGAT, paper settings + target mask (restrict)": ("fgat", paper.replace(target_mask=restrict)),
+        "FGAT, paper settings + background lock": ("fgat", paper.replace(background_lock=lock)),
+        "FGAT, paper settings + otsu mask threshold": (
+            "fgat", paper.replace(mask_threshold_mode=settings.MaskThresholdMode.OTSU)),
+        FINER: ("fgat", paper.replace(**FINER_MASK)),
+        "FGAT, paper settings + restrict + lock": ("fgat", paper.replace(target_mask=restrict, background_lock=lock)),
+        "FGAT, paper settings + gate + lock": ("fgat", paper.replace(target_mask=gate, background_lock=lock)),
         "FGAT, no latent deviation (lam=0, gamma=1: transfer on x0 only)": ("fgat", base.replace(lam=0.0, gamma=1.0)),
         "FGAT, initial matching": ("fgat", base.replace(matching=Matching.INITIAL)),
         "FGAT, ddim inversion": ("fgat", base.replace(inversion=Inversion.DDIM)),
@@ -65,7 +84,7 @@ def methods(steps: int, null_text_steps: int) -> dict[str, tuple[str, object]]:
     out["FGAT, inversion at the next timestep (direct)"] = ("fgat-next", base)
     out["FGAT, inversion at the next timestep (ddim)"] = ("fgat-next", base.replace(inversion=Inversion.DDIM))
     out["FGAT, ground-truth mask"] = ("fgat-gtmask", base.replace(mask_source=MaskSource.USER))
-    out["FGAT, mask from all attention layers"] = ("fgat", base.replace(mask_layers="all"))
+    out["FGAT, mask from all attention layers"] = ("fgat", base.replace(mask_layers=MaskLayers.ALL))
     out["FGAT, mask from the layers at 1/2 of the latent (8x8 grid)"] = ("fgat-mask8", base)
     out["FGAT, mask threshold 0.5"] = ("fgat", base.replace(mask_threshold=0.5))
     out["FGAT, mask not dilated"] = ("fgat", base.replace(mask_dilate=0))
@@ -73,11 +92,30 @@ def methods(steps: int, null_text_steps: int) -> dict[str, tuple[str, object]]:
     out["FGAT, guidance scale 1 (no guidance)"] = ("fgat", base.replace(guidance_scale=1.0))
     out["FGAT, window 0.12-0.44 (longer)"] = ("fgat", base.replace(window_start=0.12))
     out["FGAT, window 0.24-0.64 (longer)"] = ("fgat", base.replace(window_end=0.64))
+    for name in ("target_mask", "background_lock", "mask_threshold_mode"):  # each new setting off / other
+        for value in SETTING[name].choices:
+            if value != getattr(base, name):
+                out[f"FGAT, {name}={value}"] = ("fgat", base.replace(**{name: value}))
     out["no transfer (reconstruction)"] = ("none", base)
+    out[EXACT] = ("none", base.replace(inversion=Inversion.DIRECT))
     out["SDEdit, strength 0.5"] = ("sdedit", 0.5)
     out["SDEdit, strength 0.75"] = ("sdedit", 0.75)
     out["global colour transfer"] = ("colour", None)
     out["ground truth through the VAE (floor)"] = ("vae", None)
+    for t in tries:
+        out[f"FGAT, {t}"] = ("fgat", base.replace(**parse_try(t)))
+    return out
+
+
+def parse_try(text: str) -> dict[str, object]:
+    """`k=v,k=v` -> settings, numbers as numbers."""
+    out: dict[str, object] = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value.strip()
     return out
 
 
@@ -197,6 +235,12 @@ def run_method(pipe, kind: str, setting, pair, caches: dict, seed: int):
     return _arr(out.image), out.result
 
 
+def mask_iou(mask: torch.Tensor, truth: np.ndarray) -> float:
+    """IoU of a latent-grid mask (nearest-upsampled to the image) with a pixel mask."""
+    m = mask.float().cpu().numpy()
+    return iou(np.kron(m, np.ones((truth.shape[0] // m.shape[0],) * 2)) > 0.5, truth)
+
+
 def evaluate_pair(pipe, seed: int, names: list[str], table: dict, keep_images: bool) -> dict:
     pair = render_pair(seed)
     src_scene, _ = pair_scenes(seed)
@@ -212,9 +256,9 @@ def evaluate_pair(pipe, seed: int, names: list[str], table: dict, keep_images: b
         score = vars(score_pair(img, pair.truth, pair.source, ref, pair.labels, len(pair.parts)))
         score["seconds"] = time.perf_counter() - t0
         if result is not None and kind.startswith("fgat") and setting.mask_source is MaskSource.ATTENTION:
-            m = result.mask.float().cpu().numpy()
-            up = np.kron(m, np.ones((pair.labels.shape[0] // m.shape[0],) * 2)) > 0.5
-            score["attention_iou"] = iou(up, pair.labels > 0)
+            score["attention_iou"] = mask_iou(result.mask, pair.labels > 0)
+        if result is not None and result.target_mask is not None:
+            score["target_attention_iou"] = mask_iou(result.target_mask, part_labels(pair_scenes(seed)[1]) > 0)
         row["scores"][name] = score
         if keep_images and name in FIGURE_METHODS:
             row["images"][name] = to_uint8(img).tolist()
@@ -240,9 +284,9 @@ def _worker_init(model: str | None, threads: int) -> None:
 
 
 def _worker(job) -> dict:
-    seed, names, steps, null_text_steps, figure_pairs = job
-    table = {"steps": steps, "methods": methods(steps, null_text_steps)}
-    return evaluate_pair(_PIPE, seed, names, table, seed < figure_pairs)
+    seed, names, steps, null_text_steps, figure_end, tries = job
+    table = {"steps": steps, "methods": methods(steps, null_text_steps, tries)}
+    return evaluate_pair(_PIPE, seed, names, table, seed < figure_end)
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -250,7 +294,7 @@ def summarise(rows: list[dict], names: list[str]) -> dict[str, dict[str, float]]
     out = {}
     for name in names:
         cols = {}
-        for key in ("appearance", "colour", "iou", "background", "attention_iou", "seconds"):
+        for key in ("appearance", "colour", "iou", "background", "attention_iou", "target_attention_iou", "seconds"):
             vals = [r["scores"][name][key] for r in rows if key in r["scores"][name]]
             if vals:
                 cols[key] = float(np.nanmean(vals))
@@ -260,9 +304,9 @@ def summarise(rows: list[dict], names: list[str]) -> dict[str, dict[str, float]]
 
 def markdown_table(summary: dict, n: int, steps: int) -> str:
     lines = [f"| Method ({n} pairs, {steps} steps) | appearance err ↓ | part colour err ↓ | structure IoU ↑ | "
-             "background err ↓ | attention-mask IoU | s/pair |", "|---|---|---|---|---|---|---|"]
+             "background err ↓ | attention-mask IoU (source / target) | s/pair |", "|---|---|---|---|---|---|---|"]
     for name, c in summary.items():
-        att = f"{c['attention_iou']:.2f}" if "attention_iou" in c else "—"
+        att = " / ".join(f"{c[k]:.2f}" for k in ("attention_iou", "target_attention_iou") if k in c) or "—"
         lines.append(f"| {name} | {c['appearance']:.3f} | {c['colour']:.3f} | {c['iou']:.2f} | "
                      f"{c['background']:.3f} | {att} | {c['seconds']:.1f} |")
     return "\n".join(lines)
@@ -298,6 +342,9 @@ def figure(rows: list[dict], path: Path, scale: int = 2) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--pairs", type=int, default=50)
+    p.add_argument("--first-pair", type=int, default=0, help="seed of the first pair (a disjoint range to confirm)")
+    p.add_argument("--try", dest="tries", nargs="*", default=[], metavar="K=V,K=V",
+                   help="extra FGAT rows: settings over the defaults, e.g. inversion=ddim,target_mask=gate")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--null-text-steps", type=int, default=3)
     p.add_argument("--methods", nargs="*", help="method names (default: all)")
@@ -306,14 +353,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--figure-pairs", type=int, default=4)
     p.add_argument("--out", type=Path, default=ROOT / "outputs" / "eval_demo")
     args = p.parse_args(argv)
-    table = methods(args.steps, args.null_text_steps)
-    names = args.methods or list(table)
+    table = methods(args.steps, args.null_text_steps, args.tries)
+    names = (args.methods or list(table)) + [f"FGAT, {t}" for t in args.tries]
     unknown = [n for n in names if n not in table]
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown}: pick from {list(table)}")
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    jobs = [(s, names, args.steps, args.null_text_steps, args.figure_pairs) for s in range(args.pairs)]
+    seeds = range(args.first_pair, args.first_pair + args.pairs)
+    jobs = [(s, names, args.steps, args.null_text_steps, args.first_pair + args.figure_pairs, args.tries)
+            for s in seeds]
     t0 = time.time()
     rows = []
     with ProcessPoolExecutor(args.jobs, initializer=_worker_init, initargs=(args.model, 1)) as ex:
@@ -334,15 +383,17 @@ def write_report(rows: list[dict], names: list[str], args, t0: float) -> str:
     md = markdown_table(summary, len(rows), args.steps)
     md += (f"\n\nTarget x0 along its inversion (window levels, decoded), mean abs error against the target: "
            f"own timestep {x0['own']:.3f}, next timestep {x0['next']:.3f}.\n")
-    for base in ("no transfer (reconstruction)", "FGAT (defaults)"):
+    for base in ("no transfer (reconstruction)", EXACT, "FGAT (defaults)", PAPER):
         table = paired(rows, names, base)
         md += f"\nPaired over the pairs, appearance error against {base}:\n\n{table}\n" if table else ""
     (args.out / "table.md").write_text(md)
     (args.out / "results.json").write_text(json.dumps(
-        {"pairs": len(rows), "steps": args.steps, "summary": summary, "target_x0": x0,
+        {"pairs": len(rows), "first_pair": args.first_pair, "steps": args.steps, "summary": summary, "target_x0": x0,
          "wall_seconds": time.time() - t0,
          "per_pair": [{k: v for k, v in r.items() if k != "images"} for r in rows]}, indent=1))
-    figure(sorted(rows, key=lambda r: r["seed"])[: args.figure_pairs], args.out / "figure.png")
+    shown = sorted(rows, key=lambda r: r["seed"])[: args.figure_pairs]
+    if shown and shown[0]["images"]:
+        figure(shown, args.out / "figure.png")
     return md
 
 

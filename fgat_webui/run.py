@@ -38,7 +38,7 @@ from fgat_core.engine import FGATInputs, FGATInterrupted, run_fgat
 from fgat_core.errors import ConfigError, InputError
 from fgat_core.images import fit_to, mask_from_image, to_rgb
 from fgat_core.infotext import INFOTEXT_KEY, format_infotext, image_hash
-from fgat_core.prepare import Request, check_request, default_mask_word, locate_word_ids
+from fgat_core.prepare import Request, check_request, default_mask_word, locate_word_ids, target_object_tokens
 from fgat_core.settings import MaskSource
 
 from .args import FGATSettings, apply_overrides, settings_from_script_args
@@ -106,25 +106,27 @@ class RowResult:
     latent_size: tuple[int, int]
 
 
-def mask_token_positions(backend: WebUIBackend, p: Any, prompt: str, word: str) -> list[int]:
+def mask_token_positions(backend: WebUIBackend, p: Any, prompt: str, word: str, target: bool = False) -> list[int]:
     """Key positions of `word`'s tokens in the prompt as the WebUI's text encoder feeds it to the model
     (empty word: the prompt's last word, `default_mask_word`). Found by searching the word's token ids in the
     prompt's token ids (`locate_word_ids`), which stays right with emphasis syntax, BREAK and prompts longer
-    than one 77-token chunk."""
+    than one 77-token chunk. `target`: the target prompt's object word (target-side masking)."""
+    fields, where, off = (("target_prompt", "target_mask_word"), "the target prompt", "target-side mask 'none'") \
+        if target else (("source_prompt", "mask_word"), "the img2img prompt", "mask source 'inpaint mask' or 'none'")
     if not word.strip():
         word = default_mask_word(prompt)
         if word is None:
-            raise InputError("source_prompt", prompt, "the prompt has no word to take the attention mask from: "
-                             "write a prompt naming the object, type the object word, or choose mask source "
-                             "'inpaint mask' or 'none'", problem="no word")
+            raise InputError(fields[0], prompt, "the prompt has no word to take the attention mask from: "
+                             f"write a prompt naming the object, type the object word, or choose {off}",
+                             problem="no word")
     needle = backend.word_token_ids(p, word.strip())
     haystack = backend.prompt_token_ids(p, prompt)
     hits = locate_word_ids(haystack, needle, backend.token_strings(haystack))
     if not hits:
         raise InputError(
-            "mask_word", word, "the object word {short} is not in the prompt {prompt}: type a word that appears in "
-            "the img2img prompt as plain text (it names the object whose appearance changes; a textual-inversion "
-            "embedding or a LoRA tag has no word tokens to find), or choose mask source 'inpaint mask' or 'none'",
+            fields[1], word, "the object word {short} is not in the prompt {prompt}: type a word that appears in "
+            f"{where} as plain text (it names the object whose appearance changes; a textual-inversion "
+            f"embedding or a LoRA tag has no word tokens to find), or choose {off}",
             problem="not found", short=shorten(word), prompt=shorten(prompt, 120))
     return hits
 
@@ -218,7 +220,7 @@ class FGATRun:
         self._captured_p = None
         self._target_latents: dict[tuple[int, int], Tensor] = {}
         self._source_latents: dict[int, Tensor] = {}
-        self._mask_tokens: dict[tuple[str, str], list[int]] = {}
+        self._mask_tokens: dict[tuple[str, str, bool], list[int]] = {}
 
     # ------------------------------------------------------------------------------------------ setup
     def prepare(self, p: Any) -> None:
@@ -233,6 +235,7 @@ class FGATRun:
                           mask_frames=mask_frames(p), host_mask=getattr(p, "image_mask", None) is not None)
         try:
             check_request(request, lambda prompt, word: self.mask_tokens(p, prompt, word))
+            self.target_tokens(p, backend.strip_extra_networks(settings.target_prompt), cfg)
         except (ConfigError, InputError) as e:
             raise in_webui_words(e, p, cfg) from None
         self.config = cfg
@@ -365,12 +368,17 @@ class FGATRun:
             latent = latent * keep + row * (1 - keep)
         return latent
 
-    def mask_tokens(self, p, prompt: str, word: str) -> list[int]:
-        """The mask word's token positions in `prompt`, located once per request: found while checking it
-        (`prepare`) and handed on to every row that samples that prompt."""
-        if (prompt, word) not in self._mask_tokens:
-            self._mask_tokens[(prompt, word)] = mask_token_positions(self.backend, p, prompt, word)
-        return self._mask_tokens[(prompt, word)]
+    def mask_tokens(self, p, prompt: str, word: str, target: bool = False) -> list[int]:
+        """The mask word's token positions in `prompt` (`target`: the target-side mask's word in the target
+        prompt), located once per request: found while checking it (`prepare`) and handed on to every row that
+        samples that prompt."""
+        if (prompt, word, target) not in self._mask_tokens:
+            self._mask_tokens[(prompt, word, target)] = mask_token_positions(self.backend, p, prompt, word, target)
+        return self._mask_tokens[(prompt, word, target)]
+
+    def target_tokens(self, p, target_prompt: str, cfg: FGATConfig) -> list[int] | None:
+        """The target-side mask word's positions (`prepare.target_object_tokens`), located once per request."""
+        return target_object_tokens(cfg, target_prompt, lambda q, w: self.mask_tokens(p, q, w, True))
 
     def _transfer_row(self, p, x: Tensor, i: int) -> Tensor:
         src = self.source_latent(p, x, i)
@@ -398,6 +406,7 @@ class FGATRun:
                 mask_tokens=self.mask_tokens(p, prompt, cfg.mask_word)
                 if cfg.mask_source is MaskSource.ATTENTION else None,
                 user_mask=self.user_mask(p, i) if cfg.mask_source is MaskSource.USER else None,
+                target_mask_tokens=self.target_tokens(p, target_prompt, cfg),
             )
             backend.prepare_unet(p, src, rows=max(4, 2 * cfg.dift_ensemble))  # the engine's largest batch
             result = run_fgat(backend.denoiser(p), inputs, cfg, progress=backend.report_progress)

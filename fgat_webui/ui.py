@@ -108,7 +108,7 @@ def _component(control: Control) -> Any:
 
 
 # the section's rows below the enable toggle, by `Control.row`: two names in one row become two columns
-LAYOUT = (("image", "prompt"), ("strength",), ("window",), ("method",))
+LAYOUT = (("image", "prompt"), ("strength",), ("window",), ("method",), ("target",))
 
 
 def _lay_out_rows(by_name: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from fgat_cli.pipeline import tiny_pipeline
 from fgat_cli.tiny import tiny_tokenizer
 from fgat_core.cache import InversionCache
 from fgat_core.config import FGATConfig
+from fgat_core.presets import paper_config
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -77,7 +78,7 @@ def test_batch_inverts_a_target_repeated_in_three_rows_once(images, tiny_pipe, m
     assert [i["rows"] for i in inv] == [STEPS + (STEPS - START + 1), STEPS, 0]
     assert [i["calls"] for i in inv] == [STEPS, STEPS, 0]
     assert [s["inversion_cache"]["hits"] for s in sides] == [0, 1, 2]
-    assert sides[2]["config"]["delta"] == 0.8 and sides[0]["config"]["delta"] == 0.6
+    assert sides[2]["config"]["delta"] == 0.8 and sides[0]["config"]["delta"] == FGATConfig().delta
     report = json.loads((images / "out" / "batch.json").read_text())
     assert report["failed"] == 0 and report["inversion_cache"] == {"hits": 3, "misses": 3}
     # row 2 took the target's inversion from the cache: its image equals a fresh, uncached run
@@ -177,14 +178,14 @@ def test_yaml_defaults_preset_flags_and_row_precedence(images):
         "pairs:\n"
         "  - {source: s1.png, target: t.png}\n"
         "  - {source: s2.png, target: t.png, delta: 0.3, window-end: 0.45, target_prompt: a cat}\n"
-        "  - {source: s2.png, target: t.png, preset: Paper defaults, out: sub/x}\n"
+        "  - {source: s2.png, target: t.png, preset: Paper, out: sub/x}\n"
     )
     jobs = read_pairs(images / "pairs.yaml", images / "out", settings={"delta": 0.5, "steps": 10})
     cfgs = [job.config for _, job in jobs]
     # defaults < preset < file defaults < command line < row
-    assert cfgs[0] == FGATConfig(delta=0.5, window_end=0.5, steps=10)
-    assert cfgs[1] == FGATConfig(delta=0.3, window_end=0.45, steps=10)
-    assert cfgs[2] == FGATConfig(delta=0.5, steps=10)
+    assert cfgs[0] == paper_config(delta=0.5, window_end=0.5, steps=10)  # "Strong transfer" is the paper's, stronger
+    assert cfgs[1] == paper_config(delta=0.3, window_end=0.45, steps=10)
+    assert cfgs[2] == paper_config(delta=0.5, steps=10)
     j0, j1, j2 = (job for _, job in jobs)
     assert j0.source == images / "s1.png" and j0.target_prompt == PROMPT and j1.target_prompt == "a cat"
     assert j0.out == images / "out" / "001-s1-t.png" and j2.out == images / "out" / "sub" / "x.png"

@@ -18,6 +18,7 @@ from fgat_cli.pnginfo import parse_generation_parameters, quote, read_png_settin
 from fgat_core.config import FGATConfig
 from fgat_core.diagnostics import COLUMNS, label_height, mask_overlay, warp_by_correspondence
 from fgat_core.infotext import image_hash, parse_infotext
+from fgat_core.presets import paper_config
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -107,7 +108,9 @@ def test_every_config_field_has_a_flag_with_its_type_and_choices():
     actions = {a.dest: a for a in parser._subparsers._group_actions[0].choices["transfer"]._actions}
     choices = {"inversion": ("direct", "null-text", "negative-prompt", "ddim"), "matching": ("progressive", "initial"),
                "mask_source": ("attention", "user", "none"), "gamma_on": ("guided", "uncond"),
-               "mask_layers": ("quarter", "all"), "dift_prompt": ("own", "empty")}
+               "mask_layers": ("quarter", "all", "full"), "dift_prompt": ("own", "empty"),
+               "target_mask": ("none", "gate", "restrict"), "background_lock": ("off", "on"),
+               "mask_threshold_mode": ("fixed", "otsu"), "mask_levels": ("before-window", "all")}
     for f in fields(FGATConfig):
         a = actions[f"cfg_{f.name}"]
         assert a.option_strings == ["--" + f.name.replace("_", "-")]
@@ -122,7 +125,7 @@ def test_precedence_defaults_then_preset_then_flags(tmp_path):
     assert cli.base_config(None, {}) == FGATConfig()
     assert cli.base_config("mine", {}) == FGATConfig(delta=0.9, window_end=0.6)
     assert cli.base_config("mine", {"delta": 0.5}) == FGATConfig(delta=0.5, window_end=0.6)
-    assert cli.base_config("Strong transfer", {"steps": 10}) == FGATConfig(delta=0.8, window_end=0.5, steps=10)
+    assert cli.base_config("Strong transfer", {"steps": 10}) == paper_config(delta=0.8, window_end=0.5, steps=10)
 
 
 def test_presets_command_lists_and_shows(tmp_path, capsys):
@@ -130,7 +133,7 @@ def test_presets_command_lists_and_shows(tmp_path, capsys):
     (tmp_path / "presets" / "presets.json").write_text(json.dumps({"mine": {"delta": 0.9}}))
     assert cli.main(["presets"]) == 0
     listed = capsys.readouterr().out.splitlines()
-    assert "Paper defaults  (built-in)" in listed and "mine" in listed
+    assert "Paper  (built-in)" in listed and "mine" in listed
     assert cli.main(["presets", "--show", "mine"]) == 0
     assert json.loads(capsys.readouterr().out) == FGATConfig(delta=0.9).to_dict()
     assert cli.main(["presets", "--show", "nope"]) == 2
@@ -527,9 +530,9 @@ def test_diagnostics_record_mask_coverage_prompts_preset_and_settings(tmp_path, 
     monkeypatch.setattr(diagnostics, "diagnostics_sheet", sheet)
     out = tmp_path / "d.png"
     assert cli.main(transfer_args(out, small, "--steps", str(STEPS), "--diagnostics", "--mask-source", "none",
-                                  "--preset", "paper defaults")) == 0
+                                  "--preset", "paper")) == 0
     side = json.loads(out.with_suffix(".json").read_text())
-    assert side["mask_coverage"] == 1.0 and side["preset"] == "paper defaults"
+    assert side["mask_coverage"] == 1.0 and side["preset"] == "paper"
     assert side["source_prompt"] == PROMPT and side["target_prompt"] == PROMPT
     caption = captions[0]
     assert caption[:2] == [f"source prompt: {PROMPT}", f"target prompt: {PROMPT}"]
@@ -549,7 +552,7 @@ def test_diagnostics_record_mask_coverage_prompts_preset_and_settings(tmp_path, 
 def test_preset_names_are_case_insensitive(tmp_path):
     (tmp_path / "presets").mkdir()
     (tmp_path / "presets" / "presets.json").write_text(json.dumps({"Soft": {"delta": 0.4}}))
-    assert cli.base_config("strong TRANSFER", {}) == FGATConfig(delta=0.8, window_end=0.5)
+    assert cli.base_config("strong TRANSFER", {}) == paper_config(delta=0.8, window_end=0.5)
     assert cli.base_config("soft", {}) == FGATConfig(delta=0.4)
     from fgat_core.presets import PresetStore
 
@@ -557,7 +560,7 @@ def test_preset_names_are_case_insensitive(tmp_path):
     assert store.save("SOFT", FGATConfig(delta=0.3)) is True  # replaces "Soft"
     assert json.loads((tmp_path / "presets" / "presets.json").read_text()) == {"SOFT": FGATConfig(delta=0.3).to_dict()}
     with pytest.raises(ValueError, match="built-in preset's name"):
-        store.save("paper DEFAULTS", FGATConfig())
+        store.save("PAPER", FGATConfig())
 
 
 def test_presets_save_takes_flags_or_a_runs_settings(tmp_path, small, use_tiny, capsys):
@@ -568,7 +571,7 @@ def test_presets_save_takes_flags_or_a_runs_settings(tmp_path, small, use_tiny, 
     assert code == 0 and out.startswith("saved preset 'mine'")
     assert store.get("Mine") == FGATConfig(delta=0.7, steps=30)
     code, _, _ = _run(["presets", "--save", "strong+", "--preset", "Strong transfer", "--lam", "0.3"], capsys)
-    assert store.get("strong+") == FGATConfig(delta=0.8, window_end=0.5, lam=0.3)
+    assert store.get("strong+") == paper_config(delta=0.8, window_end=0.5, lam=0.3)
     run = tmp_path / "run.png"
     assert cli.main(transfer_args(run, small, "--steps", str(STEPS), "--gamma", "0.35")) == 0
     for source in (run, run.with_suffix(".json")):

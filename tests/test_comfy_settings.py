@@ -28,13 +28,13 @@ def test_every_method_setting_is_an_input_with_the_tables_range_default_and_help
     expected = [s.name for s in SETTINGS if s.control is not None and not s.host_owned and s.name != "mask_word"]
     assert list(inputs) == expected
     kind, delta = inputs["delta"]
-    assert kind == "FLOAT" and (delta["min"], delta["max"], delta["step"], delta["default"]) == (0.0, 1.0, 0.01, 0.6)
+    assert kind == "FLOAT" and (delta["min"], delta["max"], delta["step"], delta["default"]) == (0.0, 1.0, 0.01, 0.9)
     delta_setting = next(s for s in SETTINGS if s.name == "delta")
     assert delta["tooltip"] == f"{delta_setting.control.label}: {delta_setting.help} (valid: [0, 1])"
     kind, window = inputs["window_end"]  # a percent control in the WebUI: a fraction here, as the setting is
     assert kind == "FLOAT" and (window["min"], window["max"], window["default"]) == (0.01, 1.0, 0.44)
     choices, inversion = inputs["inversion"]
-    assert choices == ["direct", "null-text", "negative-prompt", "ddim"] and inversion["default"] == "direct"
+    assert choices == ["direct", "null-text", "negative-prompt", "ddim"] and inversion["default"] == "negative-prompt"
     kind, ensemble = inputs["dift_ensemble"]
     assert kind == "INT" and (ensemble["min"], ensemble["max"]) == (1, 32)
     transfer = nodes.FGATAppearanceTransfer.INPUT_TYPES()["required"]
@@ -60,7 +60,7 @@ def test_presets_are_the_cli_and_webui_ones_and_a_user_preset_file_is_reread(nod
     assert nodes.FGATPreset.IS_CHANGED(preset="Mine") != before  # ComfyUI re-runs the node after an edit
     assert "Mine" in nodes.FGATPreset.INPUT_TYPES()["required"]["preset"][0]
     assert nodes.FGATPreset().preset("Mine")[0]["delta"] == 0.3
-    with pytest.raises(ValueError, match="^FGAT: unknown preset 'Nope'; available presets: Paper defaults"):
+    with pytest.raises(ValueError, match="^FGAT: unknown preset 'Nope'; available presets: Defaults"):
         nodes.FGATPreset().preset("Nope")
 
 

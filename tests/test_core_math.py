@@ -1,4 +1,4 @@
-"""The paper's identities (docs/DESIGN.md §2.8) checked against independent formulas, in float64."""
+"""The paper's identities (docs/DESIGN.md §2.9) checked against independent formulas, in float64."""
 
 import math
 

@@ -13,6 +13,7 @@ from fgat_core.config import FGATConfig
 from fgat_core.engine import FGATInputs, FGATInterrupted, ddim_sample, run_fgat
 from fgat_core.infotext import format_infotext, parse_infotext
 from fgat_core.mask import AttentionRecorder, word_token_indices
+from fgat_core.presets import paper_config
 from fgat_core.schedule import Schedule, v_from_eps
 
 SRC_PROMPT, TAR_PROMPT = "a photo of a cat sitting on grass", "a photo of a dog"
@@ -38,7 +39,7 @@ def inputs(tiny_pipe, example_images):
 
 def test_direct_inversion_reconstructs_at_cfg_7_5(tiny_pipe, inputs):
     """50 steps, CFG 7.5, sampled from step 0: the source latent comes back to 1e-4 (plain DDIM does not)."""
-    cfg = FGATConfig(steps=50, guidance_scale=7.5)
+    cfg = paper_config(steps=50, guidance_scale=7.5)
     out = run_fgat(tiny_pipe.host, inputs, cfg, transfer=False, first_step=0)
     assert rel(out.latent, inputs.source_latent) <= 1e-4
     ddim = run_fgat(tiny_pipe.host, inputs, cfg.replace(inversion="ddim"), transfer=False)
@@ -46,7 +47,7 @@ def test_direct_inversion_reconstructs_at_cfg_7_5(tiny_pipe, inputs):
 
 
 def test_null_text_reconstructs_better_than_ddim(tiny_pipe, inputs):
-    cfg = FGATConfig(steps=10, guidance_scale=7.5, null_text_steps=10)
+    cfg = paper_config(steps=10, guidance_scale=7.5, null_text_steps=10)
     nti = run_fgat(tiny_pipe.host, inputs, cfg.replace(inversion="null-text"), transfer=False)
     ddim = run_fgat(tiny_pipe.host, inputs, cfg.replace(inversion="ddim"), transfer=False)
     e_nti, e_ddim = rel(nti.latent, inputs.source_latent), rel(ddim.latent, inputs.source_latent)
@@ -57,7 +58,7 @@ def test_half_precision_latents_are_stepped_in_float32(tiny_pipe, inputs):
     """The CLI on CUDA encodes fp16 latents: the engine's arithmetic still runs in float32 (x0 divides by
     sqrt(a_t) ~ 0.2 in the window, which multiplies fp16 rounding), so the result equals the run on the same
     latents given in float32."""
-    cfg = FGATConfig(steps=10)
+    cfg = paper_config(steps=10)
     halves = FGATInputs(**{**inputs.__dict__, "source_latent": inputs.source_latent.half(),
                            "target_latent": inputs.target_latent.half()})
     widened = FGATInputs(**{**inputs.__dict__, "source_latent": halves.source_latent.float(),
@@ -97,7 +98,7 @@ def test_null_text_optimises_a_half_precision_unet_like_a_float32_one(tiny_pipe)
 def test_negative_prompt_inversion_equals_guidance_one(tiny_pipe, inputs):
     """With the source prompt as the unconditional embedding, CFG reduces to the conditional eps, so
     negative-prompt inversion reconstructs exactly like guidance-1 DDIM (up to float rounding)."""
-    cfg = FGATConfig(steps=20, guidance_scale=7.5)
+    cfg = paper_config(steps=20, guidance_scale=7.5)
     npi = run_fgat(tiny_pipe.host, inputs, cfg.replace(inversion="negative-prompt"), transfer=False)
     g1 = run_fgat(tiny_pipe.host, inputs, cfg.replace(inversion="ddim", guidance_scale=1.0), transfer=False)
     assert rel(npi.latent, g1.latent) < 1e-5
@@ -110,7 +111,7 @@ def test_no_transfer_identities(tiny_pipe, inputs, inversion):
     Bit-exact because T = 0 exactly (Eq. 3 is evaluated as x0 + M d (C - x0)), the mixes of Eqs. 6-7
     as x + (1-l)(x' - x), and eps(x'_t) comes from a call of the same batch layout as eps(x_t) (on
     this CPU backend equal inputs in equal layouts give equal bits)."""
-    cfg = FGATConfig(steps=12, inversion=inversion)
+    cfg = paper_config(steps=12, inversion=inversion)
     ref = run_fgat(tiny_pipe.host, inputs, cfg, transfer=False).latent
     full = run_fgat(tiny_pipe.host, inputs, cfg).latent
     assert rel(full, ref) > 1e-2  # the transfer does change the result
@@ -121,7 +122,7 @@ def test_no_transfer_identities(tiny_pipe, inputs, inversion):
 
 
 def test_same_seed_bit_identical_and_seed_matters(tiny_pipe, inputs):
-    cfg = FGATConfig(steps=10, dift_ensemble=2)
+    cfg = paper_config(steps=10, dift_ensemble=2)
     a = run_fgat(tiny_pipe.host, inputs, cfg)
     b = run_fgat(tiny_pipe.host, inputs, cfg)
     assert torch.equal(a.latent, b.latent) and torch.equal(a.correspondence, b.correspondence)
@@ -146,7 +147,7 @@ class _VUNet(torch.nn.Module):
 def test_v_prediction_host_equals_eps_host(tiny_pipe, inputs):
     eps_host = tiny_pipe.host
     v_host = DiffusersDenoiser(_VUNet(tiny_pipe.unet, eps_host.alphas_cumprod), eps_host.alphas_cumprod, "v_prediction")
-    cfg = FGATConfig(steps=10)
+    cfg = paper_config(steps=10)
     a = run_fgat(eps_host, inputs, cfg)
     b = run_fgat(v_host, inputs, cfg)
     assert rel(b.latent, a.latent) < 1e-4
@@ -156,7 +157,7 @@ def test_v_prediction_host_equals_eps_host(tiny_pipe, inputs):
 @pytest.mark.parametrize("steps,inversion", [(50, "direct"), (20, "ddim")])
 def test_unet_call_counts_follow_the_cost_model(tiny_pipe, inputs, steps, inversion):
     """docs/DESIGN.md §2.7 (cost): direct inversion skips sampling before the window and batches every pair."""
-    cfg = FGATConfig(steps=steps, inversion=inversion)
+    cfg = paper_config(steps=steps, inversion=inversion)
     st = run_fgat(tiny_pipe.host, inputs, cfg).stats
     n, (s, e) = steps, cfg.window(steps)
     w = e - s
@@ -178,18 +179,18 @@ def test_unet_call_counts_follow_the_cost_model(tiny_pipe, inputs, steps, invers
 
 
 def test_initial_matching_matches_once(tiny_pipe, inputs):
-    st = run_fgat(tiny_pipe.host, inputs, FGATConfig(steps=10, matching="initial")).stats
+    st = run_fgat(tiny_pipe.host, inputs, paper_config(steps=10, matching="initial")).stats
     assert st["matching"].feature_calls == 1
 
 
 def test_errors_say_what_to_change(tiny_pipe, inputs):
     bad = FGATInputs(**{**inputs.__dict__, "target_latent": torch.zeros(1, 4, 8, 16)})
     with pytest.raises(ValueError, match="resize the target"):
-        run_fgat(tiny_pipe.host, bad, FGATConfig(steps=10))
+        run_fgat(tiny_pipe.host, bad, paper_config(steps=10))
     with pytest.raises(ValueError, match="window is empty"):
-        run_fgat(tiny_pipe.host, inputs, FGATConfig(steps=2, window_start=0.1, window_end=0.4))
+        run_fgat(tiny_pipe.host, inputs, paper_config(steps=2, window_start=0.1, window_end=0.4))
     with pytest.raises(ValueError, match="no mask was given"):
-        run_fgat(tiny_pipe.host, inputs, FGATConfig(steps=10, mask_source="user"))
+        run_fgat(tiny_pipe.host, inputs, paper_config(steps=10, mask_source="user"))
     with pytest.raises(ValueError, match="not in the source prompt"):
         word_token_indices(SRC_PROMPT, "dog", tiny_pipe.tokens)
 
@@ -208,11 +209,11 @@ def test_errors_say_what_to_change(tiny_pipe, inputs):
 )
 def test_config_validation_names_field_and_range(field, value, pattern):
     with pytest.raises(ValueError, match=pattern):
-        FGATConfig(**{field: value})
+        paper_config(**{field: value})
 
 
 def test_config_dict_and_infotext_round_trip():
-    cfg = FGATConfig(delta=0.45, mask_word='cat; "x"', inversion="null-text", seed=7)
+    cfg = paper_config(delta=0.45, mask_word='cat; "x"', inversion="null-text", seed=7)
     assert FGATConfig.from_dict(cfg.to_dict()) == cfg
     assert parse_infotext(format_infotext(cfg)) == (cfg, {})
     with pytest.raises(ValueError, match="unknown FGAT setting.*colour"):
@@ -256,7 +257,7 @@ def test_phases_compose_to_run_fgat_and_one_inversion_serves_many_samplings(tiny
 
     from fgat_core.engine import invert, plan_run, sample
 
-    cfg = FGATConfig(steps=10, mask_source="none")
+    cfg = paper_config(steps=10, mask_source="none")
     plan = plan_run(tiny_pipe.host.alphas_cumprod, inputs, cfg)
     with torch.no_grad():
         inversions = invert(tiny_pipe.host, inputs, plan)
@@ -276,13 +277,13 @@ def test_the_attention_mask_costs_one_explicit_call_only_when_the_window_starts_
 ):
     """Direct inversion records the object word's attention at levels 1..start-1; tau_0 is never visited, so a
     window starting at step 1 needs one conditional call at X[0] (counted under 'mask'), and no other start does."""
-    cfg = FGATConfig(steps=10, window_start=window_start)
+    cfg = paper_config(steps=10, window_start=window_start)
     assert cfg.window(10)[0] == (1 if mask_calls else 3)
     st = run_fgat(tiny_pipe.host, inputs, cfg).stats
     assert (st["mask"].calls, st["mask"].rows) == (mask_calls, mask_calls)
 
 
-CFG = FGATConfig(steps=6)  # few steps: the fault tests below rerun the engine often
+CFG = paper_config(steps=6)  # few steps: the fault tests below rerun the engine often
 
 
 def module_hooks(*models) -> int:
@@ -355,9 +356,9 @@ def _stage_of(event, cfg: FGATConfig) -> str:
 @pytest.mark.parametrize(
     "cfg",
     [
-        FGATConfig(steps=6),  # direct: sampling starts at the window
-        FGATConfig(steps=6, inversion="ddim"),  # samples from step 0: steps before the window
-        FGATConfig(steps=3, inversion="null-text", null_text_steps=2),  # autograd inside
+        paper_config(steps=6),  # direct: sampling starts at the window
+        paper_config(steps=6, inversion="ddim"),  # samples from step 0: steps before the window
+        paper_config(steps=3, inversion="null-text", null_text_steps=2),  # autograd inside
     ],
     ids=["direct", "ddim", "null-text"],
 )

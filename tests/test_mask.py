@@ -286,9 +286,12 @@ def test_user_mask_through_the_pipeline(tiny_pipe, example_images):
 
 
 def test_all_black_user_mask_changes_nothing_and_says_so(tiny_pipe, example_images):
-    cfg = CFG.replace(mask_source="user")
+    cfg = CFG.replace(mask_source="user", background_lock="off")
     black = Image.new("L", (128, 128), 0)
     out = tiny_pipe.transfer(*example_images, SRC_PROMPT, TAR_PROMPT, cfg, mask=black)
     recon = tiny_pipe.transfer(*example_images, SRC_PROMPT, TAR_PROMPT, cfg, transfer=False, mask=black)
     assert any("all black" in m for m in out.messages)
     assert torch.allclose(out.latent, recon.latent, atol=1e-5)
+    # with the background lock (the default) the whole image is background: the source latent itself
+    locked = tiny_pipe.transfer(*example_images, SRC_PROMPT, TAR_PROMPT, cfg.replace(background_lock="on"), mask=black)
+    assert torch.equal(locked.latent, tiny_pipe.encode_image(locked.source))

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from fgat_core.config import FGATConfig
-from fgat_core.presets import BUILTIN, PresetStore, check_name
+from fgat_core.presets import BUILTIN, PresetStore, check_name, paper_config
 
 # ============================================================================ presets
 VALID = FGATConfig(delta=0.7).to_dict()
@@ -37,17 +37,17 @@ def test_corrupt_presets_file_is_reported_and_ignored(tmp_path, content, reason)
     store = PresetStore(tmp_path)
     assert store.names() == list(BUILTIN)
     assert len(store.errors) == 1 and reason in store.errors[0] and "ignored" in store.errors[0]
-    assert store.get("Paper defaults") == FGATConfig()
+    assert store.get("Paper") == paper_config()
     with pytest.raises(ValueError, match=f"preset 'x' cannot be used: the presets file .* {reason}"):
         store.get("x")  # not 'unknown preset': the user's file, where it might be, is unreadable
 
 
 def test_a_requested_preset_that_is_invalid_says_why_and_a_shadowed_one_is_reported(tmp_path):
-    (tmp_path / "presets.json").write_text('{"bad": {"delta": "x"}, "Paper defaults": {"delta": 0.9}}')
+    (tmp_path / "presets.json").write_text('{"bad": {"delta": "x"}, "Paper": {"delta": 0.9}}')
     store = PresetStore(tmp_path)
     with pytest.raises(ValueError, match=r"preset 'bad' cannot be used: preset 'bad' in .* is invalid \(.*delta"):
         store.get("bad")
-    assert store.get("Paper defaults") == FGATConfig()  # the built-in wins ...
+    assert store.get("Paper") == paper_config()  # the built-in wins ...
     assert any("built-in preset's name" in e for e in store.errors)  # ... and the user is told
     with pytest.raises(ValueError, match="unknown preset 'other'; available presets"):
         store.get("other")
@@ -108,7 +108,7 @@ def test_saving_writes_only_the_one_presets_file(tmp_path):
     assert (folder / "presets.json.lock").stat().st_size == 0
     assert PresetStore(folder).get("Katze ü") == FGATConfig(lam=0.3)
     with pytest.raises(ValueError, match="built-in"):
-        store.save("Paper defaults", FGATConfig())
+        store.save("Paper", FGATConfig())
 
 
 @pytest.mark.skipif(not hasattr(os, "symlink") or os.name == "nt", reason="symlinks need POSIX")

@@ -204,7 +204,7 @@ def test_a_row_is_done_when_its_files_and_recorded_row_match(pairs, tmp_path, ti
     (_, a), (_, b) = jobs
     assert row_done(a, tiny_pipe.name) and row_done(b, tiny_pipe.name)
     assert not row_done(a, "another-model")
-    assert not row_done(a.__class__(**{**a.__dict__, "config": a.config.replace(delta=0.9)}), tiny_pipe.name)
+    assert not row_done(a.__class__(**{**a.__dict__, "config": a.config.replace(delta=0.5)}), tiny_pipe.name)
     assert not row_done(a.__class__(**{**a.__dict__, "target_prompt": "a dog"}), tiny_pipe.name)
     assert not row_done(a.__class__(**{**a.__dict__, "diagnostics": True}), tiny_pipe.name)  # no sheet yet
     later = (out / "a.json").stat().st_mtime + 10

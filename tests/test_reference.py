@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from fgat_core import FGATConfig, FGATInputs, run_fgat
+from fgat_core.presets import paper_config
 
 STEPS, GUIDANCE, DIFT_T = 10, 7.5, 261
 SOURCE_PROMPT, TARGET_PROMPT = "a photo of a cat", "a photo of a dog"
@@ -116,7 +117,7 @@ def reference(tiny_pipe, example_images):
 
 @pytest.mark.parametrize(("inversion", "gamma_on"), [("ddim", "guided"), ("direct", "guided"), ("ddim", "uncond")])
 def test_engine_equals_the_reference(tiny_pipe, reference, inversion, gamma_on):
-    cfg = FGATConfig(steps=STEPS, inversion=inversion, gamma_on=gamma_on, mask_source="none", seed=3)
+    cfg = paper_config(steps=STEPS, inversion=inversion, gamma_on=gamma_on, mask_source="none", seed=3)
     with torch.no_grad():
         expected = reference.run(cfg)
         got = run_fgat(tiny_pipe.host, reference.inputs, cfg).latent
@@ -129,7 +130,7 @@ def test_mask_polarity_matches_the_reference(tiny_pipe, reference):
     """A user mask: transfer where M = 1 (the left half), the reconstruction's x0 where M = 0."""
     mask = torch.zeros(reference.zs.shape[-2:])
     mask[:, : mask.shape[1] // 2] = 1
-    cfg = FGATConfig(steps=STEPS, inversion="ddim", mask_source="user", seed=3)
+    cfg = paper_config(steps=STEPS, inversion="ddim", mask_source="user", seed=3)
     inputs = FGATInputs(**{**reference.inputs.__dict__, "user_mask": mask})
     with torch.no_grad():
         expected, flipped = reference.run(cfg, mask), reference.run(cfg, 1 - mask)
@@ -140,7 +141,7 @@ def test_mask_polarity_matches_the_reference(tiny_pipe, reference):
 
 def test_the_comparison_sees_a_target_one_level_off(tiny_pipe, reference):
     """Taking the target's x0 one noise level lower than the source step is far outside the tolerance."""
-    cfg = FGATConfig(steps=STEPS, inversion="ddim", mask_source="none", seed=3)
+    cfg = paper_config(steps=STEPS, inversion="ddim", mask_source="none", seed=3)
     with torch.no_grad():
         shifted = reference.run(cfg, target_shift=1)
         got = run_fgat(tiny_pipe.host, reference.inputs, cfg).latent

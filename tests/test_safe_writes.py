@@ -293,14 +293,15 @@ def test_the_test_session_checks_its_temp_directory():
     assert os.path.basename(stray) not in conftest.leftovers(conftest.SESSION_TEMP)
 
 
-def _count_mask_word_lookups(monkeypatch) -> list[tuple[str, str]]:
+def _count_mask_word_lookups(monkeypatch) -> list[tuple[str, ...]]:
     from fgat_cli import pipeline, runner
 
     calls = []
     for module in (runner, pipeline):
         real = module.word_token_indices
         def counting(prompt, word, *a, _real=real):
-            calls.append((prompt, word))
+            target = len(a) > 2 and a[2] == ("target_prompt", "target_mask_word")  # the target-side mask's word
+            calls.append((prompt, word, "target") if target else (prompt, word))
             return _real(prompt, word, *a)
 
         monkeypatch.setattr(module, "word_token_indices", counting)
@@ -311,7 +312,7 @@ def test_transfer_locates_the_mask_word_once(tmp_path, small, use_tiny, monkeypa
     """Issue 19: checked before the load and located there; the positions are handed to the pipeline."""
     calls = _count_mask_word_lookups(monkeypatch)
     assert cli.main(_transfer(tmp_path / "r.png", small, "--mask-word", "cat")) == 0
-    assert calls == [(PROMPT, "cat")]
+    assert calls == [(PROMPT, "cat"), (PROMPT, "", "target")]  # the target prompt is the source's
 
 
 def test_batch_locates_each_rows_mask_word_once(tmp_path, small, use_tiny, monkeypatch):
@@ -322,4 +323,5 @@ def test_batch_locates_each_rows_mask_word_once(tmp_path, small, use_tiny, monke
     calls = _count_mask_word_lookups(monkeypatch)
     args = ["batch", "--pairs", str(pairs), "--out-dir", str(tmp_path / "res"), "--quiet", "--steps", "4"]
     assert cli.main(args) == 0
-    assert sorted(calls) == sorted([(PROMPT, ""), ("a photo of a cat sitting", "")])
+    rows = (PROMPT, "a photo of a cat sitting")  # each row's target prompt is its source prompt
+    assert sorted(calls) == sorted([(p, "") for p in rows] + [(p, "", "target") for p in rows])

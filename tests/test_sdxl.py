@@ -17,6 +17,7 @@ from fgat_core import FGATConfig, FGATInputs, run_fgat
 from fgat_core.host import CONTEXT
 from fgat_core.mask import word_token_indices
 from fgat_core.matching import correspondence
+from fgat_core.presets import paper_config
 from fgat_core.schedule import v_from_eps
 
 STEPS = 10
@@ -153,7 +154,7 @@ def test_real_architectures_dift_layer_on_meta_device(config, image, expected):
 def test_sdxl_transfer_is_deterministic(xl, example_images):
     from fgat_cli.pipeline import tiny_pipeline
 
-    cfg = FGATConfig(steps=STEPS)
+    cfg = paper_config(steps=STEPS)
     a = xl.transfer(*example_images, "a photo of a cat", "a photo of a dog", cfg)
     b = xl.transfer(*example_images, "a photo of a cat", "a photo of a dog", cfg)
     c = tiny_pipeline(seed=0, sdxl=True).transfer(*example_images, "a photo of a cat", "a photo of a dog", cfg)
@@ -174,7 +175,7 @@ def test_sdxl_direct_inversion_reconstructs_the_source(xl, example_images):
     f64 = lambda c: {k: v.double() for k, v in c.items()}  # noqa: E731
     inp = FGATInputs(inp.source_latent.double(), inp.target_latent.double(), f64(inp.source_cond),
                      f64(inp.target_cond), f64(inp.uncond), mask_tokens=inp.mask_tokens)
-    cfg = FGATConfig(steps=STEPS)
+    cfg = paper_config(steps=STEPS)
     rec = run_fgat(host, inp, cfg, transfer=False)
     torch.testing.assert_close(rec.latent, inp.source_latent, rtol=0, atol=1e-10)
     full = run_fgat(host, inp, cfg)
@@ -203,7 +204,7 @@ def test_sdxl_v_prediction_is_converted_to_eps(xl, example_images):
     v_host = DiffusersDenoiser(_VFromEps(xl.unet, xl.host.alphas_cumprod), xl.host.alphas_cumprod, "v_prediction")
     v_host.unet.up_blocks = xl.unet.up_blocks  # features() hooks up_blocks[1]
     inp = _inputs(xl, example_images)
-    cfg = FGATConfig(steps=STEPS, mask_source="none")
+    cfg = paper_config(steps=STEPS, mask_source="none")
     ref = run_fgat(xl.host, inp, cfg)
     out = run_fgat(v_host, inp, cfg)
     torch.testing.assert_close(out.latent, ref.latent, rtol=1e-3, atol=1e-3)
@@ -211,7 +212,7 @@ def test_sdxl_v_prediction_is_converted_to_eps(xl, example_images):
 
 def test_sdxl_null_text_inversion_under_inference_mode(xl, example_images):
     """Forge runs generation under torch.inference_mode(); null-text inversion must leave it for its Adam."""
-    cfg = FGATConfig(steps=4, window_start=0.25, window_end=0.75, inversion="null-text", null_text_steps=2,
+    cfg = paper_config(steps=4, window_start=0.25, window_end=0.75, inversion="null-text", null_text_steps=2,
                      mask_source="none")
     inp = _inputs(xl, example_images)
     plain = run_fgat(xl.host, inp, cfg)
@@ -239,7 +240,7 @@ def test_sdxl_1024_matching_memory_fits_in_1gb_with_the_default_chunk():
     p, c = SDXL_1024["positions"], SDXL_1024["channels"]
     full_matrix = p * p * 4
     assert full_matrix == GIB  # the unchunked similarity matrix alone would already take 1 GiB
-    chunk = FGATConfig().match_chunk
+    chunk = paper_config().match_chunk
     extra = matching_extra_bytes(c, p, chunk)
     assert extra <= GIB, f"{extra / 2**20:.0f} MiB"
     assert extra < 0.2 * GIB  # 80 MiB of normalised features + 64 MiB per chunk: ~144 MiB

@@ -90,33 +90,41 @@ def test_the_cli_has_exactly_one_flag_per_setting():
             assert tuple(a.choices or ()) == s.choices and a.help.startswith(s.help)
 
 
-# the script's positional args as released (an API contract): name, label, kind, default, slider bounds, choices
+# the script's positional args as released (an API contract): name, label, kind, default, slider bounds, choices;
+# issue 21 changed five defaults (delta, inversion, mask threshold, dilation, layers), added mask layers 'full'
+# and appended five controls after the frozen order
 POSITIONAL_CONTRACT = [
     ('enabled', 'Fine-grained Appearance Transfer', 'bool', False, None, None, None, ()),
     ('target_image', 'Target image (appearance to transfer)', 'image', None, None, None, None, ()),
     ('target_prompt', 'Target prompt', 'text', '', None, None, None, ()),
     ('mask_word', 'Object word (empty: last word of the prompt)', 'text', '', None, None, None, ()),
     ('mask_source', 'Mask source', 'choice', 'attention', None, None, None, ('attention', 'inpaint mask', 'none')),
-    ('delta', 'δ transfer strength', 'float', 0.6, 0.0, 1.0, 0.01, ()),
+    ('delta', 'δ transfer strength', 'float', 0.9, 0.0, 1.0, 0.01, ()),
     ('lam', 'λ latent balance', 'float', 0.2, 0.0, 1.0, 0.01, ()),
     ('gamma', 'γ noise balance', 'float', 0.2, 0.0, 1.0, 0.01, ()),
     ('window_start', 'Window start (% of steps)', 'percent', 24.0, 0, 99, 1, ()),
     ('window_end', 'Window end (% of steps)', 'percent', 44.0, 1, 100, 1, ()),
     ('matching', 'Matching', 'choice', 'progressive', None, None, None, ('progressive', 'initial')),
-    ('inversion', 'Inversion', 'choice', 'direct', None, None, None,
+    ('inversion', 'Inversion', 'choice', 'negative-prompt', None, None, None,
      ('direct', 'null-text', 'negative-prompt', 'ddim')),
     ('dift_ensemble', 'DIFT ensemble', 'int', 1, 1, 32, 1, ()),
     ('diagnostics', 'Diagnostics images', 'bool', False, None, None, None, ()),
-    ('mask_threshold', 'Mask threshold', 'float', 0.3, 0.0, 0.95, 0.05, ()),
-    ('mask_dilate', 'Mask dilation (latent px)', 'int', 1, 0, 8, 1, ()),
-    ('mask_layers', 'Attention layers for the mask', 'choice', 'quarter', None, None, None, ('quarter', 'all')),
+    ('mask_threshold', 'Mask threshold', 'float', 0.4, 0.0, 0.95, 0.05, ()),
+    ('mask_dilate', 'Mask dilation (latent px)', 'int', 0, 0, 8, 1, ()),
+    ('mask_layers', 'Attention layers for the mask', 'choice', 'full', None, None, None, ('quarter', 'all', 'full')),
     ('dift_timestep', 'DIFT timestep', 'int', 261, 0, 999, 1, ()),
     ('dift_prompt', 'DIFT prompt', 'choice', 'own', None, None, None, ('own', 'empty')),
     ('gamma_on', 'γ mixes', 'choice', 'guided', None, None, None, ('guided', 'uncond')),
     ('null_text_steps', 'Null-text iterations', 'int', 10, 1, 100, 1, ()),
     ('null_text_lr', 'Null-text learning rate', 'float', 0.01, 0.0001, 0.1, 0.0001, ()),
     ('null_text_epsilon', 'Null-text early stop', 'float', 1e-05, 0.0, 0.001, 1e-06, ()),
-    ('match_chunk', 'Matching chunk (rows)', 'int', 1024, 64, 16384, 64, ()),]
+    ('match_chunk', 'Matching chunk (rows)', 'int', 1024, 64, 16384, 64, ()),
+    ('target_mask', 'Target-side mask', 'choice', 'restrict', None, None, None, ('none', 'gate', 'restrict')),
+    ('target_mask_word', 'Target object word (empty: last word of the target prompt)', 'text', '', None, None, None,
+     ()),
+    ('background_lock', 'Background lock', 'choice', 'on', None, None, None, ('off', 'on')),
+    ('mask_threshold_mode', 'Mask threshold mode', 'choice', 'fixed', None, None, None, ('fixed', 'otsu')),
+    ('mask_levels', 'Attention levels for the mask', 'choice', 'all', None, None, None, ('before-window', 'all')),]
 
 
 def test_webui_controls_keep_the_positional_contract():
@@ -159,15 +167,15 @@ def test_xyz_axes_are_the_settings_with_an_axis_and_the_preset():
 def test_markdown_rows_say_what_the_table_says():
     table = markdown_table("all").splitlines()
     assert table[0] == "| Field | CLI flag | Default | Range | Meaning | WebUI control | X/Y/Z |"
-    assert "| `delta` | `--delta` | 0.6 | [0, 1] | δ: transfer weight (Eq. 3) | δ transfer strength | yes |" in table
-    assert ("| `inversion` | `--inversion` | `direct` | `direct`, `null-text`, `negative-prompt`, `ddim` | how the "
-            "source is inverted | Inversion |  |") in table
+    assert "| `delta` | `--delta` | 0.9 | [0, 1] | δ: transfer weight (Eq. 3) | δ transfer strength | yes |" in table
+    assert ("| `inversion` | `--inversion` | `negative-prompt` | `direct`, `null-text`, `negative-prompt`, `ddim` | "
+            "how the source is inverted | Inversion |  |") in table
     assert ("| `seed` | `--seed` | 0 | ≥ 0 | seed of the DIFT noise (a host uses its generation seed) | "
             "the WebUI's own |  |") in table
     assert len(table) == 2 + len(SETTINGS)
     common = [row.split(" | ")[0][3:-1] for row in markdown_table("common").splitlines()[2:]]
     assert common == ["delta", "lam", "gamma", "window_start", "window_end", "inversion", "matching", "mask_source",
-                      "mask_word", "dift_ensemble"]
+                      "mask_word", "dift_ensemble", "target_mask", "target_mask_word", "background_lock"]
 
 
 def test_every_marked_settings_table_in_the_docs_is_the_generated_one():

@@ -158,7 +158,7 @@ def test_api_preset_is_the_base_and_keys_override_it(tmp_path):
     store = PresetStore(tmp_path)
     s = settings_from_dict({"preset": "Strong transfer", "gamma": 0.5}, store)
     assert (s.config.delta, s.config.window_end, s.config.gamma) == (0.8, 0.5, 0.5)
-    with pytest.raises(ValueError, match=r"unknown preset 'Nope'; available presets: Paper defaults"):
+    with pytest.raises(ValueError, match=r"unknown preset 'Nope'; available presets: Defaults, Paper"):
         settings_from_dict({"preset": "Nope"}, store)
 
 

@@ -158,8 +158,9 @@ def test_xyz_delta_axis_and_delta_zero_reconstructs_the_source(webui, images):
     src, tar = images
     xyz = webui.runner.selectable_scripts[_xyz_index(webui) - 1]
     axis = xyz.current_axis_options.index(next(o for o in xyz.current_axis_options if "δ" in o.label))
-    gen = webui.img2img(src, PROMPT, _fgat(webui, tar), steps=STEPS, seed=4, script_index=_xyz_index(webui),
-                        script_args=[axis, "0, 0.7"])
+    # direct inversion: its reconstruction is the source latent (the default, negative-prompt, only approximates it)
+    gen = webui.img2img(src, PROMPT, _fgat(webui, tar, inversion="direct"), steps=STEPS, seed=4,
+                        script_index=_xyz_index(webui), script_args=[axis, "0, 0.7"])
     deltas = [parse_infotext(_fgat_infotext(type("P", (), {"infotexts": [t]})))[0].delta
               for t in gen.processed.infotexts]
     assert deltas == [0.0, 0.7]
@@ -207,7 +208,8 @@ def test_the_mask_word_is_located_once_per_request(webui, images, monkeypatch):
     monkeypatch.setattr(fgat_run, "mask_token_positions", lambda *a: located.append(a[2:]) or real(*a))
     gen = webui.img2img(src, PROMPT, _fgat(webui, tar), steps=6, seed=8, batch_size=2, n_iter=2)
     assert len(gen.processed.images) == 4
-    assert located == [(PROMPT, "")]  # found while checking the request, handed on to the four rows
+    # found while checking the request, handed on to the four rows: the mask word, then the target-side mask's
+    assert located == [(PROMPT, "", False), (TARGET_PROMPT, "", True)]
 
 # ---------------------------------------------------------------------------------------------- masks
 def _spy_run_fgat(monkeypatch):

@@ -66,9 +66,9 @@ def test_preset_actions_save_load_delete(tmp_path):
 
 @pytest.mark.parametrize(
     ("action", "pattern"),
-    [(lambda a: a.delete("Paper defaults"), "built-in preset and cannot be deleted"),
+    [(lambda a: a.delete("Paper"), "built-in preset and cannot be deleted"),
      (lambda a: a.save("../escape", [c.default for c in CONTROLS]), "invalid preset name"),
-     (lambda a: a.save("Paper defaults", [c.default for c in CONTROLS]), "cannot be overwritten"),
+     (lambda a: a.save("Paper", [c.default for c in CONTROLS]), "cannot be overwritten"),
      (lambda a: a.delete("ghost"), "no user preset named 'ghost'"),
      # the window in the sliders' own units, not the config's fractions
      (lambda a: a.save("Bad window", [{"window_start": 30.0, "window_end": 20.0}.get(c.name, c.default)
@@ -158,7 +158,7 @@ def test_xyz_axes_are_registered_once_and_apply_to_the_cell_copy(webui):
     xyz = next(d.module for d in webui.modules.scripts.scripts_data if d.script_class.__module__ == "xyz_grid.py")
     labels = [o.label for o in xyz.axis_options]
     assert all(labels.count(label) == 1 for label, _, _ in AXES)
-    assert register_xyz_axes(lambda: ["Paper defaults"]) is True  # again: no duplicates
+    assert register_xyz_axes(lambda: ["Paper"]) is True  # again: no duplicates
     assert [o.label for o in xyz.axis_options] == labels
     opts = {o.label: o for o in xyz.axis_options}
     assert all(getattr(opts[label], "is_img2img", True) for label, _, _ in AXES)
@@ -170,6 +170,6 @@ def test_xyz_axes_are_registered_once_and_apply_to_the_cell_copy(webui):
     assert getattr(p, XYZ_ATTR) == {"delta": 0.9}
     assert getattr(cell, XYZ_ATTR) == {"delta": 0.9, "gamma": 0.1}
     preset = opts["[FGAT] Preset"]
-    assert "Paper defaults" in preset.choices()
+    assert "Paper" in preset.choices()
     with pytest.raises(RuntimeError, match="unknown FGAT preset"):
-        preset.confirm(p, ["Paper defaults", "Nope"])
+        preset.confirm(p, ["Paper", "Nope"])
