@@ -1,7 +1,7 @@
 """ComfyUI inputs built from `fgat_core.settings.SETTINGS` (the one table of setting metadata), the presets
 folder, and the conversions between ComfyUI's IMAGE / MASK tensors and PIL images.
 
-A setting's input: FLOAT / INT with the table's default and its control's slider bounds and step (a
+A setting's input: FLOAT / INT / STRING with the table's default and its control's slider bounds and step (a
 percent control, shown as % of the steps in the WebUI, is a fraction here, as the setting itself is), or a
 combo of its `Mode` choices; the tooltip is the label, the help and the valid range. Host-owned settings
 (steps, CFG scale, seed) and the mask word are inputs of the transfer node itself."""
@@ -42,6 +42,8 @@ def setting_input(setting: Setting) -> tuple:
     options: dict[str, Any] = {"default": _plain(setting.default), "tooltip": tooltip(setting)}
     if setting.choices:
         return list(setting.choices), options
+    if setting.kind is str:
+        return "STRING", options
     c = setting.control
     scale = 0.01 if c.percent else 1.0
     for key, value in (("min", c.minimum), ("max", c.maximum), ("step", c.step)):

@@ -37,6 +37,12 @@ def test_every_method_setting_is_an_input_with_the_tables_range_default_and_help
     assert choices == ["direct", "null-text", "negative-prompt", "ddim"] and inversion["default"] == "negative-prompt"
     kind, ensemble = inputs["dift_ensemble"]
     assert kind == "INT" and (ensemble["min"], ensemble["max"]) == (1, 32)
+    by_name = {s.name: s for s in SETTINGS}
+    for name, (kind, _options) in inputs.items():  # each input's type is its setting's kind (found in the real
+        setting = by_name[name]                     # ComfyUI: a text setting shown as INT failed validation)
+        want = list(setting.choices) if setting.choices else {str: "STRING", float: "FLOAT", int: "INT"}[setting.kind]
+        assert kind == want, name
+    assert inputs["target_mask_word"][0] == "STRING"
     transfer = nodes.FGATAppearanceTransfer.INPUT_TYPES()["required"]
     assert transfer["steps"][1]["default"] == 50 and transfer["cfg"][1]["default"] == 7.5  # host-owned: its own
 
@@ -90,6 +96,10 @@ def test_the_example_workflows_use_the_nodes_as_defined_and_the_bundled_images(n
     settings = next(n for n in api.values() if n["class_type"] == "FGATSettings")["inputs"]
     defaults = {k: spec[1]["default"] for k, spec in nodes.FGATSettings.INPUT_TYPES()["optional"].items()}
     assert settings == {k: defaults[k] for k in settings}  # settings the node has, at the table's defaults
+    convert = {"STRING": str, "FLOAT": float, "INT": int}  # what ComfyUI's validate_inputs applies (execution.py)
+    for name, value in settings.items():
+        kind = nodes.FGATSettings.INPUT_TYPES()["optional"][name][0]
+        assert value in kind if isinstance(kind, list) else convert[kind](value) == value, name
     transfer = next(n for n in api.values() if n["class_type"] == "FGATAppearanceTransfer")["inputs"]
     spec = nodes.FGATAppearanceTransfer.INPUT_TYPES()
     assert set(transfer) <= set(spec["required"]) | set(spec["optional"]) and set(spec["required"]) <= set(transfer)
