@@ -291,12 +291,12 @@ def update_markdown(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m fgat_core.settings --markdown all|common` prints the table; `--update FILE...` rewrites the
+    """`python -m fgat_core.settings_tables --markdown all|common` prints the table; `--update FILE...` rewrites the
     marked blocks of those Markdown files in place."""
     import argparse
     from pathlib import Path
 
-    parser = argparse.ArgumentParser(prog="python -m fgat_core.settings", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m fgat_core.settings_tables", description=main.__doc__)
     parser.add_argument("--markdown", choices=("all", "common"), help="print the settings table")
     parser.add_argument("--update", nargs="+", metavar="FILE", help="regenerate the marked tables in these files")
     args = parser.parse_args(argv)

@@ -188,7 +188,7 @@ def test_every_marked_settings_table_in_the_docs_is_the_generated_one():
             found.append((path.name, m.group(2)))
             assert m.group(3) == markdown_table(m.group(2)), (
                 f"{path.name}'s settings-table:{m.group(2)} differs from fgat_core/settings.py: run "
-                f"`python -m fgat_core.settings --update {path.relative_to(ROOT)}`")
+                f"`python -m fgat_core.settings_tables --update {path.relative_to(ROOT)}`")
     assert ("README.md", "all") in found or any(which == "all" for _, which in found)
 
 
